@@ -1,0 +1,154 @@
+"""The one configuration of a VAE run: every knob the trainer has, as a frozen dataclass.
+
+It round-trips to a flat ``{key: value}`` dict and to JSON, parses ``key=value`` strings
+(the CLI's ``--set``), and validates itself so that a bad value is reported by its key
+before any work starts. The defaults are the seed question's configuration (the one that
+collapses on CIFAR-10): latent 256, depth 4, sigmoid decoder, MSE averaged over pixels,
+KL summed over latent dims, constant weight 1, batch 40, Adam at 1e-3.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any, get_type_hints
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "decoder_activation": ("sigmoid", "none"),
+    "likelihood": ("mse", "gaussian", "bernoulli"),
+    "sigma_mode": ("learned", "optimal"),
+    "recon_reduction": ("sum", "mean"),
+    "kl_reduction": ("sum", "mean"),
+    "kl_schedule": ("constant", "linear", "cyclical", "sigmoid"),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message starts with the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    # data
+    dataset: str = "cifar10"
+    data_dir: str = "data"
+    val_fraction: float = 0.1
+    synthetic_size: int = 2048
+    # architecture
+    latent_dim: int = 256
+    depth: int = 4
+    width: int = 32
+    decoder_activation: str = "sigmoid"
+    # reconstruction term
+    likelihood: str = "mse"
+    sigma_mode: str = "optimal"
+    recon_reduction: str = "mean"
+    kl_reduction: str = "sum"
+    # KL weight
+    kl_schedule: str = "constant"
+    kl_weight: float = 1.0
+    kl_warmup_steps: int = 1000
+    kl_cycles: int = 4
+    kl_ratio: float = 0.5
+    free_bits: float = 0.0
+    # optimisation
+    lr: float = 1e-3
+    batch_size: int = 40
+    max_epochs: int = 1
+    max_steps: int = -1
+    seed: int = 0
+    # metrics
+    au_threshold: float = 0.01
+
+    def __post_init__(self) -> None:
+        validate(self)
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True)
+
+    @classmethod
+    def from_dict(cls, values: dict[str, Any]) -> Config:
+        unknown = sorted(set(values) - set(field_types()))
+        if unknown:
+            raise ConfigError(unknown[0], "unknown key")
+        return cls(**{k: coerce(k, v) for k, v in values.items()})
+
+    @classmethod
+    def from_json(cls, text: str) -> Config:
+        return cls.from_dict(json.loads(text))
+
+    def replace(self, **changes: Any) -> Config:
+        return Config.from_dict({**self.to_dict(), **changes})
+
+
+def field_types() -> dict[str, type]:
+    """Each field's Python type (int, float or str), by name."""
+    hints = get_type_hints(Config)
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+
+
+def coerce(key: str, value: Any) -> Any:
+    """Convert ``value`` (possibly a string from the command line) to the type of ``key``."""
+    types = field_types()
+    if key not in types:
+        raise ConfigError(key, "unknown key")
+    kind = types[key]
+    if isinstance(value, bool):
+        raise ConfigError(key, f"expected {kind.__name__}, got {value!r}")
+    try:
+        if kind is int:
+            if isinstance(value, float) and not value.is_integer():
+                raise ValueError
+            return int(value)
+        if kind is float:
+            return float(value)
+    except (TypeError, ValueError):
+        raise ConfigError(key, f"expected {kind.__name__}, got {value!r}") from None
+    if not isinstance(value, str):
+        raise ConfigError(key, f"expected str, got {value!r}")
+    return value
+
+
+def parse_overrides(items: list[str]) -> dict[str, Any]:
+    """Parse ``["key=value", ...]`` into typed values; an item without ``=`` is an error."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(item, "expected key=value")
+        out[key.strip()] = coerce(key.strip(), value.strip())
+    return out
+
+
+def _check(ok: bool, key: str, message: str) -> None:
+    if not ok:
+        raise ConfigError(key, message)
+
+
+def validate(cfg: Config) -> None:
+    """Raise ConfigError naming the first invalid field of ``cfg``."""
+    for key, choices in CHOICES.items():
+        value = getattr(cfg, key)
+        _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+    for key in ("latent_dim", "depth", "width", "batch_size", "max_epochs",
+                "kl_cycles", "synthetic_size"):
+        _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
+    _check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
+    _check(cfg.kl_weight >= 0, "kl_weight", f"must be >= 0, got {cfg.kl_weight}")
+    _check(cfg.free_bits >= 0, "free_bits", f"must be >= 0, got {cfg.free_bits}")
+    _check(cfg.kl_warmup_steps >= 0, "kl_warmup_steps",
+           f"must be >= 0, got {cfg.kl_warmup_steps}")
+    _check(0 < cfg.kl_ratio <= 1, "kl_ratio", f"must be in (0, 1], got {cfg.kl_ratio}")
+    _check(0 < cfg.val_fraction < 1, "val_fraction",
+           f"must be in (0, 1), got {cfg.val_fraction}")
+    _check(cfg.max_steps == -1 or cfg.max_steps >= 1, "max_steps",
+           f"must be -1 (no limit) or >= 1, got {cfg.max_steps}")
+    _check(cfg.au_threshold > 0, "au_threshold", f"must be > 0, got {cfg.au_threshold}")
+    _check(bool(cfg.dataset), "dataset", "must not be empty")

@@ -1,0 +1,71 @@
+"""Convolutional encoder and decoder for any C x H x W image size.
+
+Each of the ``depth`` encoder layers is a stride-2 3x3 conv (H -> ceil(H/2)); the decoder
+mirrors it with transposed convs whose output padding is chosen so that every layer lands
+exactly on the encoder's size, so 32x32, 28x28 and odd sizes all round-trip.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+MAX_CHANNELS = 512
+
+
+def channels(depth: int, width: int) -> list[int]:
+    """Channels after each encoder layer: width, 2*width, ... (capped)."""
+    return [min(width * 2**i, MAX_CHANNELS) for i in range(depth)]
+
+
+def spatial_sizes(height: int, width: int, depth: int) -> list[tuple[int, int]]:
+    """(H, W) before each encoder layer and after the last: depth + 1 entries."""
+    sizes = [(height, width)]
+    for _ in range(depth):
+        h, w = sizes[-1]
+        sizes.append(((h + 1) // 2, (w + 1) // 2))
+    return sizes
+
+
+class Encoder(nn.Module):
+    """x (B, C, H, W) in [0, 1] -> (mu, logvar), each (B, latent_dim)."""
+
+    def __init__(self, shape: tuple[int, int, int], depth: int, width: int, latent_dim: int):
+        super().__init__()
+        chans = [shape[0], *channels(depth, width)]
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(chans[:-1], chans[1:]):
+            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+        self.convs = nn.Sequential(*layers, nn.Flatten())
+        h, w = spatial_sizes(shape[1], shape[2], depth)[-1]
+        self.head = nn.Linear(chans[-1] * h * w, 2 * latent_dim)
+
+    def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        mu, logvar = self.head(self.convs(x)).chunk(2, dim=1)
+        return mu, logvar
+
+
+class Decoder(nn.Module):
+    """z (B, latent_dim) -> image (B, C, H, W); sigmoid on the output unless activation none."""
+
+    def __init__(self, shape: tuple[int, int, int], depth: int, width: int, latent_dim: int,
+                 activation: str):
+        super().__init__()
+        chans = channels(depth, width)[::-1] + [shape[0]]
+        sizes = spatial_sizes(shape[1], shape[2], depth)[::-1]
+        self.start = (chans[0], *sizes[0])
+        self.fc = nn.Linear(latent_dim, chans[0] * sizes[0][0] * sizes[0][1])
+        layers: list[nn.Module] = []
+        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
+            (h_in, w_in), (h_out, w_out) = sizes[i], sizes[i + 1]
+            pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
+            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
+                                             output_padding=pad))
+            if i < depth - 1:
+                layers.append(nn.LeakyReLU(0.2))
+        if activation == "sigmoid":
+            layers.append(nn.Sigmoid())
+        self.deconvs = nn.Sequential(*layers)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.deconvs(self.fc(z).view(-1, *self.start))

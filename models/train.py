@@ -1,0 +1,102 @@
+"""Train one configuration: the single code path shared by ``sweep train`` and every trial.
+
+``fit(cfg)`` seeds everything, builds the data module and the VAE, runs a Lightning Trainer
+and returns the validation metrics of the last epoch, the per-epoch history and the
+training throughput. Callers add their own callbacks (pruning, checkpoints) and may pass
+already-loaded images so a worker decodes its data once for many trials.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Sequence
+from typing import Any
+
+import pytorch_lightning as pl
+import torch
+
+from models.config import Config
+from models.data import ImageDataModule
+from models.module import VAE
+
+
+class Throughput(pl.Callback):
+    """Training images per second, timed over training batches only (validation excluded)."""
+
+    def __init__(self) -> None:
+        self.images = 0
+        self.seconds = 0.0
+        self._t0 = 0.0
+        self.start_epoch = 0
+        self.epochs = 0
+
+    def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.start_epoch = trainer.current_epoch  # > 0 when resumed from a checkpoint
+
+    def _sync(self, module: pl.LightningModule) -> None:
+        if module.device.type == "cuda":
+            torch.cuda.synchronize(module.device)
+
+    def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
+                             batch: Any, batch_idx: int) -> None:
+        if batch_idx == 0:
+            self._sync(module)
+            self._t0 = time.perf_counter()
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._sync(module)
+        self.epochs += 1
+        if self._t0:
+            self.seconds += time.perf_counter() - self._t0
+            self._t0 = 0.0
+
+    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
+                           outputs: Any, batch: Any, batch_idx: int) -> None:
+        self.images += batch.shape[0]
+
+    @property
+    def images_per_sec(self) -> float:
+        return self.images / self.seconds if self.seconds else 0.0
+
+
+@dataclasses.dataclass
+class FitResult:
+    metrics: dict[str, Any]
+    history: list[dict[str, Any]]
+    module: VAE
+    datamodule: ImageDataModule
+    trainer: pl.Trainer
+
+
+def total_steps(cfg: Config, steps_per_epoch: int) -> int:
+    """Optimiser steps the run will take: what the cyclical schedule spreads its cycles over."""
+    by_epochs = cfg.max_epochs * steps_per_epoch
+    return min(by_epochs, cfg.max_steps) if cfg.max_steps > 0 else by_epochs
+
+
+def fit(cfg: Config, *, images: torch.Tensor | None = None,
+        callbacks: Sequence[pl.Callback] = (), ckpt_path: str | None = None,
+        root_dir: str | None = None, logger: Any = False, progress: bool = False,
+        accelerator: str = "auto") -> FitResult:
+    """Train ``cfg`` and return its metrics (see ``models.metrics``) and history."""
+    pl.seed_everything(cfg.seed, workers=True, verbose=False)
+    dm = ImageDataModule(cfg, images)
+    dm.setup("fit")
+    steps = total_steps(cfg, len(dm.train_dataloader()))
+    model = VAE(cfg.to_dict(), dm.image_shape, steps)
+    throughput = Throughput()
+    has_checkpoint = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
+    trainer = pl.Trainer(
+        max_epochs=cfg.max_epochs, max_steps=cfg.max_steps, accelerator=accelerator,
+        devices=1, callbacks=[throughput, *callbacks], logger=logger,
+        enable_checkpointing=has_checkpoint, enable_progress_bar=progress,
+        enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir,
+        log_every_n_steps=10,
+    )
+    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    metrics = {**model.last_metrics, "images_per_sec": throughput.images_per_sec,
+               "epochs": len(model.history), "start_epoch": throughput.start_epoch,
+               "epochs_trained": throughput.epochs, "steps": trainer.global_step,
+               "device": str(model.device)}
+    return FitResult(metrics, model.history, model, dm, trainer)

@@ -1,0 +1,39 @@
+"""The one-shot commands: ``train`` (one configuration, no study) and ``dashboard``."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.config import Config, parse_overrides
+
+
+def build_config(overrides: list[str], data: str | None) -> Config:
+    """Config from ``--set key=value`` items and ``--data SPEC`` (which wins over dataset=)."""
+    values = parse_overrides(overrides)
+    if data:
+        values["dataset"] = data
+    return Config.from_dict(values)
+
+
+def train(overrides: list[str], data: str | None, progress: bool = False) -> dict[str, Any]:
+    """Train one config in this process, through the same ``fit`` every trial uses."""
+    from models.train import fit
+    from sweep.provenance import provenance
+
+    cfg = build_config(overrides, data)
+    result = fit(cfg, progress=progress)
+    return {**result.metrics, "config": cfg.to_dict(), **provenance()}
+
+
+def dashboard(storage_url: str | None, port: int) -> None:
+    """optuna-dashboard on this storage, with the artifact store the trials wrote to."""
+    import optuna_dashboard
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from sweep.storage import artifact_dir, open_storage, resolve_storage_url
+
+    url = resolve_storage_url(storage_url)
+    storage = open_storage(url, heartbeat_interval=None)
+    store = FileSystemArtifactStore(str(artifact_dir(url)))
+    print(f"optuna-dashboard on http://127.0.0.1:{port}/ for {url}", flush=True)
+    optuna_dashboard.run_server(storage, host="127.0.0.1", port=port, artifact_store=store)

@@ -1,0 +1,92 @@
+"""The Optuna objective: suggest a config, fit it, record it, return the chosen metrics.
+
+A trial re-run after a crash (Optuna's RetryFailedTrialCallback enqueues it with the same
+params and a ``retry_history``) resumes from the last checkpoint of the first trial in
+that history, so epochs trained before the crash are not trained again.
+"""
+
+from __future__ import annotations
+
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.storages import RetryFailedTrialCallback
+from pytorch_lightning.callbacks import ModelCheckpoint
+
+from models.config import Config
+from models.train import FitResult, fit
+from sweep.artifacts import upload_trial_artifacts
+from sweep.callbacks import CollapseStop, OptunaPruning
+from sweep.provenance import provenance
+from sweep.space import Space, suggest
+
+
+@dataclass
+class Objective:
+    space: Space
+    base: Config
+    images: torch.Tensor
+    store: FileSystemArtifactStore
+    checkpoint_root: Path
+    keep_checkpoints: bool = False
+
+    def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
+        cfg = suggest(trial, self.space, self.base)
+        ckpt_dir = self.checkpoint_root / f"trial-{root_trial_number(trial)}"
+        last = ckpt_dir / "last.ckpt"
+        resume_from = str(last) if last.exists() else None
+        stop = CollapseStop()
+        callbacks: list[Any] = [stop, ModelCheckpoint(dirpath=ckpt_dir, save_last=True,
+                                                      save_top_k=0, every_n_epochs=1)]
+        pruning = None
+        if len(self.space.objectives) == 1:
+            pruning = OptunaPruning(trial, self.space.objectives[0])
+            callbacks.append(pruning)
+        started = time.perf_counter()
+        result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
+                     root_dir=str(ckpt_dir))
+        record(trial, cfg, result, time.perf_counter() - started, resume_from)
+        upload_trial_artifacts(trial, self.store, result.module, result.datamodule.val_images,
+                               result.metrics, result.history)
+        if not self.keep_checkpoints:
+            shutil.rmtree(ckpt_dir, ignore_errors=True)
+        if stop.state == "FAIL":
+            trial.set_user_attr("fail_reason", stop.reason)
+            return tuple(float("nan") for _ in self.space.objectives)
+        if stop.state == "PRUNED":
+            trial.set_user_attr("pruned_reason", stop.reason)
+            raise optuna.TrialPruned(stop.reason)
+        if pruning is not None and pruning.pruned_at is not None:
+            trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {pruning.pruned_at}")
+            raise optuna.TrialPruned()
+        values = tuple(float(result.metrics[name]) for name in self.space.objectives)
+        return values[0] if len(values) == 1 else values
+
+
+def root_trial_number(trial: optuna.Trial) -> int:
+    """The first trial of this trial's retry chain (itself when it is not a retry)."""
+    frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    history = RetryFailedTrialCallback.retry_history(frozen)
+    return history[0] if history else trial.number
+
+
+def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
+           resumed_from: str | None) -> None:
+    """Everything needed to compare and reproduce the trial, as user attrs."""
+    attrs: dict[str, Any] = {
+        **{k: v for k, v in result.metrics.items()},
+        "config": cfg.to_dict(),
+        "seed": cfg.seed,
+        "history": result.history,
+        "wall_time_s": round(seconds, 3),
+        "resumed_from": resumed_from,
+        **provenance(),
+    }
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)

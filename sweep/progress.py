@@ -1,0 +1,91 @@
+"""Progress of a study: counts by state, a line per finished trial, the best so far.
+
+On a terminal the running counts are redrawn in place; otherwise each change is one plain
+log line. ``results`` is what the trial goal counts: finished trials, where a failed trial
+that was re-run counts once (through its re-run).
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from collections import Counter
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def results(study: optuna.Study) -> int:
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    return sum(t.state in FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
+               for t in trials)
+
+
+def best_summary(study: optuna.Study) -> str:
+    try:
+        if len(study.directions) == 1:
+            best = study.best_trial
+            return f"best: trial {best.number} = {best.value:.4g}"
+        front = study.best_trials
+    except ValueError:
+        return "best: none yet"
+    if not front:
+        return "best: none yet"
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    top = max(front, key=lambda t: t.user_attrs.get("active_units", 0))
+    values = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, top.values))
+    return f"Pareto front: {len(front)} trial(s); most active units: trial {top.number} ({values})"
+
+
+class Progress:
+    def __init__(self, study: optuna.Study, goal: int | None = None, echo: bool = True) -> None:
+        self.study, self.goal, self.echo = study, goal, echo
+        self.tty = sys.stdout.isatty()
+        self.last = ""
+        self.started = time.monotonic()
+
+    def counts(self) -> str:
+        c = Counter(t.state for t in self.study.get_trials(deepcopy=False))
+        done = results(self.study)
+        goal = f"/{self.goal}" if self.goal is not None else ""
+        return (f"{done}{goal} done: {c[TrialState.COMPLETE]} complete, "
+                f"{c[TrialState.PRUNED]} pruned, {c[TrialState.FAIL]} failed, "
+                f"{c[TrialState.RUNNING]} running, {c[TrialState.WAITING]} queued")
+
+    def finished(self) -> bool:
+        if self.goal is None:
+            return False
+        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
+        return results(self.study) >= self.goal and not waiting
+
+    def _print(self, line: str, final: bool) -> None:
+        if self.tty and not final:
+            print(f"\r\033[K{line}", end="", flush=True)
+        else:
+            print(("\r\033[K" if self.tty else "") + line, flush=True)
+
+    def poll(self) -> None:
+        """Print the counts when they changed (the parent of several workers calls this)."""
+        line = f"[{time.monotonic() - self.started:6.0f}s] {self.counts()} | "
+        line += best_summary(self.study)
+        if line.split("] ", 1)[1] != self.last.split("] ", 1)[-1]:
+            self._print(line, final=False)
+            self.last = line
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback after each trial of this worker."""
+        if self.echo:
+            if trial.values:
+                names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
+                what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))
+            else:
+                what = str(trial.user_attrs.get("pruned_reason")
+                           or trial.user_attrs.get("fail_reason") or "")
+            self._print(f"trial {trial.number} {trial.state.name}: {what}", final=True)
+            self.poll()
+        if self.finished():
+            study.stop()

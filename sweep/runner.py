@@ -1,0 +1,202 @@
+"""``start``, ``resume`` and ``worker``: create or join a study and run its trials.
+
+The study's settings (search space, base config, trial goal, heartbeat) are stored in its
+user attrs, so ``resume`` and every worker rebuild exactly what ``start`` was given. One
+worker runs in this process; more (one per GPU slot, or ``--workers N`` on CPU) run as
+``python -m sweep worker`` processes pinned with CUDA_VISIBLE_DEVICES, all on one storage.
+A worker killed mid-trial stops beating its heartbeat: Optuna fails the trial after the
+grace period and RetryFailedTrialCallback enqueues it again; the re-run resumes from the
+trial's last checkpoint (see ``sweep.objective``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.storages import RetryFailedTrialCallback
+from optuna.trial import TrialState
+
+from models.config import Config
+from sweep.cli import UsageError
+from sweep.commands import build_config
+from sweep.progress import Progress, results
+from sweep.space import Space, baseline_params, load_space
+from sweep.storage import (
+    artifact_dir,
+    checkpoint_dir,
+    open_storage,
+    resolve_storage_url,
+)
+
+SETTINGS = "vae_sweep_settings"
+MAX_RETRY = 3
+
+
+def default_study_name(dataset: str) -> str:
+    name = dataset.split(":", 1)[-1].rstrip("/")
+    return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
+
+
+def _storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
+    return open_storage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
+                        failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY))
+
+
+def _quiet() -> None:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
+def start(args: argparse.Namespace) -> int:
+    from models.data import load_images
+
+    url = resolve_storage_url(args.storage)
+    space = load_space(args.config)
+    base = build_config(args.set or [], args.data)
+    if args.max_epochs is not None:
+        base = base.replace(max_epochs=args.max_epochs)
+    n_trials = 20 if args.n_trials is None else args.n_trials
+    if n_trials < 0:
+        raise UsageError(f"--n-trials must be >= 0, got {n_trials}")
+    Config.from_dict({**base.to_dict(), **space.fixed})  # fixed values valid on this base
+    load_images(base)  # a bad dataset fails here, before the study is written
+    _quiet()
+    name = args.study or default_study_name(base.dataset)
+    study = optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat),
+                                directions=space.directions(), load_if_exists=True)
+    old = study.user_attrs.get(SETTINGS)
+    if old and old["space"]["objectives"] != list(space.objectives):
+        raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
+                         f"this config asks for {list(space.objectives)}")
+    study.set_metric_names(list(space.objectives))
+    goal = results(study) + n_trials
+    study.set_user_attr(SETTINGS, {"space": space.to_dict(), "base": base.to_dict(),
+                                   "goal": goal, "heartbeat": args.heartbeat,
+                                   "keep_checkpoints": args.keep_checkpoints})
+    if not args.no_baseline and n_trials > 0:
+        study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True},
+                            skip_if_exists=True)
+    print(f"study {name!r} in {url}: {n_trials} trial(s) to run, objectives "
+          f"{', '.join(space.objectives)}", flush=True)
+    return _run(url, name, args, args.heartbeat)
+
+
+def resume(args: argparse.Namespace) -> int:
+    url = resolve_storage_url(args.storage)
+    storage = open_storage(url, heartbeat_interval=None)
+    try:
+        settings = optuna.load_study(study_name=args.study, storage=storage).user_attrs[SETTINGS]
+    except KeyError:
+        raise UsageError(f"no vae-sweep study {args.study!r} in {url}") from None
+    _quiet()
+    heartbeat = settings["heartbeat"]
+    study = optuna.load_study(study_name=args.study, storage=_storage(url, heartbeat))
+    retry_unfinished(study, checkpoint_dir(url, args.study), grace=3 * heartbeat)
+    print(f"resuming study {args.study!r}: {results(study)}/{settings['goal']} trials done",
+          flush=True)
+    return _run(url, args.study, args, heartbeat)
+
+
+def retry_unfinished(study: optuna.Study, ckpt_root: Path, grace: float) -> None:
+    """Fail trials whose worker is gone and enqueue their re-runs.
+
+    RUNNING trials are failed by Optuna once their heartbeat is older than the grace period
+    (waited for here, at most ``grace`` seconds, since ``resume`` means the run stopped);
+    trials that ended FAIL while training (Ctrl-C) and still have a checkpoint are retried
+    the same way, so they too continue from it.
+    """
+    deadline = time.monotonic() + grace + 2
+    while True:
+        optuna.storages.fail_stale_trials(study)
+        running = study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        if not running or time.monotonic() > deadline:
+            break
+        time.sleep(0.5)
+    trials = study.get_trials(deepcopy=False)
+    retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    for t in trials:
+        root = (RetryFailedTrialCallback.retry_history(t) or [t.number])[0]
+        if (t.state == TrialState.FAIL and t.number not in retried
+                and (ckpt_root / f"trial-{root}" / "last.ckpt").exists()):
+            RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, t)
+
+
+def _slots(args: argparse.Namespace) -> list[str | None]:
+    """One entry per worker: the CUDA_VISIBLE_DEVICES value it gets (None: leave as is)."""
+    if args.gpus:
+        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
+        return [g for g in gpus for _ in range(max(1, args.trials_per_gpu))]
+    if args.workers is not None:
+        if args.workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {args.workers}")
+        return [None] * args.workers
+    import torch
+
+    n = torch.cuda.device_count()
+    return [str(g) for g in range(n) for _ in range(max(1, args.trials_per_gpu))] or [None]
+
+
+def _run(url: str, name: str, args: argparse.Namespace, heartbeat: int) -> int:
+    slots = _slots(args)
+    if len(slots) == 1 and slots[0] is None:
+        run_worker(url, name, 0, args.timeout, heartbeat)
+        return 0
+    procs = []
+    for i, gpu in enumerate(slots):
+        env = dict(os.environ, VAE_SWEEP_WORKER_ID=str(i))
+        if gpu is not None:
+            env["CUDA_VISIBLE_DEVICES"] = gpu
+        cmd = [sys.executable, "-m", "sweep", "worker", "--study", name, "--storage", url,
+               "--heartbeat", str(heartbeat)]
+        if args.timeout:
+            cmd += ["--timeout", str(args.timeout)]
+        procs.append(subprocess.Popen(cmd, env=env))
+    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
+    progress = Progress(study)
+    while any(p.poll() is None for p in procs):
+        progress.poll()
+        time.sleep(2)
+    progress.poll()
+    failed = [p.returncode for p in procs if p.returncode]
+    return 1 if failed else 0
+
+
+def worker(args: argparse.Namespace) -> int:
+    url = resolve_storage_url(args.storage)
+    run_worker(url, args.study, int(os.environ.get("VAE_SWEEP_WORKER_ID", "0")), args.timeout,
+               args.heartbeat, show_progress=False)
+    return 0
+
+
+def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heartbeat: int,
+               show_progress: bool = True) -> None:
+    """Run trials of study ``name`` until its goal is met (or ``timeout``)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from models.data import load_images
+    from sweep.objective import Objective
+
+    _quiet()
+    storage = _storage(url, heartbeat)
+    settings: dict[str, Any] = optuna.load_study(
+        study_name=name, storage=storage).user_attrs[SETTINGS]
+    base = Config.from_dict(settings["base"])
+    # A different sampler seed per worker: no two workers propose the same first trials.
+    sampler = optuna.samplers.TPESampler(seed=base.seed * 1000 + worker_id, constant_liar=True)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    objective = Objective(Space.from_dict(settings["space"]), base, load_images(base),
+                          FileSystemArtifactStore(str(artifact_dir(url))),
+                          checkpoint_dir(url, name), settings["keep_checkpoints"])
+    progress = Progress(study, settings["goal"], echo=show_progress)
+    if progress.finished():
+        return
+    study.optimize(objective, timeout=timeout, callbacks=[progress], catch=(RuntimeError,))

@@ -1,0 +1,44 @@
+"""The configuration: defaults are the seed question, values round-trip, bad values name their key."""
+
+import pytest
+
+from models.config import Config, ConfigError, parse_overrides
+
+
+def test_defaults_are_the_seed_configuration():
+    c = Config()
+    assert (c.latent_dim, c.depth, c.batch_size, c.lr) == (256, 4, 40, 1e-3)
+    assert (c.recon_reduction, c.kl_reduction, c.likelihood) == ("mean", "sum", "mse")
+    assert (c.kl_schedule, c.kl_weight, c.free_bits, c.decoder_activation) == (
+        "constant", 1.0, 0.0, "sigmoid")
+
+
+def test_round_trips_through_dict_and_json():
+    c = Config(latent_dim=16, kl_schedule="cyclical", lr=3e-4, dataset="synthetic")
+    assert Config.from_dict(c.to_dict()) == c
+    assert Config.from_json(c.to_json()) == c
+
+
+def test_overrides_are_typed():
+    values = parse_overrides(["lr=0.002", "latent_dim=32", "kl_schedule=linear"])
+    assert values == {"lr": 0.002, "latent_dim": 32, "kl_schedule": "linear"}
+    assert Config().replace(**values).latent_dim == 32
+
+
+@pytest.mark.parametrize("key,value", [
+    ("lr", -1.0), ("kl_schedule", "exponential"), ("latent_dim", 0), ("depth", 0),
+    ("kl_ratio", 0.0), ("free_bits", -0.1), ("likelihood", "poisson"), ("max_steps", 0),
+])
+def test_bad_values_name_the_key(key, value):
+    with pytest.raises(ConfigError) as err:
+        Config().replace(**{key: value})
+    assert err.value.key == key
+    assert str(err.value).startswith(f"{key}:")
+
+
+@pytest.mark.parametrize("item,key", [("nope=1", "nope"), ("lr=fast", "lr"),
+                                      ("latent_dim=1.5", "latent_dim"), ("lr", "lr")])
+def test_bad_overrides_name_the_key(item, key):
+    with pytest.raises(ConfigError) as err:
+        parse_overrides([item])
+    assert err.value.key == key
