@@ -90,7 +90,8 @@ def vae_loss(recon_pixels: torch.Tensor, kl: torch.Tensor, *, weight: float,
     """
     recon = reduce(recon_pixels, recon_reduction).mean()
     kl_plain = reduce(kl.mean(0), kl_reduction)
-    kl_term = reduce(free_bits(kl, free_bits_nats), kl_reduction) if free_bits_nats > 0 else kl_plain
+    kl_term = (reduce(free_bits(kl, free_bits_nats), kl_reduction) if free_bits_nats > 0
+               else kl_plain)
     return {
         "loss": recon + weight * kl_term,
         "recon": recon,

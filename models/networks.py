@@ -34,7 +34,7 @@ class Encoder(nn.Module):
         super().__init__()
         chans = [shape[0], *channels(depth, width)]
         layers: list[nn.Module] = []
-        for c_in, c_out in zip(chans[:-1], chans[1:]):
+        for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
             layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Flatten())
         h, w = spatial_sizes(shape[1], shape[2], depth)[-1]
@@ -56,7 +56,7 @@ class Decoder(nn.Module):
         self.start = (chans[0], *sizes[0])
         self.fc = nn.Linear(latent_dim, chans[0] * sizes[0][0] * sizes[0][1])
         layers: list[nn.Module] = []
-        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:])):
+        for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
             (h_in, w_in), (h_out, w_out) = sizes[i], sizes[i + 1]
             pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
             layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,

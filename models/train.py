@@ -95,6 +95,9 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         log_every_n_steps=10,
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    if not model.history or model.history[-1]["step"] != trainer.global_step:
+        # max_steps ended the run mid-epoch: score the final weights like an epoch end.
+        trainer.validate(model, datamodule=dm, verbose=False)
     metrics = {**model.last_metrics, "images_per_sec": throughput.images_per_sec,
                "epochs": len(model.history), "start_epoch": throughput.start_epoch,
                "epochs_trained": throughput.epochs, "steps": trainer.global_step,

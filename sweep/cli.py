@@ -101,7 +101,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     p = command("train", _train, "train one configuration (no study) and print its metrics")
     p.add_argument("--set", action="append", metavar="KEY=VALUE", help="a config field")
     p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
-    p.add_argument("--json", default="-", metavar="PATH", help="write the metrics here (- = stdout)")
+    p.add_argument("--json", default="-", metavar="PATH",
+                   help="write the metrics here (- = stdout)")
     p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
 
     p = command("start", _start, "start a study, or add trials to the one of that name",

@@ -37,7 +37,7 @@ def best_summary(study: optuna.Study) -> str:
         return "best: none yet"
     names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     top = max(front, key=lambda t: t.user_attrs.get("active_units", 0))
-    values = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, top.values))
+    values = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, top.values, strict=False))
     return f"Pareto front: {len(front)} trial(s); most active units: trial {top.number} ({values})"
 
 
@@ -81,7 +81,7 @@ class Progress:
         if self.echo:
             if trial.values:
                 names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
-                what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values))
+                what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values, strict=False))
             else:
                 what = str(trial.user_attrs.get("pruned_reason")
                            or trial.user_attrs.get("fail_reason") or "")

@@ -193,8 +193,10 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
     # A different sampler seed per worker: no two workers propose the same first trials.
     sampler = optuna.samplers.TPESampler(seed=base.seed * 1000 + worker_id, constant_liar=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    artifacts = artifact_dir(url)
+    artifacts.mkdir(parents=True, exist_ok=True)  # the store writes into it without creating it
     objective = Objective(Space.from_dict(settings["space"]), base, load_images(base),
-                          FileSystemArtifactStore(str(artifact_dir(url))),
+                          FileSystemArtifactStore(str(artifacts)),
                           checkpoint_dir(url, name), settings["keep_checkpoints"])
     progress = Progress(study, settings["goal"], echo=show_progress)
     if progress.finished():

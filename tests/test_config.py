@@ -1,4 +1,5 @@
-"""The configuration: defaults are the seed question, values round-trip, bad values name their key."""
+"""The configuration: defaults are the seed question, values round-trip, bad values
+name their key."""
 
 import pytest
 

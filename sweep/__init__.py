@@ -1,0 +1,1 @@
+"""The sweep service: search space, storage, Optuna study runner and command line."""

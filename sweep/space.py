@@ -1,0 +1,325 @@
+"""The search space of a sweep: which Config fields Optuna varies, which are fixed, and
+which metrics it optimises; ``suggest`` is the only place the project calls trial.suggest_*.
+
+A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
+
+    objectives = ["mse", "rate", "active_units"]   # optional: keys of METRICS
+    [fixed]                                         # optional: Config fields for every trial
+    batch_size = 128
+    [search.kl_weight]                              # one table per searched Config field
+    low = 0.01                                      # int field: suggest_int, float: suggest_float
+    high = 10.0
+    log = true                                      # optional, as is step = ...
+    [search.kl_schedule]
+    choices = ["constant", "linear", "cyclical", "sigmoid"]
+    [search.kl_cycles]
+    low = 1
+    high = 8
+    when = { kl_schedule = ["cyclical"] }           # only suggested while an earlier value matches
+
+Without a [search] table the file searches DEFAULT_SPACE's parameters less its [fixed] fields.
+Everything is checked by ``parse_space`` before any trial runs: a bad file raises SpaceError,
+one line that starts with the offending key.
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import math
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from models.config import Config, ConfigError, field_types
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - pyproject installs tomli on Python 3.10
+    import tomli as tomllib
+
+if TYPE_CHECKING:  # optuna is only needed at call time; the CLI imports this module early
+    from optuna.trial import BaseTrial
+
+# The trainer's scalar metrics (models.metrics) and the direction that makes a VAE better.
+METRICS: dict[str, str] = {
+    "mse": "minimize", "rate": "minimize", "neg_elbo": "minimize", "bits_per_dim": "minimize",
+    "active_units": "maximize", "mutual_info": "maximize"}
+
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("mse", "rate", "active_units")
+
+DEFAULT_SPACE: dict[str, Any] = {
+    "objectives": list(DEFAULT_OBJECTIVES),
+    "search": {
+        "latent_dim": {"choices": [16, 32, 64, 128, 256]},
+        "likelihood": {"choices": ["mse", "gaussian", "bernoulli"]},
+        "sigma_mode": {"choices": ["learned", "optimal"], "when": {"likelihood": ["gaussian"]}},
+        "recon_reduction": {"choices": ["sum", "mean"]},
+        "kl_reduction": {"choices": ["sum", "mean"]},
+        "kl_schedule": {"choices": ["constant", "linear", "cyclical", "sigmoid"]},
+        "kl_weight": {"low": 0.01, "high": 10.0, "log": True},
+        "kl_warmup_steps": {"low": 100, "high": 5000, "log": True,
+                            "when": {"kl_schedule": ["linear", "sigmoid"]}},
+        "kl_cycles": {"low": 1, "high": 8, "when": {"kl_schedule": ["cyclical"]}},
+        "kl_ratio": {"low": 0.2, "high": 1.0, "when": {"kl_schedule": ["cyclical"]}},
+        # 0 is a choice so that "no free bits" (the seed) stays reachable and comparable.
+        "free_bits": {"choices": [0.0, 0.05, 0.1, 0.25, 0.5]},
+        "lr": {"low": 1e-4, "high": 3e-3, "log": True},
+    },
+}
+
+_TOP_KEYS = ("objectives", "fixed", "search")
+_PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
+_DEFAULTS = Config().to_dict()
+
+
+class SpaceError(ValueError):
+    """The sweep description is invalid; the one-line message starts with the offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+@dataclasses.dataclass(frozen=True)
+class Space:
+    """A validated search space; build it with parse_space, load_space or from_dict.
+
+    ``params`` maps each searched field, in order, to ``{"choices": [...]}`` or
+    ``{"low", "high", "log"[, "step"]}``, plus ``"when": {field: [values]}`` if conditional.
+    """
+
+    params: dict[str, dict[str, Any]]
+    fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
+    objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+
+    def directions(self) -> list[str]:
+        """Optuna's study directions, one per objective."""
+        return [METRICS[name] for name in self.objectives]
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-serialisable, in the TOML file's structure (so from_dict re-validates it)."""
+        return {"objectives": list(self.objectives), "fixed": copy.deepcopy(self.fixed),
+                "search": copy.deepcopy(self.params)}
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Space:
+        return parse_space(data)
+
+
+def load_space(path: str | Path | None) -> Space:
+    """The space in TOML file ``path``, or the default space when ``path`` is None."""
+    if path is None:
+        return parse_space(copy.deepcopy(DEFAULT_SPACE))
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise SpaceError(str(p), f"cannot read sweep file: {err.strerror or err}") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:  # "(at line L, column C)"
+        raise SpaceError(str(p), f"invalid TOML: {err}") from None
+    try:
+        return parse_space(data)
+    except SpaceError as err:
+        raise SpaceError(err.key, f"{err.message} (in {p})") from None
+
+
+def parse_space(data: dict[str, Any]) -> Space:
+    """Validate a parsed sweep description (see the module docstring) into a Space."""
+    if not isinstance(data, dict):
+        raise SpaceError("space", f"expected a table, got {type(data).__name__}")
+    unknown = [k for k in data if k not in _TOP_KEYS]
+    if unknown:
+        raise SpaceError(unknown[0], f"unknown top-level key (expected {', '.join(_TOP_KEYS)})")
+    objectives = _objectives(data.get("objectives", list(DEFAULT_OBJECTIVES)))
+    fixed = _fixed(data.get("fixed", {}))
+    if "search" in data:
+        search = data["search"]
+    else:  # fixing a field takes it out of the default search instead of clashing with it
+        search = {k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}
+    return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives)
+
+
+def suggest(trial: BaseTrial, space: Space, base: Config | None = None) -> Config:
+    """The trial's Config: ``base`` (default Config()) with ``space.fixed``, then each param.
+
+    A param whose ``when`` fails on the values so far (base, fixed, earlier params) is not
+    suggested and keeps its base value, so ``FixedTrial(trial.params)`` rebuilds any trial:
+    the conditional params absent from its params fail their conditions the same way.
+    """
+    values = {**(base if base is not None else Config()).to_dict(), **space.fixed}
+    types = field_types()
+    for name, spec in space.params.items():
+        if not _holds(spec.get("when"), values):
+            continue
+        if "choices" in spec:
+            values[name] = trial.suggest_categorical(name, spec["choices"])
+        elif types[name] is int:
+            values[name] = trial.suggest_int(name, spec["low"], spec["high"],
+                                             step=spec.get("step", 1), log=spec.get("log", False))
+        else:
+            values[name] = trial.suggest_float(name, spec["low"], spec["high"],
+                                               step=spec.get("step"), log=spec.get("log", False))
+    return Config.from_dict(values)
+
+
+def baseline_params(space: Space, base: Config | None = None) -> dict[str, Any]:
+    """Params with which ``suggest`` returns ``base`` (default: the seed, Config()) + fixed.
+
+    For each searched param whose ``when`` holds on those values, its value in that config.
+    A value outside the param's range or choices cannot be suggested, so it is left out:
+    ``study.enqueue_trial`` then lets the sampler pick that param (and the trial is not
+    exactly the baseline; conditions after it are still judged on the base value here).
+    """
+    values = {**(base if base is not None else Config()).to_dict(), **space.fixed}
+    out: dict[str, Any] = {}
+    for name, spec in space.params.items():
+        if _holds(spec.get("when"), values) and _contains(spec, values[name]):
+            out[name] = values[name]
+    return out
+
+
+def _holds(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
+    return not when or all(values[field] in allowed for field, allowed in when.items())
+
+
+def _contains(spec: dict[str, Any], value: Any) -> bool:
+    if "choices" in spec:
+        return bool(value in spec["choices"])
+    if not spec["low"] <= value <= spec["high"]:
+        return False
+    return "step" not in spec or _on_grid(value - spec["low"], spec["step"])
+
+
+def _on_grid(span: float, step: float) -> bool:
+    n = span / step
+    return abs(n - round(n)) <= 1e-9 * max(1.0, abs(n))
+
+
+def _valid(where: str, field: str, value: Any) -> Any:
+    """``value`` typed as Config field ``field``, if Config accepts it (else SpaceError)."""
+    try:
+        return getattr(Config.from_dict({**_DEFAULTS, field: value}), field)
+    except ConfigError as err:
+        # ConfigError reads "field: reason"; the reason is enough after our own key.
+        reason = str(err).split(": ", 1)[1] if err.key == field else str(err)
+        raise SpaceError(where, reason) from None
+
+
+def _objectives(value: Any) -> tuple[str, ...]:
+    if not isinstance(value, list) or not value:
+        raise SpaceError("objectives", "must be a non-empty list of metric names")
+    for name in value:
+        if name not in METRICS:
+            raise SpaceError("objectives", f"unknown metric {name!r} "
+                                           f"(expected some of {', '.join(METRICS)})")
+        if value.count(name) > 1:
+            raise SpaceError("objectives", f"{name!r} is listed twice")
+    return tuple(value)
+
+
+def _fixed(table: Any) -> dict[str, Any]:
+    if not isinstance(table, dict):
+        raise SpaceError("fixed", "expected a table of Config fields")
+    out: dict[str, Any] = {}
+    for field, value in table.items():
+        if field not in field_types():
+            raise SpaceError(f"fixed.{field}", "unknown Config field")
+        out[field] = _valid(f"fixed.{field}", field, value)
+    return out
+
+
+def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    if not isinstance(table, dict):
+        raise SpaceError("search", "expected a table of parameter tables")
+    types = field_types()
+    params: dict[str, dict[str, Any]] = {}
+    for name, spec in table.items():
+        where = f"search.{name}"
+        if name not in types:
+            raise SpaceError(where, "unknown Config field")
+        if name in fixed:
+            raise SpaceError(where, "is also in [fixed]; a field is either fixed or searched")
+        if not isinstance(spec, dict):
+            raise SpaceError(where, "expected a table with choices, or low and high")
+        unknown = [k for k in spec if k not in _PARAM_KEYS]
+        if unknown:
+            raise SpaceError(f"{where}.{unknown[0]}",
+                             f"unknown key (expected {', '.join(_PARAM_KEYS)})")
+        if "choices" in spec:
+            extra = [k for k in ("low", "high", "log", "step") if k in spec]
+            if extra:
+                raise SpaceError(f"{where}.{extra[0]}", "cannot be combined with choices")
+            values = spec["choices"]
+            if not isinstance(values, list) or not values:
+                raise SpaceError(f"{where}.choices", "must be a non-empty list")
+            typed = [_valid(f"{where}.choices", name, v) for v in values]
+            if len(set(typed)) < len(typed):
+                raise SpaceError(f"{where}.choices", "lists a value twice")
+            out: dict[str, Any] = {"choices": typed}
+        elif "low" in spec and "high" in spec:
+            out = _range(where, name, types[name], spec)
+        else:
+            raise SpaceError(where, "needs either choices, or low and high")
+        if "when" in spec:
+            out["when"] = _when(where, spec["when"], params, fixed)
+        params[name] = out
+    return params
+
+
+def _range(where: str, field: str, kind: type, spec: dict[str, Any]) -> dict[str, Any]:
+    if kind is str:
+        raise SpaceError(where, f"{field} is a string field: give choices, not low/high")
+    low = _valid(f"{where}.low", field, spec["low"])
+    high = _valid(f"{where}.high", field, spec["high"])
+    if not (math.isfinite(low) and math.isfinite(high)):  # TOML allows inf and nan
+        raise SpaceError(where, f"low and high must be finite, got {low}, {high}")
+    if low >= high:
+        raise SpaceError(where, f"low ({low}) must be < high ({high})")
+    log = spec.get("log", False)
+    if not isinstance(log, bool):
+        raise SpaceError(f"{where}.log", f"must be true or false, got {log!r}")
+    if log and low <= 0:
+        raise SpaceError(f"{where}.log", f"a log range needs low > 0, got {low}")
+    out: dict[str, Any] = {"low": low, "high": high, "log": log}
+    if "step" in spec:
+        step = spec["step"]
+        if (isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0
+                or (kind is int and not float(step).is_integer())):
+            raise SpaceError(f"{where}.step", f"must be a positive {kind.__name__}, got {step!r}")
+        if log:
+            raise SpaceError(f"{where}.step", "cannot be combined with log (Optuna refuses it)")
+        step = kind(step)
+        # Optuna would silently move high to the grid; refusing keeps the file's meaning.
+        if not _on_grid(high - low, step):
+            raise SpaceError(f"{where}.step", f"high - low ({high - low}) is not a multiple "
+                                              f"of step ({step})")
+        out["step"] = step
+    return out
+
+
+def _when(where: str, cond: Any, params: dict[str, dict[str, Any]],
+          fixed: dict[str, Any]) -> dict[str, list[Any]]:
+    if not isinstance(cond, dict) or not cond:
+        raise SpaceError(f"{where}.when", "must be a table like { field = [values] }")
+    out: dict[str, list[Any]] = {}
+    for field, allowed in cond.items():
+        key = f"{where}.when.{field}"
+        if field not in field_types():
+            raise SpaceError(key, "unknown Config field")
+        # Only earlier params and fixed fields have a value when this param's turn comes.
+        if field not in params and field not in fixed:
+            raise SpaceError(key, "must name a fixed field or one searched earlier")
+        values = allowed if isinstance(allowed, list) else [allowed]
+        if not values:
+            raise SpaceError(key, "must list at least one value")
+        typed = [_valid(key, field, v) for v in values]
+        choices = params.get(field, {}).get("choices")
+        if choices is not None:  # a value never chosen would silently switch the param off
+            missing = [v for v in typed if v not in choices]
+            if missing:
+                raise SpaceError(key, f"{missing[0]!r} is not among search.{field}.choices")
+        out[field] = typed
+    return out

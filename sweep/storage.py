@@ -1,0 +1,175 @@
+"""Where studies live: ``open_storage`` is the only place an Optuna storage is made.
+
+Supported URLs: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (one file
+for the workers of one machine), and any other SQLAlchemy URL whose dialect and driver are
+installed (``postgresql://...``, ``mysql+pymysql://...``) for workers on several machines.
+SQLite is set up for several local worker processes: WAL journal mode (readers never block
+the writer; the mode is stored in the file) and a 60 s busy timeout, so a worker waits for
+the write lock instead of failing with "database is locked". Every storage is an RDBStorage
+with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna.
+
+A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
+created raises StorageError, one line naming the URL (password hidden), before anything
+is written. Artifacts and checkpoints live beside the SQLite file (see artifact_dir).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import os
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
+    import optuna
+    from optuna.trial import FrozenTrial
+    from sqlalchemy.engine import URL
+
+DEFAULT_STORAGE = "sqlite:///sweeps.db"
+STORAGE_ENV = "VAE_SWEEP_STORAGE"
+# Long enough for a busy writer (heartbeats, trial updates of other workers) to finish.
+SQLITE_TIMEOUT_S = 60
+# Outside SQLite the artifacts and checkpoints have no file to sit beside: the working dir.
+_NON_SQLITE_ARTIFACTS = "vae-sweep-artifacts"
+_NON_SQLITE_CHECKPOINTS = "vae-sweep-checkpoints"
+_EXPECTED = "expected sqlite:///path.db, postgresql://... or mysql://..."
+
+
+class StorageError(ValueError):
+    """A storage URL that cannot be used; the message is one line naming the URL."""
+
+
+def resolve_storage_url(arg: str | None) -> str:
+    """The storage URL to use: ``arg``, else $VAE_SWEEP_STORAGE, else DEFAULT_STORAGE."""
+    return arg or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = 180,
+    failed_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+) -> optuna.storages.BaseStorage:
+    """An RDBStorage on ``url`` (see the module docstring); StorageError if it is unusable.
+
+    ``heartbeat_interval=None`` turns heartbeats off (for readers: status, dashboard).
+    ``failed_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    parsed = _parse(url)
+    shown = _shown(url, parsed)
+    try:  # the dialect loads its DB-API module only when the engine is made: check it now
+        parsed.get_dialect().import_dbapi()
+    except ImportError as err:
+        raise StorageError(f"{shown}: its database driver is not installed ({err})") from None
+    engine_kwargs: dict[str, Any]
+    if parsed.get_backend_name() == "sqlite":
+        _prepare_sqlite(parsed, shown)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+    else:  # a server may drop idle connections during a long trial: test each before use
+        engine_kwargs = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_interval,
+                              "grace_period": grace_period}
+    if failed_trial_callback is not None:
+        kwargs[_callback_keyword()] = failed_trial_callback
+    try:
+        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
+        raise StorageError(f"{shown}: cannot open storage: {reason}") from None
+
+
+def artifact_dir(url: str) -> Path:
+    """The FileSystemArtifactStore's directory: ``<db dir>/<db stem>-artifacts`` for SQLite,
+    else ``./vae-sweep-artifacts``. Not created here (the store does not create it either)."""
+    db = _sqlite_path(url)
+    return db.parent / f"{db.stem}-artifacts" if db else Path(_NON_SQLITE_ARTIFACTS)
+
+
+def checkpoint_dir(url: str, study_name: str) -> Path:
+    """Checkpoints of ``study_name``'s trials: ``<db dir>/<db stem>-checkpoints/<study>``
+    for SQLite, else ``./vae-sweep-checkpoints/<study>``. Not created here.
+
+    A study name that is not a plain file name (``/``, ``..``, spaces...) is made one, with
+    a hash of the real name appended so that two such studies never share a directory.
+    """
+    db = _sqlite_path(url)
+    root = db.parent / f"{db.stem}-checkpoints" if db else Path(_NON_SQLITE_CHECKPOINTS)
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", study_name)
+    if safe != study_name or safe in ("", ".", ".."):
+        safe = f"{safe}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
+    return root / safe
+
+
+def _parse(url: str) -> URL:
+    """The URL parsed, with a dialect SQLAlchemy knows (else StorageError)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise StorageError(f"{_shown(url)}: not a storage URL ({_EXPECTED})") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StorageError(f"{_shown(url, parsed)}: unsupported scheme "
+                           f"{parsed.drivername!r} ({_EXPECTED})") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # An in-memory database is private to one connection: no worker could share it.
+        raise StorageError(f"{url}: an SQLite storage needs a file path ({_EXPECTED})")
+    return parsed
+
+
+def _shown(url: str, parsed: URL | None = None) -> str:
+    """``url`` for messages, with any password hidden."""
+    if parsed is not None and parsed.password:
+        return parsed.render_as_string(hide_password=True)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = _parse(url)
+    return Path(str(parsed.database)) if parsed.get_backend_name() == "sqlite" else None
+
+
+def _prepare_sqlite(parsed: URL, shown: str) -> None:
+    """Create the file's directory and switch the file to WAL (a no-op once it is)."""
+    path = Path(str(parsed.database))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"{shown}: cannot create directory {path.parent} "
+                           f"({err.strerror or err})") from None
+    try:
+        con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
+        try:
+            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error as err:  # a directory, a read-only place, not an SQLite file...
+        raise StorageError(f"{shown}: cannot open SQLite file {path} ({err})") from None
+    if mode.lower() != "wal":  # e.g. on a network file system, which has no shared memory
+        warnings.warn(f"{shown}: SQLite kept journal mode {mode!r} instead of WAL; "
+                      "concurrent workers may hit 'database is locked'", stacklevel=3)
+
+
+def _callback_keyword() -> str:
+    """RDBStorage's keyword for the stale-trial callback in the installed Optuna.
+
+    Optuna 4.9 renamed ``failed_trial_callback`` to ``heartbeat_stale_trial_callback`` and
+    deprecated the old name; passing the new one where it exists avoids the warning.
+    """
+    import optuna
+
+    params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
+    new = "heartbeat_stale_trial_callback"
+    return new if new in params else "failed_trial_callback"

@@ -1,0 +1,245 @@
+"""The command line as a user types it: ``python -m sweep ...`` in a subprocess.
+
+Studies use tiny synthetic data and a tiny model fixed through a sweep TOML, so each trial
+takes a second or two on CPU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from models.config import Config
+from sweep.space import baseline_params, load_space
+
+ROOT = Path(__file__).resolve().parent.parent
+TINY_TOML = """
+objectives = ["mse", "rate", "active_units"]
+[fixed]
+synthetic_size = 96
+width = 4
+depth = 2
+batch_size = 32
+[search.kl_schedule]
+choices = ["constant", "linear", "cyclical", "sigmoid"]
+[search.kl_warmup_steps]
+low = 1
+high = 20
+when = { kl_schedule = ["linear", "sigmoid"] }
+[search.kl_weight]
+low = 0.01
+high = 10.0
+log = true
+[search.latent_dim]
+choices = [4, 8, 256]
+[search.lr]
+low = 1e-4
+high = 3e-3
+log = true
+[search.recon_reduction]
+choices = ["sum", "mean"]
+[search.kl_reduction]
+choices = ["sum", "mean"]
+"""
+
+
+def sweep(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    env.pop("VAE_SWEEP_STORAGE", None)
+    proc = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env,
+                          capture_output=True, text=True, timeout=300, **kw)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
+    return proc
+
+
+def states(db: Path, name: str) -> list[TrialState]:
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
+    return [t.state for t in study.get_trials()]
+
+
+@pytest.fixture
+def tiny_toml(tmp_path: Path) -> Path:
+    path = tmp_path / "tiny.toml"
+    path.write_text(TINY_TOML)
+    return path
+
+
+def test_train_prints_the_metrics_as_json(tmp_path):
+    out = sweep("train", "--data", "synthetic", "--set", "synthetic_size=96", "--set",
+                "width=4", "--set", "depth=2", "--set", "latent_dim=8", "--set", "max_steps=3",
+                cwd=tmp_path)
+    metrics = json.loads(out.stdout)
+    for key in ("mse", "rate", "neg_elbo", "bits_per_dim", "active_units", "mutual_info",
+                "kl_per_dim", "collapsed", "images_per_sec", "git_sha", "versions"):
+        assert key in metrics, key
+    assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
+
+
+@pytest.mark.parametrize("args,key", [
+    (["--set", "lr=-1"], "lr"),
+    (["--set", "kl_schedule=exponential"], "kl_schedule"),
+    (["--set", "latent_dim=0"], "latent_dim"),
+    (["--set", "nope=3"], "nope"),
+    (["--data", "folder:empty"], "dataset"),
+])
+def test_train_bad_input_exits_2_naming_the_key(tmp_path, args, key):
+    (tmp_path / "empty").mkdir()
+    proc = sweep("train", "--data", "synthetic", *args, cwd=tmp_path, check=False)
+    assert proc.returncode == 2
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and key in lines[0], proc.stderr
+
+
+def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
+    db = tmp_path / "sweeps.db"
+    proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
+                 "--config", str(tiny_toml), cwd=tmp_path)
+    assert "4/4 done" in proc.stdout
+    study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}")
+    trials = study.get_trials()
+    assert len(trials) == 4
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert study.metric_names == ["mse", "rate", "active_units"]
+    baseline = trials[0]
+    assert baseline.user_attrs["baseline"] is True
+    assert baseline.params == baseline_params(load_space(tiny_toml))
+    seed = Config().to_dict()
+    assert all(baseline.user_attrs["config"][k] == seed[k] for k in baseline.params)
+    for t in trials:
+        assert {"config", "git_sha", "images_per_sec", "history", "rate"} <= set(t.user_attrs)
+    pngs = list((tmp_path / "sweeps-artifacts").rglob("*"))
+    assert len([p for p in pngs if p.is_file()]) >= 4 * 3
+    assert not list((tmp_path / "sweeps-checkpoints").rglob("*.ckpt"))  # deleted when done
+
+    sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
+          "--config", str(tiny_toml), cwd=tmp_path)
+    assert len(optuna.get_all_study_summaries(f"sqlite:///{db}")) == 1
+    trials = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}").trials
+    assert len(trials) == 6 and sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+
+    report = sweep("status", cwd=tmp_path).stdout
+    assert "Pareto front" in report and "Baseline (the seed configuration, trial 0)" in report
+
+
+@pytest.mark.parametrize("content,args,needle", [
+    ("objectives = [\n", [], "tiny.toml"),
+    ("bogus = 1\n", [], "bogus"),
+    ("[search.nope]\nlow = 1\nhigh = 2\n", [], "nope"),
+    ("[search.lr]\nlow = 0.1\nhigh = 0.01\n", [], "lr"),
+    ("", ["--storage", "nope://where"], "nope://where"),
+])
+def test_start_bad_input_exits_2_and_writes_nothing(tmp_path, content, args, needle):
+    (tmp_path / "tiny.toml").write_text(content)
+    proc = sweep("start", "--data", "synthetic", "--config", "tiny.toml", *args,
+                 cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
+
+
+def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
+    proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
+                 "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
+    assert "locked" not in proc.stderr + proc.stdout
+    got = states(tmp_path / "sweeps.db", "two")
+    assert len(got) >= 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got
+    seeds = {json.dumps(t.params, sort_keys=True) for t in
+             optuna.load_study(study_name="two", storage=f"sqlite:///{tmp_path}/sweeps.db").trials}
+    assert len(seeds) == len(got)  # no two workers proposed the same trial
+
+
+def test_resume_after_kill_9_reruns_the_trial_from_its_checkpoint(tmp_path):
+    toml = tmp_path / "slow.toml"
+    toml.write_text("""
+objectives = ["mse"]
+[fixed]
+synthetic_size = 1024
+width = 8
+depth = 2
+latent_dim = 8
+batch_size = 32
+max_epochs = 4
+recon_reduction = "sum"
+kl_schedule = "linear"
+kl_warmup_steps = 100000
+[search.lr]
+low = 1e-3
+high = 2e-3
+""")
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    cmd = [sys.executable, "-m", "sweep", "start", "--data", "synthetic", "--n-trials", "1",
+           "--no-baseline", "--heartbeat", "1", "--config", str(toml), "--study", "k"]
+    proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                            stderr=subprocess.DEVNULL)
+    ckpt = tmp_path / "sweeps-checkpoints" / "k" / "trial-0" / "last.ckpt"
+    deadline = time.monotonic() + 120
+    while not ckpt.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert ckpt.exists(), "no checkpoint was written"
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    db = tmp_path / "sweeps.db"
+    assert states(db, "k") == [TrialState.RUNNING]
+
+    sweep("resume", "--study", "k", cwd=tmp_path)
+    trials = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    rerun = trials[1]
+    assert rerun.params == trials[0].params
+    assert rerun.user_attrs["resumed_from"].endswith("trial-0/last.ckpt")
+    assert rerun.user_attrs["start_epoch"] >= 1
+    assert rerun.user_attrs["epochs_trained"] == 4 - rerun.user_attrs["start_epoch"]
+    assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2, 3]
+
+
+def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path, tiny_toml):
+    sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
+          "--config", str(tiny_toml), cwd=tmp_path)
+    with sqlite3.connect(tmp_path / "sweeps.db") as con:
+        assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    port = 18000 + os.getpid() % 1000
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    server = subprocess.Popen([sys.executable, "-m", "sweep", "dashboard", "--port", str(port)],
+                              cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port}"
+
+    def get(path: str) -> bytes:
+        with urllib.request.urlopen(base + path, timeout=10) as r:
+            return r.read()
+
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                studies = json.loads(get("/api/studies"))["studies"]
+                break
+            except OSError:
+                assert time.monotonic() < deadline and server.poll() is None
+                time.sleep(0.2)
+        detail = json.loads(get(f"/api/studies/{studies[0]['study_id']}"))
+        assert detail["objective_names"] == ["mse", "rate", "active_units"]
+        assert len(detail["trials"]) == 2 and detail["best_trials"]
+        trial = detail["trials"][1]
+        keys = {a["key"] for a in trial["user_attrs"]}
+        assert {"active_units", "neg_elbo", "mutual_info", "git_sha"} <= keys
+        names = {a["filename"]: a for a in trial["artifacts"]}
+        assert {"reconstructions.png", "samples.png", "kl_per_dim.png", "metrics.csv"} <= set(names)
+        png = get(f"/artifacts/{trial['study_id']}/{trial['trial_id']}/"
+                  f"{names['reconstructions.png']['artifact_id']}")
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        server.kill()
+        server.wait()

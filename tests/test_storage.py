@@ -1,0 +1,175 @@
+"""Storage: one contract for every backend we support (SQLite always; PostgreSQL and MySQL
+when $VAE_SWEEP_TEST_POSTGRES_URL / $VAE_SWEEP_TEST_MYSQL_URL name a database), bad URLs
+refused before anything is written, and two worker processes sharing one SQLite file."""
+
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+import uuid
+import warnings
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from sweep.space import Space, load_space
+from sweep.storage import (
+    DEFAULT_STORAGE,
+    STORAGE_ENV,
+    StorageError,
+    artifact_dir,
+    checkpoint_dir,
+    open_storage,
+    resolve_storage_url,
+)
+
+ROOT = Path(__file__).resolve().parents[1]
+SERVERS = {"postgresql": "VAE_SWEEP_TEST_POSTGRES_URL", "mysql": "VAE_SWEEP_TEST_MYSQL_URL"}
+
+
+@pytest.fixture(params=["sqlite", *SERVERS])
+def url(request, tmp_path):
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path}/new-dir/study.db"  # the directory is created too
+    server = os.environ.get(SERVERS[request.param])
+    if not server:
+        pytest.skip(f"set {SERVERS[request.param]} to a {request.param} URL to test it")
+    return server
+
+
+def test_storage_contract(url):
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    name = f"contract-{uuid.uuid4().hex[:8]}"  # a server database outlives the test
+    stale: list[int] = []
+    storage = open_storage(url, heartbeat_interval=1, grace_period=1,
+                           failed_trial_callback=lambda study, t: stale.append(t.number))
+    assert storage.get_heartbeat_interval() == 1  # heartbeats on: dead workers' trials fail
+    study = optuna.create_study(study_name=name, storage=storage)
+    try:
+        space = load_space(None)
+        study.set_user_attr("settings", {"space": space.to_dict(), "goal": 3})
+        study.optimize(lambda t: t.suggest_float("x", 0, 1) ** 2, n_trials=3)
+
+        reader = open_storage(url, heartbeat_interval=None)
+        assert reader.get_heartbeat_interval() is None
+        again = optuna.load_study(study_name=name, storage=reader)
+        trials = again.get_trials()
+        assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+        assert [t.params for t in trials] == [t.params for t in study.get_trials()]
+        settings = again.user_attrs["settings"]
+        assert settings["goal"] == 3 and Space.from_dict(settings["space"]) == space
+        assert list(settings["space"]["search"]) == list(space.params)  # order survives
+
+        # A worker that beat once and died: after the grace period Optuna fails its trial
+        # and calls the callback (what RetryFailedTrialCallback relies on).
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
+            dead = study.ask()
+        storage.record_heartbeat(dead._trial_id)  # what optimize()'s heartbeat thread does
+        time.sleep(2.5)  # SQLite's clock has whole seconds
+        optuna.storages.fail_stale_trials(study)
+        assert stale == [dead.number]
+        assert again.get_trials()[dead.number].state == TrialState.FAIL
+        if url.startswith("sqlite"):
+            db = url.removeprefix("sqlite:///")
+            with sqlite3.connect(db) as con:
+                assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    finally:
+        if not url.startswith("sqlite"):
+            optuna.delete_study(study_name=name, storage=storage)
+
+
+@pytest.mark.parametrize("bad", [
+    "nope://x", "not a url", "", "sqlite://", "sqlite:///:memory:",
+    "sqlite:///{tmp}/afile/x.db", "sqlite:///{tmp}/afile/sub/x.db", "sqlite:///{tmp}/notdb.db",
+    "sqlite:///{tmp}",
+])
+def test_bad_urls_raise_before_anything_is_written(tmp_path, monkeypatch, bad):
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "afile").write_text("a file, not a directory")
+    (tmp_path / "notdb.db").write_text("not an SQLite database")
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
+    url = bad.format(tmp=tmp_path)
+    with pytest.raises(StorageError) as err:
+        open_storage(url)
+    message = str(err.value)
+    assert "\n" not in message and url in message
+    assert {p: p.read_bytes() for p in tmp_path.rglob("*")} == before
+
+
+def test_passwords_stay_out_of_messages():
+    for url in ("nope://user:s3cret@host/db", "postgresql+nodriver://user:s3cret@host/db"):
+        with pytest.raises(StorageError) as err:
+            open_storage(url)
+        assert "s3cret" not in str(err.value) and "user:***@host" in str(err.value)
+
+
+def test_resolve_storage_url_prefers_argument_then_environment(monkeypatch):
+    monkeypatch.delenv(STORAGE_ENV, raising=False)
+    assert resolve_storage_url(None) == DEFAULT_STORAGE == "sqlite:///sweeps.db"
+    monkeypatch.setenv(STORAGE_ENV, "sqlite:///from-env.db")
+    assert resolve_storage_url(None) == "sqlite:///from-env.db"
+    assert resolve_storage_url("sqlite:///from-arg.db") == "sqlite:///from-arg.db"
+
+
+def test_artifacts_and_checkpoints_sit_beside_the_database(tmp_path):
+    url = f"sqlite:///{tmp_path}/runs/sweeps.db"
+    assert artifact_dir(url) == tmp_path / "runs" / "sweeps-artifacts"
+    assert checkpoint_dir(url, "vae-cifar10") == tmp_path / "runs/sweeps-checkpoints/vae-cifar10"
+    assert not (tmp_path / "runs").exists()  # paths only: nothing is created
+    assert artifact_dir("sqlite:///sweeps.db") == Path("sweeps-artifacts")
+    assert checkpoint_dir("sqlite:///a/b.db", "s") == Path("a/b-checkpoints/s")
+    assert artifact_dir("postgresql://h/db") == Path("vae-sweep-artifacts")
+    assert checkpoint_dir("mysql://h/db", "s") == Path("vae-sweep-checkpoints/s")
+    # study names that are not file names stay inside the root and apart from each other
+    root = tmp_path / "runs" / "sweeps-checkpoints"
+    odd = {checkpoint_dir(url, n) for n in ("a/b", "a_b", "..", "../x", "")}
+    assert len(odd) == 5 and all(p.parent == root for p in odd)
+    with pytest.raises(StorageError):
+        artifact_dir("nope://x")
+
+
+WORKER = """
+import os, sys, time
+from pathlib import Path
+import optuna
+from sweep.storage import open_storage
+
+url, ready, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
+optuna.logging.set_verbosity(optuna.logging.WARNING)
+study = optuna.load_study(study_name="race", storage=open_storage(url, heartbeat_interval=1))
+(ready / me).touch()
+deadline = time.monotonic() + 30
+while len(list(ready.iterdir())) < 2 and time.monotonic() < deadline:
+    time.sleep(0.01)  # both workers start their trials together: the writes collide
+
+def objective(trial):
+    for i in range(5):  # several small writes per trial, as a real trial's records make
+        trial.set_user_attr(f"attr{i}", i)
+    trial.set_user_attr("pid", os.getpid())
+    return trial.suggest_float("x", 0, 1)
+
+study.optimize(objective, n_trials=6)
+"""
+
+
+def test_two_worker_processes_share_one_sqlite_file(tmp_path):
+    url = f"sqlite:///{tmp_path}/shared.db"
+    optuna.create_study(study_name="race", storage=open_storage(url))
+    ready = tmp_path / "ready"
+    ready.mkdir()
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    procs = [subprocess.Popen([sys.executable, "-c", WORKER, url, str(ready), str(i)],
+                              cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                              text=True) for i in range(2)]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    for p, (out, err) in zip(procs, outputs, strict=True):
+        assert p.returncode == 0, err
+        assert "database is locked" not in out + err
+    study = optuna.load_study(study_name="race", storage=open_storage(url))
+    states = [t.state for t in study.get_trials()]
+    assert states == [TrialState.COMPLETE] * 12
+    assert len({t.user_attrs["pid"] for t in study.get_trials()}) == 2
