@@ -18,9 +18,11 @@ import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 
+import numpy as np
 import pytorch_lightning as pl
 import torch
 import torchvision
+from PIL import Image
 from torchvision.io import ImageReadMode
 
 from models.config import Config, ConfigError
@@ -38,9 +40,9 @@ TORCHVISION = {"cifar10": "CIFAR10", "mnist": "MNIST", "fashion-mnist": "Fashion
 # Bump when the cache format or decoding changes, so old cache files are never reused.
 CACHE_VERSION = "1"
 CACHE_PREFIX = ".vae-sweep-cache-"
+DECODE_BLOCK = 1024  # images a decoding thread stacks at a time (bounds the extra memory)
 
-UNKNOWN = ("unknown dataset {!r}; expected cifar10, mnist, fashion-mnist, synthetic or "
-           "folder:PATH")
+UNKNOWN = "unknown dataset {!r}; expected cifar10, mnist, fashion-mnist, synthetic or folder:PATH"
 
 
 def load_images(cfg: Config) -> torch.Tensor:
@@ -105,9 +107,7 @@ def _torchvision_images(name: str, data_dir: str) -> torch.Tensor:
             "a local copy, e.g. --data folder:PATH, or set data_dir")) from exc
     # .data is already decoded: numpy (N, H, W, C) for CIFAR, a tensor (N, H, W) for MNIST.
     data = torch.as_tensor(dataset.data).to(torch.uint8)
-    if data.ndim == 3:
-        return data.unsqueeze(1).contiguous()
-    return data.permute(0, 3, 1, 2).contiguous()
+    return (data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)).contiguous()
 
 
 def _folder_files(root: str) -> list[str]:
@@ -151,13 +151,10 @@ def _decoder() -> Decoder:
     """
     rgb = ImageReadMode.RGB
 
-    def public(data: bytes) -> torch.Tensor:
-        return torchvision.io.decode_image(_as_tensor(data), mode=rgb)
-
     try:
         image_op, jpeg_op = torch.ops.image.decode_image, torch.ops.image.decode_jpeg
     except (AttributeError, RuntimeError):  # ops renamed or missing: the public wrapper
-        return public
+        return lambda data: torchvision.io.decode_image(_as_tensor(data), mode=rgb)
 
     def direct(data: bytes) -> torch.Tensor:
         op = jpeg_op if data[:2] == b"\xff\xd8" else image_op
@@ -176,15 +173,13 @@ def _decode(path: str, decode: Decoder) -> torch.Tensor:
     try:
         return decode(data)
     except RuntimeError:
-        # BMP, TIFF, PPM/PGM: ImageFolder formats torchvision's decoders lack. Rare, so PIL.
-        import numpy as np
-        from PIL import Image
+        pass
+    # BMP, TIFF, PPM/PGM: ImageFolder formats torchvision's decoders lack. Rare, so PIL.
+    try:
         with Image.open(path) as im:
             return torch.from_numpy(np.asarray(im.convert("RGB")).copy()).permute(2, 0, 1)
-
-
-def _shape_str(shape: torch.Size) -> str:
-    return "x".join(str(s) for s in shape)
+    except (OSError, ValueError) as exc:  # corrupt or not an image despite its extension
+        raise ConfigError("dataset", f"cannot decode {path} ({exc})") from None
 
 
 def _decode_all(files: list[str]) -> torch.Tensor:
@@ -195,10 +190,9 @@ def _decode_all(files: list[str]) -> torch.Tensor:
     mismatch: list[tuple[str, torch.Size]] = []  # list.append is atomic: no lock needed
 
     def work(lo: int, hi: int) -> None:
-        # Stack blocks of decoded images into `out`: cheaper than one indexed copy per image
-        # and the block bounds the extra memory.
-        for start in range(lo, hi, 1024):
-            block = [_decode(path, decode) for path in files[start:min(start + 1024, hi)]]
+        # Stack blocks of decoded images into `out`: cheaper than one indexed copy per image.
+        for start in range(lo, hi, DECODE_BLOCK):
+            block = [_decode(path, decode) for path in files[start:min(start + DECODE_BLOCK, hi)]]
             bad = [(files[start + j], im.shape) for j, im in enumerate(block)
                    if im.shape != first.shape]
             if bad:
@@ -207,18 +201,18 @@ def _decode_all(files: list[str]) -> torch.Tensor:
             torch.stack(block, out=out[start:start + len(block)])
 
     # Contiguous chunks, not one task per file: per-task overhead would dominate for 32x32
-    # images. File reads and the decoders' C++ drop the GIL, so a few threads overlap.
-    workers = max(1, min(8, os.cpu_count() or 1, len(files) // 256))
+    # images. File reads and the decoders' C++ drop the GIL, so a few threads overlap; more
+    # than 4 only fight over the GIL for the Python between calls.
+    workers = max(1, min(4, os.cpu_count() or 1, len(files) // 256))
     bounds = [len(files) * k // workers for k in range(workers + 1)]
     with ThreadPoolExecutor(workers) as pool:
         futures = [pool.submit(work, bounds[k], bounds[k + 1]) for k in range(workers)]
         for future in futures:
             future.result()
     if mismatch:
-        path, shape = min(mismatch)
-        raise ConfigError("dataset", f"images differ in size: {files[0]} is "
-                          f"{_shape_str(first.shape)}, {path} is {_shape_str(shape)}; all "
-                          "images of a folder dataset must share one size")
+        (path, shape), size = min(mismatch), "x".join(map(str, first.shape))
+        raise ConfigError("dataset", f"images differ in size: {files[0]} is {size}, {path} is "
+                          f"{'x'.join(map(str, shape))}; a folder's images must share one size")
     return out
 
 
@@ -253,10 +247,8 @@ def split(images: torch.Tensor, val_fraction: float, seed: int
     n = len(images)
     n_val = max(1, round(n * val_fraction))
     if n - n_val < 1:
-        raise ConfigError("val_fraction", f"{val_fraction} of {n} images leaves none for "
-                          "training")
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed))
-    perm = perm.to(images.device)
+        raise ConfigError("val_fraction", f"{val_fraction} of {n} images leaves none to train")
+    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed)).to(images.device)
     return images[perm[n_val:]], images[perm[:n_val]]
 
 
@@ -282,14 +274,12 @@ class TensorBatches:
         return n // bs if self.drop_last else -(-n // bs)
 
     def __iter__(self) -> Iterator[torch.Tensor]:
-        bs = self.batch_size
-        if self.shuffle:
-            perm = torch.randperm(len(self.images), device=self.images.device)
-            for i in range(len(self)):
-                yield self.images[perm[i * bs:(i + 1) * bs]].float().div_(255)
-        else:
-            for i in range(len(self)):
-                yield self.images[i * bs:(i + 1) * bs].float().div_(255)
+        bs, images = self.batch_size, self.images
+        perm = torch.randperm(len(images), device=images.device) if self.shuffle else None
+        for i in range(len(self)):
+            # Unshuffled batches are views; shuffled ones one gather each, all on the device.
+            rows = slice(i * bs, (i + 1) * bs)
+            yield (images[rows] if perm is None else images[perm[rows]]).float().div_(255)
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -310,7 +300,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self._train is None or self._val is None:
             self._train, self._val = split(self._images, self.cfg.val_fraction, self.cfg.seed)
         trainer = self.trainer
-        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
+        device = torch.device("cpu")
         self._train, self._val = self._train.to(device), self._val.to(device)
 
     def _splits(self) -> tuple[torch.Tensor, torch.Tensor]:

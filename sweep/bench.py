@@ -26,7 +26,8 @@ from models.train import fit
 def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.device) -> float:
     """Images/s of a hand-written training loop over ``steps`` batches."""
     torch.manual_seed(cfg.seed)
-    model = VAE(cfg.to_dict(), tuple(images.shape[1:]), steps).to(device)
+    c, h, w = images.shape[1:]
+    model = VAE(cfg.to_dict(), (c, h, w), steps).to(device)
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data = images.to(device).float().div_(255)
     bs = cfg.batch_size

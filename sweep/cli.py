@@ -10,6 +10,7 @@ import argparse
 import json
 import os
 import sys
+import warnings
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -140,6 +141,9 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
 def main(argv: Sequence[str] | None = None) -> int:
     parser, table = _parsers()
     args = parser.parse_args(argv)
+    # Heartbeats and their retry callback are the crash-safety we rely on, not an experiment
+    # the user opted into: Optuna's "is experimental" warnings would only clutter stderr.
+    warnings.filterwarnings("ignore", message=".*is experimental.*")
     try:
         return table[args.command](args)
     except (ConfigError, SpaceError, StorageError, UsageError) as err:

@@ -1,6 +1,6 @@
 """The Optuna objective: suggest a config, fit it, record it, return the chosen metrics.
 
-A trial re-run after a crash (Optuna's RetryFailedTrialCallback enqueues it with the same
+A trial re-run after a crash (Optuna's RetryHeartbeatStaleTrialCallback enqueues it with the same
 params and a ``retry_history``) resumes from the last checkpoint of the first trial in
 that history, so epochs trained before the crash are not trained again.
 """
@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import shutil
 import time
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from typing import Any
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.config import Config
@@ -40,10 +41,14 @@ class Objective:
         cfg = suggest(trial, self.space, self.base)
         ckpt_dir = self.checkpoint_root / f"trial-{root_trial_number(trial)}"
         last = ckpt_dir / "last.ckpt"
-        resume_from = str(last) if last.exists() else None
+        # A worker killed while writing leaves a truncated file: torch.save writes a zip.
+        resume_from = str(last) if last.exists() and zipfile.is_zipfile(last) else None
         stop = CollapseStop()
-        callbacks: list[Any] = [stop, ModelCheckpoint(dirpath=ckpt_dir, save_last=True,
-                                                      save_top_k=0, every_n_epochs=1)]
+        # Top-1 with no monitor keeps the newest epoch's checkpoint under one name, rewritten
+        # every epoch (save_last alone only writes when some top-k checkpoint was written).
+        latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
+                                 enable_version_counter=False)
+        callbacks: list[Any] = [stop, latest]
         pruning = None
         if len(self.space.objectives) == 1:
             pruning = OptunaPruning(trial, self.space.objectives[0])
@@ -72,7 +77,7 @@ class Objective:
 def root_trial_number(trial: optuna.Trial) -> int:
     """The first trial of this trial's retry chain (itself when it is not a retry)."""
     frozen = next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
-    history = RetryFailedTrialCallback.retry_history(frozen)
+    history = RetryHeartbeatStaleTrialCallback.retry_history(frozen)
     return history[0] if history else trial.number
 
 

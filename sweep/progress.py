@@ -12,7 +12,7 @@ import time
 from collections import Counter
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
@@ -20,7 +20,7 @@ FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 def results(study: optuna.Study) -> int:
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return sum(t.state in FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
                for t in trials)
 

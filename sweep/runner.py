@@ -5,7 +5,7 @@ user attrs, so ``resume`` and every worker rebuild exactly what ``start`` was gi
 worker runs in this process; more (one per GPU slot, or ``--workers N`` on CPU) run as
 ``python -m sweep worker`` processes pinned with CUDA_VISIBLE_DEVICES, all on one storage.
 A worker killed mid-trial stops beating its heartbeat: Optuna fails the trial after the
-grace period and RetryFailedTrialCallback enqueues it again; the re-run resumes from the
+grace period and RetryHeartbeatStaleTrialCallback enqueues it again; the re-run resumes from the
 trial's last checkpoint (see ``sweep.objective``).
 """
 
@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.storages import RetryFailedTrialCallback
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from models.config import Config
@@ -46,8 +46,9 @@ def default_study_name(dataset: str) -> str:
 
 
 def _storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
+    retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)
     return open_storage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                        failed_trial_callback=RetryFailedTrialCallback(max_retry=MAX_RETRY))
+                        stale_trial_callback=retry)
 
 
 def _quiet() -> None:
@@ -72,7 +73,8 @@ def start(args: argparse.Namespace) -> int:
     _quiet()
     name = args.study or default_study_name(base.dataset)
     study = optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat),
-                                directions=space.directions(), load_if_exists=True)
+                                directions=space.directions(),  # type: ignore[arg-type]
+                                load_if_exists=True)
     old = study.user_attrs.get(SETTINGS)
     if old and old["space"]["objectives"] != list(space.objectives):
         raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
@@ -122,12 +124,12 @@ def retry_unfinished(study: optuna.Study, ckpt_root: Path, grace: float) -> None
             break
         time.sleep(0.5)
     trials = study.get_trials(deepcopy=False)
-    retried = {n for t in trials for n in RetryFailedTrialCallback.retry_history(t)}
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     for t in trials:
-        root = (RetryFailedTrialCallback.retry_history(t) or [t.number])[0]
+        root = (RetryHeartbeatStaleTrialCallback.retry_history(t) or [t.number])[0]
         if (t.state == TrialState.FAIL and t.number not in retried
                 and (ckpt_root / f"trial-{root}" / "last.ckpt").exists()):
-            RetryFailedTrialCallback(max_retry=MAX_RETRY)(study, t)
+            RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, t)
 
 
 def _slots(args: argparse.Namespace) -> list[str | None]:

@@ -16,7 +16,6 @@ is written. Artifacts and checkpoints live beside the SQLite file (see artifact_
 from __future__ import annotations
 
 import hashlib
-import inspect
 import os
 import re
 import sqlite3
@@ -54,12 +53,12 @@ def open_storage(
     *,
     heartbeat_interval: int | None = 60,
     grace_period: int | None = 180,
-    failed_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
 ) -> optuna.storages.BaseStorage:
     """An RDBStorage on ``url`` (see the module docstring); StorageError if it is unusable.
 
     ``heartbeat_interval=None`` turns heartbeats off (for readers: status, dashboard).
-    ``failed_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
+    ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
     """
     import optuna
     import sqlalchemy.exc
@@ -76,10 +75,9 @@ def open_storage(
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:  # a server may drop idle connections during a long trial: test each before use
         engine_kwargs = {"pool_pre_ping": True}
-    kwargs: dict[str, Any] = {"heartbeat_interval": heartbeat_interval,
+    kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
+                              "heartbeat_interval": heartbeat_interval,
                               "grace_period": grace_period}
-    if failed_trial_callback is not None:
-        kwargs[_callback_keyword()] = failed_trial_callback
     try:
         return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
@@ -160,16 +158,3 @@ def _prepare_sqlite(parsed: URL, shown: str) -> None:
     if mode.lower() != "wal":  # e.g. on a network file system, which has no shared memory
         warnings.warn(f"{shown}: SQLite kept journal mode {mode!r} instead of WAL; "
                       "concurrent workers may hit 'database is locked'", stacklevel=3)
-
-
-def _callback_keyword() -> str:
-    """RDBStorage's keyword for the stale-trial callback in the installed Optuna.
-
-    Optuna 4.9 renamed ``failed_trial_callback`` to ``heartbeat_stale_trial_callback`` and
-    deprecated the old name; passing the new one where it exists avoids the warning.
-    """
-    import optuna
-
-    params = inspect.signature(optuna.storages.RDBStorage.__init__).parameters
-    new = "heartbeat_stale_trial_callback"
-    return new if new in params else "failed_trial_callback"

@@ -61,7 +61,8 @@ def test_resume_from_checkpoint_trains_only_the_remaining_epochs(images, tmp_pat
     from pytorch_lightning.callbacks import ModelCheckpoint
 
     cfg = Config(**TINY, max_epochs=1)
-    ckpt = ModelCheckpoint(dirpath=tmp_path, save_last=True, save_top_k=0)
+    ckpt = ModelCheckpoint(dirpath=tmp_path, filename="last", save_top_k=1,
+                           enable_version_counter=False)
     fit(cfg, images=images, callbacks=[ckpt])
     assert (tmp_path / "last.ckpt").exists()
     again = fit(cfg.replace(max_epochs=2), images=images, ckpt_path=str(tmp_path / "last.ckpt"))

@@ -45,7 +45,7 @@ def test_storage_contract(url):
     name = f"contract-{uuid.uuid4().hex[:8]}"  # a server database outlives the test
     stale: list[int] = []
     storage = open_storage(url, heartbeat_interval=1, grace_period=1,
-                           failed_trial_callback=lambda study, t: stale.append(t.number))
+                           stale_trial_callback=lambda study, t: stale.append(t.number))
     assert storage.get_heartbeat_interval() == 1  # heartbeats on: dead workers' trials fail
     study = optuna.create_study(study_name=name, storage=storage)
     try:
@@ -64,7 +64,7 @@ def test_storage_contract(url):
         assert list(settings["space"]["search"]) == list(space.params)  # order survives
 
         # A worker that beat once and died: after the grace period Optuna fails its trial
-        # and calls the callback (what RetryFailedTrialCallback relies on).
+        # and calls the callback (what RetryHeartbeatStaleTrialCallback relies on).
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
             dead = study.ask()
