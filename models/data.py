@@ -300,7 +300,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self._train is None or self._val is None:
             self._train, self._val = split(self._images, self.cfg.val_fraction, self.cfg.seed)
         trainer = self.trainer
-        device = torch.device("cpu")
+        device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         self._train, self._val = self._train.to(device), self._val.to(device)
 
     def _splits(self) -> tuple[torch.Tensor, torch.Tensor]:
