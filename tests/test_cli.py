@@ -225,7 +225,7 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path, tiny_t
         deadline = time.monotonic() + 60
         while True:
             try:
-                studies = json.loads(get("/api/studies"))["studies"]
+                studies = json.loads(get("/api/studies"))["study_summaries"]
                 break
             except OSError:
                 assert time.monotonic() < deadline and server.poll() is None
