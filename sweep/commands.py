@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from models.config import Config, parse_overrides
@@ -15,12 +16,23 @@ def build_config(overrides: list[str], data: str | None) -> Config:
     return Config.from_dict(values)
 
 
+def quiet_logs() -> None:
+    """Keep the terminal for our own progress: Lightning's and Optuna's info lines (device
+    banners, tips, one line per trial) repeat for every trial."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
+        logging.getLogger(name).setLevel(logging.WARNING)
+
+
 def train(overrides: list[str], data: str | None, progress: bool = False) -> dict[str, Any]:
     """Train one config in this process, through the same ``fit`` every trial uses."""
     from models.train import fit
     from sweep.provenance import provenance
 
     cfg = build_config(overrides, data)
+    quiet_logs()
     result = fit(cfg, progress=progress)
     return {**result.metrics, "config": cfg.to_dict(), **provenance()}
 

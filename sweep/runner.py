@@ -12,7 +12,6 @@ trial's last checkpoint (see ``sweep.objective``).
 from __future__ import annotations
 
 import argparse
-import logging
 import os
 import subprocess
 import sys
@@ -26,7 +25,7 @@ from optuna.trial import TrialState
 
 from models.config import Config
 from sweep.cli import UsageError
-from sweep.commands import build_config
+from sweep.commands import build_config, quiet_logs
 from sweep.progress import Progress, results
 from sweep.space import Space, baseline_params, load_space
 from sweep.storage import (
@@ -51,12 +50,6 @@ def _storage(url: str, heartbeat: int) -> optuna.storages.BaseStorage:
                         stale_trial_callback=retry)
 
 
-def _quiet() -> None:
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
-        logging.getLogger(name).setLevel(logging.WARNING)
-
-
 def start(args: argparse.Namespace) -> int:
     from models.data import load_images
 
@@ -70,7 +63,7 @@ def start(args: argparse.Namespace) -> int:
         raise UsageError(f"--n-trials must be >= 0, got {n_trials}")
     Config.from_dict({**base.to_dict(), **space.fixed})  # fixed values valid on this base
     load_images(base)  # a bad dataset fails here, before the study is written
-    _quiet()
+    quiet_logs()
     name = args.study or default_study_name(base.dataset)
     study = optuna.create_study(study_name=name, storage=_storage(url, args.heartbeat),
                                 directions=space.directions(),  # type: ignore[arg-type]
@@ -99,7 +92,7 @@ def resume(args: argparse.Namespace) -> int:
         settings = optuna.load_study(study_name=args.study, storage=storage).user_attrs[SETTINGS]
     except KeyError:
         raise UsageError(f"no vae-sweep study {args.study!r} in {url}") from None
-    _quiet()
+    quiet_logs()
     heartbeat = settings["heartbeat"]
     study = optuna.load_study(study_name=args.study, storage=_storage(url, heartbeat))
     retry_unfinished(study, checkpoint_dir(url, args.study), grace=3 * heartbeat)
@@ -187,7 +180,7 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
     from models.data import load_images
     from sweep.objective import Objective
 
-    _quiet()
+    quiet_logs()
     storage = _storage(url, heartbeat)
     settings: dict[str, Any] = optuna.load_study(
         study_name=name, storage=storage).user_attrs[SETTINGS]

@@ -59,3 +59,17 @@ def test_evaluation_bernoulli_nll():
     m = _evaluation("bernoulli")
     per_pixel = -(0.5 * math.log(0.6) + 0.5 * math.log(0.4))
     assert m["neg_elbo"] == pytest.approx(1.5 + 4 * per_pixel, rel=1e-5)
+
+
+def test_active_units_of_an_encoder_built_so_that_exactly_k_dims_vary():
+    from models.networks import Encoder
+
+    torch.manual_seed(0)
+    k, d = 3, 10
+    enc = Encoder((1, 8, 8), 2, 4, d)
+    with torch.no_grad():
+        enc.head.weight[k:d].zero_()  # mu_u for u >= k ignores x ...
+        enc.head.bias[k:d].fill_(0.7)  # ... and sits at a constant
+        enc.head.weight[:k].mul_(20)  # mu_u for u < k varies well above the threshold
+        mu, _ = enc(torch.rand(256, 1, 8, 8))
+    assert metrics.active_units(mu) == k
