@@ -11,7 +11,6 @@
 from __future__ import annotations
 
 import math
-from typing import Any
 
 import optuna
 import pytorch_lightning as pl
@@ -30,16 +29,14 @@ class CollapseStop(pl.Callback):
         self.state, self.reason = state, reason
         trainer.should_stop = True
 
-    def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
-                           outputs: Any, batch: Any, batch_idx: int) -> None:
-        loss = outputs["loss"] if isinstance(outputs, dict) else outputs
-        # .item() syncs the device; a check every 50 steps catches divergence soon enough.
-        if batch_idx % 50 == 0 and loss is not None and not math.isfinite(float(loss)):
-            self._stop(trainer, "FAIL", f"loss is {float(loss)} at step {trainer.global_step}")
-
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        # Checked once an epoch, not per step: reading the loss would sync the device.
         assert isinstance(module, VAE)
         if self.state or not module.last_metrics:
+            return
+        loss = float(trainer.callback_metrics.get("train/loss", 0.0))
+        if not (math.isfinite(loss) and math.isfinite(module.last_metrics["neg_elbo"])):
+            self._stop(trainer, "FAIL", f"loss is {loss} at step {trainer.global_step}")
             return
         if trainer.global_step < module.warmup_end():
             return
