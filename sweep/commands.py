@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Any
 
 from models.config import Config, parse_overrides
@@ -22,6 +23,8 @@ def quiet_logs() -> None:
     import optuna
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
+    # pytorch-lightning 2.6 calls a torch API that torch 2.14 deprecated, once per Trainer.
+    warnings.filterwarnings("ignore", message=".*LeafSpec.*is deprecated")
     for name in ("pytorch_lightning", "lightning.pytorch", "lightning.fabric"):
         logging.getLogger(name).setLevel(logging.WARNING)
 

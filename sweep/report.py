@@ -78,9 +78,10 @@ def status(storage_url: str | None, study_name: str | None) -> str:
            + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
     best = front(study)
     names_ = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    header = ["trial", *names_, "active_units", "neg_elbo", *KNOBS]
+    extra = [m for m in ("active_units", "rate", "neg_elbo") if m not in names_]
+    header = ["trial", *names_, *extra, *KNOBS]
     rows = [[str(t.number), *(_fmt(v) for v in t.values),
-             _fmt(t.user_attrs.get("active_units")), _fmt(t.user_attrs.get("neg_elbo")),
+             *(_fmt(t.user_attrs.get(m)) for m in extra),
              *(_fmt(t.params.get(k)) for k in KNOBS)] for t in best]
     title = "Pareto front" if len(study.directions) > 1 else "Best trial"
     out.append(f"\n{title} ({len(best)} trial(s)):")
