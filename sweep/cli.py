@@ -90,7 +90,10 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     run.add_argument("--heartbeat", type=int, default=10,
                      help="seconds between trial heartbeats; a trial silent for 3x is failed")
 
-    parser = argparse.ArgumentParser(prog="python -m sweep", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="python -m sweep",
+        description="Hyperparameter sweeps for VAEs: Optuna studies of Lightning trainers, "
+                    "scored by ELBO components and active units.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     table: dict[str, Callable[[argparse.Namespace], int]] = {}
 

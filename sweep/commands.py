@@ -48,7 +48,7 @@ def dashboard(storage_url: str | None, port: int) -> None:
     from sweep.storage import artifact_dir, open_storage, resolve_storage_url
 
     url = resolve_storage_url(storage_url)
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
     store = FileSystemArtifactStore(str(artifact_dir(url)))
     print(f"optuna-dashboard on http://127.0.0.1:{port}/ for {url}", flush=True)
     optuna_dashboard.run_server(storage, host="127.0.0.1", port=port, artifact_store=store)

@@ -62,7 +62,7 @@ def answer(study: optuna.Study, best: list[FrozenTrial]) -> str:
 
 def status(storage_url: str | None, study_name: str | None) -> str:
     url = resolve_storage_url(storage_url)
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
     names = [s.study_name for s in optuna.get_all_study_summaries(storage,
                                                                   include_best_trial=False)]
     if study_name is None:

@@ -87,7 +87,7 @@ def start(args: argparse.Namespace) -> int:
 
 def resume(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage)
-    storage = open_storage(url, heartbeat_interval=None)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
     try:
         settings = optuna.load_study(study_name=args.study, storage=storage).user_attrs[SETTINGS]
     except KeyError:

@@ -54,11 +54,13 @@ def open_storage(
     heartbeat_interval: int | None = 60,
     grace_period: int | None = 180,
     stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    must_exist: bool = False,
 ) -> optuna.storages.BaseStorage:
     """An RDBStorage on ``url`` (see the module docstring); StorageError if it is unusable.
 
     ``heartbeat_interval=None`` turns heartbeats off (for readers: status, dashboard).
     ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
+    ``must_exist``: commands that only read a study must not create an empty SQLite file.
     """
     import optuna
     import sqlalchemy.exc
@@ -71,6 +73,8 @@ def open_storage(
         raise StorageError(f"{shown}: its database driver is not installed ({err})") from None
     engine_kwargs: dict[str, Any]
     if parsed.get_backend_name() == "sqlite":
+        if must_exist and not Path(str(parsed.database)).is_file():
+            raise StorageError(f"{shown}: no such database file")
         _prepare_sqlite(parsed, shown)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:  # a server may drop idle connections during a long trial: test each before use

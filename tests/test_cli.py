@@ -244,3 +244,10 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path, tiny_t
     finally:
         server.kill()
         server.wait()
+
+
+@pytest.mark.parametrize("command", [["resume", "--study", "x"], ["status"]])
+def test_readers_of_a_missing_database_exit_2_and_create_nothing(tmp_path, command):
+    proc = sweep(*command, cwd=tmp_path, check=False)
+    assert proc.returncode == 2 and "sqlite:///sweeps.db" in proc.stderr
+    assert list(tmp_path.iterdir()) == []
