@@ -1,45 +1,35 @@
 """The collapse-aware early stop and the single-objective pruning callback."""
 
 import optuna
-import pytest
 
 from models.config import Config
-from models.data import load_images
 from models.train import fit
 from sweep.callbacks import CollapseStop, OptunaPruning
 
-TINY = dict(dataset="synthetic", synthetic_size=512, width=8, depth=3, latent_dim=16,
-            batch_size=32, seed=0)
 
-
-@pytest.fixture(scope="module")
-def images():
-    return load_images(Config(**TINY))
-
-
-def test_collapsed_run_stops_after_the_warmup_with_a_reason(images):
+def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
     stop = CollapseStop(patience=2)
-    result = fit(Config(**TINY, max_epochs=20), images=images, callbacks=[stop])
+    result = fit(Config(**tiny, max_epochs=20), images=images, callbacks=[stop])
     assert stop.state == "PRUNED" and "posterior collapse" in stop.reason
     assert len(result.history) < 20  # stopped early, after two collapsed epochs in a row
     assert all(h["active_units"] == 0 for h in result.history[-2:])
 
 
-def test_no_stop_before_the_warmup_ends(images):
+def test_no_stop_before_the_warmup_ends(tiny, images):
     stop = CollapseStop()
-    cfg = Config(**TINY, max_epochs=3, kl_schedule="linear", kl_warmup_steps=10_000)
+    cfg = Config(**tiny, max_epochs=3, kl_schedule="linear", kl_warmup_steps=10_000)
     result = fit(cfg, images=images, callbacks=[stop])
     assert stop.state is None and len(result.history) == 3
 
 
-def test_non_finite_loss_fails_the_run(images):
+def test_non_finite_loss_fails_the_run(tiny, images):
     stop = CollapseStop()
-    cfg = Config(**TINY, max_epochs=3, likelihood="gaussian", sigma_mode="learned", lr=1e9)
+    cfg = Config(**tiny, max_epochs=3, likelihood="gaussian", sigma_mode="learned", lr=1e9)
     fit(cfg, images=images, callbacks=[stop])
     assert stop.state == "FAIL" and "loss is" in stop.reason
 
 
-def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(images):
+def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(tiny, images):
     class Always(optuna.pruners.BasePruner):
         def prune(self, study, trial):
             return trial.last_step is not None and trial.last_step >= 1
@@ -47,6 +37,6 @@ def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(images):
     study = optuna.create_study(pruner=Always())
     trial = study.ask()
     pruning = OptunaPruning(trial, "mse")
-    result = fit(Config(**TINY, max_epochs=5), images=images, callbacks=[pruning])
+    result = fit(Config(**tiny, max_epochs=5), images=images, callbacks=[pruning])
     assert pruning.pruned_at == 1 and len(result.history) == 2
     assert sorted(study.trials[0].intermediate_values) == [0, 1]

@@ -5,22 +5,13 @@ import pytest
 import torch
 
 from models.config import Config
-from models.data import load_images
 from models.train import fit
 
-TINY = dict(dataset="synthetic", synthetic_size=512, width=8, depth=3, latent_dim=16,
-            batch_size=32, seed=0)
 
-
-@pytest.fixture(scope="module")
-def images():
-    return load_images(Config(**TINY))
-
-
-def test_seed_configuration_collapses_and_sum_with_warmup_does_not(images):
+def test_seed_configuration_collapses_and_sum_with_warmup_does_not(tiny, images):
     # The seed question at small scale: MSE averaged over pixels, KL summed, weight 1.
-    seed = fit(Config(**TINY, max_epochs=6), images=images).metrics
-    fixed = fit(Config(**TINY, max_epochs=6, recon_reduction="sum", kl_schedule="linear",
+    seed = fit(Config(**tiny, max_epochs=6), images=images).metrics
+    fixed = fit(Config(**tiny, max_epochs=6, recon_reduction="sum", kl_schedule="linear",
                        kl_warmup_steps=40), images=images).metrics
     assert seed["active_units"] == 0 and seed["collapsed"]
     assert seed["rate"] < 0.5
@@ -28,15 +19,15 @@ def test_seed_configuration_collapses_and_sum_with_warmup_does_not(images):
     assert fixed["mse"] < seed["mse"]
 
 
-def test_same_config_and_seed_give_identical_metrics(images):
-    cfg = Config(**TINY, max_steps=8)
+def test_same_config_and_seed_give_identical_metrics(tiny, images):
+    cfg = Config(**tiny, max_steps=8)
     a, b = fit(cfg, images=images).metrics, fit(cfg, images=images).metrics
     for key in ("mse", "rate", "neg_elbo", "active_units", "mutual_info", "kl_per_dim"):
         assert a[key] == b[key], key
 
 
-def test_metrics_and_history_have_every_field(images):
-    result = fit(Config(**TINY, max_epochs=2, kl_schedule="cyclical"), images=images)
+def test_metrics_and_history_have_every_field(tiny, images):
+    result = fit(Config(**tiny, max_epochs=2, kl_schedule="cyclical"), images=images)
     m = result.metrics
     assert len(m["kl_per_dim"]) == 16
     assert m["rate"] == pytest.approx(sum(m["kl_per_dim"]), rel=1e-5)
@@ -52,15 +43,17 @@ def test_metrics_and_history_have_every_field(images):
     dict(likelihood="gaussian", sigma_mode="optimal", free_bits=0.1),
     dict(likelihood="bernoulli", decoder_activation="none", kl_schedule="sigmoid"),
 ])
-def test_every_likelihood_trains_to_finite_metrics(images, overrides):
-    m = fit(Config(**TINY, max_steps=4, **overrides), images=images).metrics
+
+
+def test_every_likelihood_trains_to_finite_metrics(tiny, images, overrides):
+    m = fit(Config(**tiny, max_steps=4, **overrides), images=images).metrics
     assert all(torch.isfinite(torch.tensor(m[k])) for k in ("mse", "rate", "neg_elbo"))
 
 
-def test_resume_from_checkpoint_trains_only_the_remaining_epochs(images, tmp_path):
+def test_resume_from_checkpoint_trains_only_the_remaining_epochs(tiny, images, tmp_path):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    cfg = Config(**TINY, max_epochs=1)
+    cfg = Config(**tiny, max_epochs=1)
     ckpt = ModelCheckpoint(dirpath=tmp_path, filename="last", save_top_k=1,
                            enable_version_counter=False)
     fit(cfg, images=images, callbacks=[ckpt])
