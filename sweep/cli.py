@@ -145,8 +145,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser, table = _parsers()
     args = parser.parse_args(argv)
     # Heartbeats and their retry callback are the crash-safety we rely on, not an experiment
-    # the user opted into: Optuna's "is experimental" warnings would only clutter stderr.
-    warnings.filterwarnings("ignore", message=".*is experimental.*")
+    # the user opted into: Optuna's "is experimental" / "is an experimental feature" warnings
+    # would only clutter stderr.
+    warnings.filterwarnings("ignore", message=".*is (an )?experimental")
     try:
         return table[args.command](args)
     except (ConfigError, SpaceError, StorageError, UsageError) as err:

@@ -31,10 +31,10 @@ def quiet_logs() -> None:
 
 def train(overrides: list[str], data: str | None, progress: bool = False) -> dict[str, Any]:
     """Train one config in this process, through the same ``fit`` every trial uses."""
+    cfg = build_config(overrides, data)  # before importing torch: bad input fails fast
     from models.train import fit
     from sweep.provenance import provenance
 
-    cfg = build_config(overrides, data)
     quiet_logs()
     result = fit(cfg, progress=progress)
     return {**result.metrics, "config": cfg.to_dict(), **provenance()}

@@ -19,6 +19,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
@@ -172,6 +173,19 @@ def worker(args: argparse.Namespace) -> int:
     return 0
 
 
+def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage,
+                 name: str) -> int:
+    """A sampler seed that differs per worker and per run of the same study.
+
+    TPE's first trials are random draws from this seed: with the same seed, two workers,
+    or a second ``start`` joining the study, would propose the very trials already run.
+    The study's trial count when the worker starts tells runs apart, reproducibly.
+    """
+    study_id = storage.get_study_id_from_name(name)
+    n_trials = len(storage.get_all_trials(study_id, deepcopy=False))
+    return int(np.random.SeedSequence([seed, worker_id, n_trials]).generate_state(1)[0])
+
+
 def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heartbeat: int,
                show_progress: bool = True) -> None:
     """Run trials of study ``name`` until its goal is met (or ``timeout``)."""
@@ -185,8 +199,8 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
     settings: dict[str, Any] = optuna.load_study(
         study_name=name, storage=storage).user_attrs[SETTINGS]
     base = Config.from_dict(settings["base"])
-    # A different sampler seed per worker: no two workers propose the same first trials.
-    sampler = optuna.samplers.TPESampler(seed=base.seed * 1000 + worker_id, constant_liar=True)
+    sampler = optuna.samplers.TPESampler(seed=sampler_seed(base.seed, worker_id, storage, name),
+                                         constant_liar=True)
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     artifacts = artifact_dir(url)
     artifacts.mkdir(parents=True, exist_ok=True)  # the store writes into it without creating it

@@ -129,6 +129,8 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert len(optuna.get_all_study_summaries(f"sqlite:///{db}")) == 1
     trials = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}").trials
     assert len(trials) == 6 and sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+    # The second run's sampler does not replay the first run's random draws.
+    assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
 
     report = sweep("status", cwd=tmp_path).stdout
     assert "Pareto front" in report and "Baseline (the seed configuration, trial 0)" in report
