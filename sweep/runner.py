@@ -157,7 +157,7 @@ def _run(url: str, name: str, args: argparse.Namespace, heartbeat: int) -> int:
             cmd += ["--timeout", str(args.timeout)]
         procs.append(subprocess.Popen(cmd, env=env))
     study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
-    progress = Progress(study)
+    progress = Progress(study, study.user_attrs[SETTINGS]["goal"])
     while any(p.poll() is None for p in procs):
         progress.poll()
         time.sleep(2)
