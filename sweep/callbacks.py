@@ -6,11 +6,14 @@
   and the reason kept for the trial's attrs.
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
   studies (optuna-integration's callback needs the separate ``lightning`` package).
+- ``EpochProgress``: how far a running trial is, as its ``progress`` user attr, so the live
+  progress line and the dashboard show it during trials that take minutes.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 
 import optuna
 import pytorch_lightning as pl
@@ -67,3 +70,16 @@ class OptunaPruning(pl.Callback):
         if self.trial.should_prune():
             self.pruned_at = epoch
             trainer.should_stop = True
+
+
+class EpochProgress(pl.Callback):
+    """Writes ``progress = "E/N epochs"`` to the trial after each epoch, then calls ``then``."""
+
+    def __init__(self, trial: optuna.Trial, then: Callable[[], None] | None = None) -> None:
+        self.trial, self.then = trial, then
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self.trial.set_user_attr("progress",
+                                 f"{trainer.current_epoch + 1}/{trainer.max_epochs} epochs")
+        if self.then is not None:
+            self.then()

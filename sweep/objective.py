@@ -10,6 +10,7 @@ from __future__ import annotations
 import shutil
 import time
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from models.config import Config
 from models.train import FitResult, fit
 from sweep.artifacts import upload_trial_artifacts
-from sweep.callbacks import CollapseStop, OptunaPruning
+from sweep.callbacks import CollapseStop, EpochProgress, OptunaPruning
 from sweep.provenance import provenance
 from sweep.space import Space, suggest
 
@@ -36,6 +37,7 @@ class Objective:
     store: FileSystemArtifactStore
     checkpoint_root: Path
     keep_checkpoints: bool = False
+    on_epoch: Callable[[], None] | None = None  # e.g. redraw the live progress line
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
         cfg = suggest(trial, self.space, self.base)
@@ -48,7 +50,7 @@ class Objective:
         # every epoch (save_last alone only writes when some top-k checkpoint was written).
         latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
                                  enable_version_counter=False)
-        callbacks: list[Any] = [stop, latest]
+        callbacks: list[Any] = [stop, latest, EpochProgress(trial, self.on_epoch)]
         pruning = None
         if len(self.space.objectives) == 1:
             pruning = OptunaPruning(trial, self.space.objectives[0])

@@ -49,12 +49,17 @@ class Progress:
         self.started = time.monotonic()
 
     def counts(self) -> str:
-        c = Counter(t.state for t in self.study.get_trials(deepcopy=False))
+        trials = self.study.get_trials(deepcopy=False)
+        c = Counter(t.state for t in trials)
         done = results(self.study)
         goal = f"/{self.goal}" if self.goal is not None else ""
+        # How far each running trial is (EpochProgress writes it after every epoch).
+        where = ", ".join(f"#{t.number} {t.user_attrs['progress']}" for t in trials
+                          if t.state == TrialState.RUNNING and "progress" in t.user_attrs)
         return (f"{done}{goal} done: {c[TrialState.COMPLETE]} complete, "
                 f"{c[TrialState.PRUNED]} pruned, {c[TrialState.FAIL]} failed, "
-                f"{c[TrialState.RUNNING]} running, {c[TrialState.WAITING]} queued")
+                f"{c[TrialState.RUNNING]} running{f' ({where})' if where else ''}, "
+                f"{c[TrialState.WAITING]} queued")
 
     def finished(self) -> bool:
         if self.goal is None:

@@ -204,10 +204,11 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
     study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
     artifacts = artifact_dir(url)
     artifacts.mkdir(parents=True, exist_ok=True)  # the store writes into it without creating it
+    progress = Progress(study, settings["goal"], echo=show_progress)
     objective = Objective(Space.from_dict(settings["space"]), base, load_images(base),
                           FileSystemArtifactStore(str(artifacts)),
-                          checkpoint_dir(url, name), settings["keep_checkpoints"])
-    progress = Progress(study, settings["goal"], echo=show_progress)
+                          checkpoint_dir(url, name), settings["keep_checkpoints"],
+                          on_epoch=progress.poll if show_progress else None)
     if progress.finished():
         return
     study.optimize(objective, timeout=timeout, callbacks=[progress], catch=(RuntimeError,))

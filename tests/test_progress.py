@@ -1,0 +1,50 @@
+"""The progress line: what counts toward the goal, and how far running trials are."""
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from models.config import Config
+from models.train import fit
+from sweep.callbacks import EpochProgress
+from sweep.progress import Progress, results
+
+
+def test_a_failed_trial_that_was_rerun_counts_once():
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    study.tell(failed, state=TrialState.FAIL)
+    assert results(study) == 2
+    RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[failed.number])
+    assert results(study) == 1  # the failure now counts through its queued re-run
+    assert not Progress(study, goal=1).finished()  # a queued re-run is still to do
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
+                                               TrialState.COMPLETE]
+    assert results(study) == 2
+    assert Progress(study, goal=2).finished()
+
+
+def test_the_line_shows_how_far_each_running_trial_is(capsys):
+    study = optuna.create_study()
+    running = study.ask()
+    running.set_user_attr("progress", "2/5 epochs")
+    study.ask()  # running, no epoch finished yet
+    progress = Progress(study, goal=3)
+    assert progress.counts() == ("0/3 done: 0 complete, 0 pruned, 0 failed, "
+                                 "2 running (#0 2/5 epochs), 0 queued")
+    progress.poll()
+    progress.poll()  # unchanged: not printed again
+    out = capsys.readouterr().out.splitlines()
+    assert len(out) == 1 and out[0].endswith("queued | best: none yet")
+
+
+def test_epoch_progress_writes_each_epoch_to_the_trial(tiny, images):
+    study = optuna.create_study()
+    trial = study.ask()
+    seen: list[str] = []
+    callback = EpochProgress(trial, then=lambda: seen.append(
+        study.trials[trial.number].user_attrs["progress"]))
+    fit(Config(**tiny, max_epochs=2), images=images, callbacks=[callback])
+    assert seen == ["1/2 epochs", "2/2 epochs"]
