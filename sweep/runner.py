@@ -199,13 +199,15 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
     settings: dict[str, Any] = optuna.load_study(
         study_name=name, storage=storage).user_attrs[SETTINGS]
     base = Config.from_dict(settings["base"])
+    space = Space.from_dict(settings["space"])
     sampler = optuna.samplers.TPESampler(seed=sampler_seed(base.seed, worker_id, storage, name),
                                          constant_liar=True)
-    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler)
+    study = optuna.load_study(study_name=name, storage=storage, sampler=sampler,
+                              pruner=space.make_pruner())
     artifacts = artifact_dir(url)
     artifacts.mkdir(parents=True, exist_ok=True)  # the store writes into it without creating it
     progress = Progress(study, settings["goal"], echo=show_progress)
-    objective = Objective(Space.from_dict(settings["space"]), base, load_images(base),
+    objective = Objective(space, base, load_images(base),
                           FileSystemArtifactStore(str(artifacts)),
                           checkpoint_dir(url, name), settings["keep_checkpoints"],
                           on_epoch=progress.poll if show_progress else None)

@@ -4,6 +4,7 @@ which metrics it optimises; ``suggest`` is the only place the project calls tria
 A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
 
     objectives = ["mse", "rate", "active_units"]   # optional: keys of METRICS
+    pruner = "median"                               # optional, single objective only: PRUNERS
     [fixed]                                         # optional: Config fields for every trial
     batch_size = 128
     [search.kl_weight]                              # one table per searched Config field
@@ -39,6 +40,7 @@ else:  # pragma: no cover - pyproject installs tomli on Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:  # optuna is only needed at call time; the CLI imports this module early
+    import optuna
     from optuna.trial import BaseTrial
 
 # The trainer's scalar metrics (models.metrics) and the direction that makes a VAE better.
@@ -47,6 +49,10 @@ METRICS: dict[str, str] = {
     "active_units": "maximize", "mutual_info": "maximize"}
 
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("mse", "rate", "active_units")
+
+# Optuna's pruners for single-objective studies, fed by per-epoch reports of the objective.
+# Multi-objective studies cannot use them: there the collapse-aware early stop prunes.
+PRUNERS = ("median", "hyperband", "none")
 
 DEFAULT_SPACE: dict[str, Any] = {
     "objectives": list(DEFAULT_OBJECTIVES),
@@ -68,7 +74,7 @@ DEFAULT_SPACE: dict[str, Any] = {
     },
 }
 
-_TOP_KEYS = ("objectives", "fixed", "search")
+_TOP_KEYS = ("objectives", "pruner", "fixed", "search")
 _PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
 _DEFAULTS = Config().to_dict()
 
@@ -93,15 +99,26 @@ class Space:
     params: dict[str, dict[str, Any]]
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
+    pruner: str = "median"
 
     def directions(self) -> list[str]:
         """Optuna's study directions, one per objective."""
         return [METRICS[name] for name in self.objectives]
 
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        """The study's pruner (used only when there is a single objective)."""
+        import optuna
+
+        if self.pruner == "hyperband":
+            return optuna.pruners.HyperbandPruner()
+        if self.pruner == "none":
+            return optuna.pruners.NopPruner()
+        return optuna.pruners.MedianPruner()
+
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable, in the TOML file's structure (so from_dict re-validates it)."""
-        return {"objectives": list(self.objectives), "fixed": copy.deepcopy(self.fixed),
-                "search": copy.deepcopy(self.params)}
+        return {"objectives": list(self.objectives), "pruner": self.pruner,
+                "fixed": copy.deepcopy(self.fixed), "search": copy.deepcopy(self.params)}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Space:
@@ -134,12 +151,16 @@ def parse_space(data: dict[str, Any]) -> Space:
     if unknown:
         raise SpaceError(unknown[0], f"unknown top-level key (expected {', '.join(_TOP_KEYS)})")
     objectives = _objectives(data.get("objectives", list(DEFAULT_OBJECTIVES)))
+    pruner = data.get("pruner", "median")
+    if pruner not in PRUNERS:
+        raise SpaceError("pruner", f"{pruner!r} is not one of {', '.join(PRUNERS)}")
     fixed = _fixed(data.get("fixed", {}))
     if "search" in data:
         search = data["search"]
     else:  # fixing a field takes it out of the default search instead of clashing with it
         search = {k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}
-    return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives)
+    return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives,
+                 pruner=pruner)
 
 
 def suggest(trial: BaseTrial, space: Space, base: Config | None = None) -> Config:

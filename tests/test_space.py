@@ -185,6 +185,7 @@ BAD = [
     ("unknown_objective", 'objectives = ["elbo"]\n', "objectives"),
     ("empty_objectives", "objectives = []\n", "objectives"),
     ("duplicate_objective", 'objectives = ["mse", "mse"]\n', "objectives"),
+    ("unknown_pruner", 'pruner = "asha"\n', "pruner"),
 ]
 
 
@@ -206,3 +207,15 @@ def test_messages_say_what_is_wrong(tmp_path):
         parse_space({"objectives": ["elbo"]})
     with pytest.raises(SpaceError, match="cannot read"):
         load_space(tmp_path / "missing.toml")
+
+
+@pytest.mark.parametrize("text,kind", [
+    ("", optuna.pruners.MedianPruner),
+    ('pruner = "median"\n', optuna.pruners.MedianPruner),
+    ('pruner = "hyperband"\n', optuna.pruners.HyperbandPruner),
+    ('pruner = "none"\n', optuna.pruners.NopPruner),
+])
+def test_pruner_is_chosen_in_the_file_and_survives_the_study_attrs(tmp_path, text, kind):
+    space = load_space(write(tmp_path, 'objectives = ["neg_elbo"]\n' + text))
+    again = Space.from_dict(json.loads(json.dumps(space.to_dict())))
+    assert again == space and type(again.make_pruner()) is kind
