@@ -13,6 +13,7 @@ from __future__ import annotations
 import hashlib
 import math
 import os
+import shutil
 import threading
 import warnings
 from collections.abc import Callable, Iterator
@@ -98,10 +99,13 @@ def synthetic_images(n: int, size: int = SYNTHETIC_SIZE) -> torch.Tensor:
 
 
 def _torchvision_images(name: str, data_dir: str) -> torch.Tensor:
+    existed = os.path.exists(data_dir)
     try:
         dataset = getattr(torchvision.datasets, TORCHVISION[name])(
             root=data_dir, train=True, download=True)
     except Exception as exc:  # offline, partial or corrupt download: all mean "not here"
+        if not existed:  # bad input writes nothing: no empty or half-downloaded data dir
+            shutil.rmtree(data_dir, ignore_errors=True)
         raise ConfigError("dataset", (
             f"{name} not found in {data_dir} and could not be downloaded; point --data at "
             "a local copy, e.g. --data folder:PATH, or set data_dir")) from exc

@@ -313,17 +313,22 @@ def test_unknown_dataset(spec):
 
 
 def test_torchvision_dataset_unavailable(tmp_path, monkeypatch):
+    data_dir = tmp_path / "data"
+
     def offline(root, train, download):
-        assert (root, train, download) == (str(tmp_path), True, True)
+        assert (root, train, download) == (str(data_dir), True, True)
+        data_dir.mkdir()  # as torchvision does before it downloads
+        (data_dir / "cifar-10-python.tar.gz").write_bytes(b"partial")
         raise RuntimeError("network unreachable")
 
     monkeypatch.setattr(torchvision.datasets, "CIFAR10", offline)
     with pytest.raises(ConfigError) as err:
-        load_images(Config(dataset="cifar10", data_dir=str(tmp_path)))
+        load_images(Config(dataset="cifar10", data_dir=str(data_dir)))
     assert err.value.key == "dataset"
     message = str(err.value)
-    assert message.startswith("dataset: cifar10 not found in " + str(tmp_path))
+    assert message.startswith("dataset: cifar10 not found in " + str(data_dir))
     assert "folder:PATH" in message and "\n" not in message
+    assert not data_dir.exists()  # the folder it made for the download is gone again
 
 
 class FakeDataset:
