@@ -207,9 +207,26 @@ high = 2e-3
     assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2]
 
 
-def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path, tiny_toml):
+def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
+    # A KL warm-up longer than the run: no trial can be stopped for collapse, so both
+    # complete and the study has a Pareto front to show.
+    toml = tmp_path / "warm.toml"
+    toml.write_text("""
+[fixed]
+synthetic_size = 96
+width = 4
+depth = 2
+batch_size = 32
+recon_reduction = "sum"
+kl_schedule = "linear"
+kl_warmup_steps = 100000
+[search.lr]
+low = 1e-4
+high = 3e-3
+log = true
+""")
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
-          "--config", str(tiny_toml), cwd=tmp_path)
+          "--config", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     port = 18000 + os.getpid() % 1000
@@ -234,7 +251,8 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path, tiny_t
                 time.sleep(0.2)
         detail = json.loads(get(f"/api/studies/{studies[0]['study_id']}"))
         assert detail["objective_names"] == ["mse", "rate", "active_units"]
-        assert len(detail["trials"]) == 2 and detail["best_trials"]
+        assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
+        assert detail["best_trials"]
         trial = detail["trials"][1]
         keys = {a["key"] for a in trial["user_attrs"]}
         assert {"active_units", "neg_elbo", "mutual_info", "git_sha"} <= keys
