@@ -101,5 +101,5 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
     metrics = {**model.last_metrics, "images_per_sec": throughput.images_per_sec,
                "epochs": len(model.history), "start_epoch": throughput.start_epoch,
                "epochs_trained": throughput.epochs, "steps": trainer.global_step,
-               "device": str(model.device)}
+               "device": str(trainer.strategy.root_device)}  # the module is back on CPU now
     return FitResult(metrics, model.history, model, dm, trainer)
