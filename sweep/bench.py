@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -58,9 +59,11 @@ def bench(data: str, batch_size: int, steps: int, repeats: int) -> dict[str, Any
     images = images.repeat(math.ceil(n / len(images)), 1, 1, 1)[:n]
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     bare, trainer = [], []
-    for _ in range(repeats):
+    for k in range(repeats):
         bare.append(bare_loop(cfg, images, steps, device))
         trainer.append(fit(cfg, images=images).metrics["images_per_sec"])
+        print(f"repeat {k + 1}/{repeats}: bare loop {bare[-1]:.0f} images/s, "
+              f"trainer {trainer[-1]:.0f} images/s", file=sys.stderr, flush=True)
     b, t = statistics.median(bare), statistics.median(trainer)
     return {"device": str(device), "torch_threads": torch.get_num_threads(),
             "dataset": data, "batch_size": batch_size, "steps": steps, "repeats": repeats,

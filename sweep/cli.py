@@ -26,7 +26,8 @@ class UsageError(ValueError):
 def _train(args: argparse.Namespace) -> int:
     from sweep.commands import train
 
-    metrics = train(args.set or [], args.data, progress=args.progress)
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    metrics = train(args.set or [], args.data, progress=progress)
     text = json.dumps(metrics, indent=2)
     if args.json == "-":
         print(text)
@@ -70,7 +71,9 @@ def _dashboard(args: argparse.Namespace) -> int:
 
 def _bench(args: argparse.Namespace) -> int:
     from sweep.bench import bench
+    from sweep.commands import quiet_logs
 
+    quiet_logs()
     print(json.dumps(bench(args.data, args.batch_size, args.steps, args.repeats), indent=2))
     return 0
 
@@ -107,7 +110,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
     p.add_argument("--json", default="-", metavar="PATH",
                    help="write the metrics here (- = stdout)")
-    p.add_argument("--progress", action="store_true", help="show Lightning's progress bar")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="Lightning's progress bar on stderr (default: on a terminal)")
 
     p = command("start", _start, "start a study, or add trials to the one of that name",
                 [storage, study, run])

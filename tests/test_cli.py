@@ -88,6 +88,16 @@ def test_train_prints_the_metrics_as_json(tmp_path):
     assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
 
 
+def test_bench_reports_both_loops_and_their_ratio(tmp_path):
+    proc = sweep("bench", "--data", "synthetic", "--batch-size", "8", "--steps", "3",
+                 "--repeats", "2", cwd=tmp_path)
+    result = json.loads(proc.stdout)
+    assert len(result["bare_images_per_sec"]) == len(result["trainer_images_per_sec"]) == 2
+    assert result["ratio"] == pytest.approx(result["trainer_median"] / result["bare_median"],
+                                            abs=1e-3)
+    assert proc.stderr.count("repeat ") == 2  # one progress line per repeat
+
+
 @pytest.mark.parametrize("args,key", [
     (["--set", "lr=-1"], "lr"),
     (["--set", "kl_schedule=exponential"], "kl_schedule"),
