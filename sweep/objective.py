@@ -87,7 +87,7 @@ def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
            resumed_from: str | None) -> None:
     """Everything needed to compare and reproduce the trial, as user attrs."""
     attrs: dict[str, Any] = {
-        **{k: v for k, v in result.metrics.items()},
+        **result.metrics,
         "config": cfg.to_dict(),
         "seed": cfg.seed,
         "history": result.history,
