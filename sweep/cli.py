@@ -87,8 +87,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     run = argparse.ArgumentParser(add_help=False)
     run.add_argument("--n-trials", type=int, help="trials to add in this run (start: 20)")
     run.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
-    run.add_argument("--gpus", help="comma-separated GPU ids: one worker per GPU slot")
-    run.add_argument("--workers", type=int, help="worker processes (CPU, or per GPU list)")
+    run.add_argument("--gpus", help="comma-separated GPU ids (default: every visible GPU)")
+    run.add_argument("--workers", type=int, help="worker processes on a machine without GPUs")
     run.add_argument("--trials-per-gpu", type=int, default=1, help="worker slots per GPU")
     run.add_argument("--heartbeat", type=int, default=10,
                      help="seconds between trial heartbeats; a trial silent for 3x is failed")

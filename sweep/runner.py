@@ -62,6 +62,7 @@ def start(args: argparse.Namespace) -> int:
     n_trials = 20 if args.n_trials is None else args.n_trials
     if n_trials < 0:
         raise UsageError(f"--n-trials must be >= 0, got {n_trials}")
+    slots = _slots(args)
     Config.from_dict({**base.to_dict(), **space.fixed})  # fixed values valid on this base
     load_images(base)  # a bad dataset fails here, before the study is written
     quiet_logs()
@@ -83,11 +84,12 @@ def start(args: argparse.Namespace) -> int:
                             skip_if_exists=True)
     print(f"study {name!r} in {url}: {n_trials} trial(s) to run, objectives "
           f"{', '.join(space.objectives)}", flush=True)
-    return _run(url, name, args, args.heartbeat)
+    return _run(url, name, args, slots, args.heartbeat)
 
 
 def resume(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage)
+    slots = _slots(args)
     storage = open_storage(url, heartbeat_interval=None, must_exist=True)
     try:
         settings = optuna.load_study(study_name=args.study, storage=storage).user_attrs[SETTINGS]
@@ -99,7 +101,7 @@ def resume(args: argparse.Namespace) -> int:
     retry_unfinished(study, checkpoint_dir(url, args.study), grace=3 * heartbeat)
     print(f"resuming study {args.study!r}: {results(study)}/{settings['goal']} trials done",
           flush=True)
-    return _run(url, args.study, args, heartbeat)
+    return _run(url, args.study, args, slots, heartbeat)
 
 
 def retry_unfinished(study: optuna.Study, ckpt_root: Path, grace: float) -> None:
@@ -126,23 +128,39 @@ def retry_unfinished(study: optuna.Study, ckpt_root: Path, grace: float) -> None
             RetryHeartbeatStaleTrialCallback(max_retry=MAX_RETRY)(study, t)
 
 
+def worker_slots(gpus: str | None, workers: int | None, per_gpu: int,
+                 device_count: int) -> list[str | None]:
+    """One entry per worker: the CUDA_VISIBLE_DEVICES value it gets (None: leave as is).
+
+    ``--gpus 0,1`` gives ``per_gpu`` workers to each listed GPU; ``--workers N`` runs N
+    workers on what the machine has (CPU here); with neither, every visible GPU gets
+    ``per_gpu`` workers, and a machine without one runs a single worker in this process.
+    """
+    if per_gpu < 1:
+        raise UsageError(f"--trials-per-gpu must be >= 1, got {per_gpu}")
+    if gpus is not None:
+        if workers is not None:
+            raise UsageError("--gpus and --workers exclude each other; "
+                             "use --trials-per-gpu for several workers per GPU")
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        if not ids:
+            raise UsageError(f"--gpus needs GPU ids like 0,1, got {gpus!r}")
+        return [g for g in ids for _ in range(per_gpu)]
+    if workers is not None:
+        if workers < 1:
+            raise UsageError(f"--workers must be >= 1, got {workers}")
+        return [None] * workers
+    return [str(g) for g in range(device_count) for _ in range(per_gpu)] or [None]
+
+
 def _slots(args: argparse.Namespace) -> list[str | None]:
-    """One entry per worker: the CUDA_VISIBLE_DEVICES value it gets (None: leave as is)."""
-    if args.gpus:
-        gpus = [g.strip() for g in args.gpus.split(",") if g.strip()]
-        return [g for g in gpus for _ in range(max(1, args.trials_per_gpu))]
-    if args.workers is not None:
-        if args.workers < 1:
-            raise UsageError(f"--workers must be >= 1, got {args.workers}")
-        return [None] * args.workers
     import torch
 
-    n = torch.cuda.device_count()
-    return [str(g) for g in range(n) for _ in range(max(1, args.trials_per_gpu))] or [None]
+    return worker_slots(args.gpus, args.workers, args.trials_per_gpu, torch.cuda.device_count())
 
 
-def _run(url: str, name: str, args: argparse.Namespace, heartbeat: int) -> int:
-    slots = _slots(args)
+def _run(url: str, name: str, args: argparse.Namespace, slots: list[str | None],
+         heartbeat: int) -> int:
     if len(slots) == 1 and slots[0] is None:
         run_worker(url, name, 0, args.timeout, heartbeat)
         return 0
