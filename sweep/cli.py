@@ -85,13 +85,14 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     study = argparse.ArgumentParser(add_help=False)
     study.add_argument("--study", help="study name (default: derived from the dataset)")
     run = argparse.ArgumentParser(add_help=False)
-    run.add_argument("--n-trials", type=int, help="trials to add in this run (start: 20)")
     run.add_argument("--timeout", type=float, help="stop starting trials after S seconds")
     run.add_argument("--gpus", help="comma-separated GPU ids (default: every visible GPU)")
     run.add_argument("--workers", type=int, help="worker processes on a machine without GPUs")
     run.add_argument("--trials-per-gpu", type=int, default=1, help="worker slots per GPU")
-    run.add_argument("--heartbeat", type=int, default=10,
-                     help="seconds between trial heartbeats; a trial silent for 3x is failed")
+    # resume and its workers take the heartbeat the study was started with (its settings).
+    heartbeat = argparse.ArgumentParser(add_help=False)
+    heartbeat.add_argument("--heartbeat", type=int, default=10,
+                           help="seconds between trial heartbeats; a trial silent for 3x fails")
 
     parser = argparse.ArgumentParser(
         prog="python -m sweep",
@@ -114,7 +115,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
                    help="Lightning's progress bar on stderr (default: on a terminal)")
 
     p = command("start", _start, "start a study, or add trials to the one of that name",
-                [storage, study, run])
+                [storage, study, run, heartbeat])
+    p.add_argument("--n-trials", type=int, default=20, help="trials to add in this run")
     p.add_argument("--config", help="sweep TOML: objectives, [fixed] and [search.*] tables")
     p.add_argument("--data", help="dataset spec (default: cifar10)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial")
@@ -129,7 +131,7 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
     p.add_argument("--study", required=True, help="study name")
 
     command("worker", _worker, "run trials of an existing study (started by start/resume)",
-            [storage, run]).add_argument("--study", required=True)
+            [storage, run, heartbeat]).add_argument("--study", required=True)
 
     command("status", _status, "trials by state and the Pareto front", [storage, study])
 

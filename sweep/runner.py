@@ -59,9 +59,11 @@ def start(args: argparse.Namespace) -> int:
     base = build_config(args.set or [], args.data)
     if args.max_epochs is not None:
         base = base.replace(max_epochs=args.max_epochs)
-    n_trials = 20 if args.n_trials is None else args.n_trials
+    n_trials = args.n_trials
     if n_trials < 0:
         raise UsageError(f"--n-trials must be >= 0, got {n_trials}")
+    if args.heartbeat < 1:
+        raise UsageError(f"--heartbeat must be >= 1 second, got {args.heartbeat}")
     slots = _slots(args)
     Config.from_dict({**base.to_dict(), **space.fixed})  # fixed values valid on this base
     load_images(base)  # a bad dataset fails here, before the study is written

@@ -153,6 +153,7 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     ("[search.lr]\nlow = 0.1\nhigh = 0.01\n", [], "lr"),
     ("", ["--storage", "nope://where"], "nope://where"),
     ("", ["--workers", "0"], "--workers"),
+    ("", ["--heartbeat", "0"], "--heartbeat"),
     ("", ["--gpus", "0", "--workers", "2"], "--gpus"),
 ])
 def test_start_bad_input_exits_2_and_writes_nothing(tmp_path, content, args, needle):
