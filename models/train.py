@@ -22,38 +22,53 @@ from models.module import VAE
 
 
 class Throughput(pl.Callback):
-    """Training images per second, timed over training batches only (validation excluded)."""
+    """Training images per second: the clock runs from an epoch's first batch to its end
+    and stops while validation runs (Lightning validates inside the training epoch)."""
 
     def __init__(self) -> None:
         self.images = 0
         self.seconds = 0.0
-        self._t0 = 0.0
+        self._t0: float | None = None
+        self._paused = False
         self.start_epoch = 0
         self.epochs = 0
 
     def on_train_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self.start_epoch = trainer.current_epoch  # > 0 when resumed from a checkpoint
 
-    def _sync(self, module: pl.LightningModule) -> None:
+    def _now(self, module: pl.LightningModule) -> float:
         if module.device.type == "cuda":
-            torch.cuda.synchronize(module.device)
+            torch.cuda.synchronize(module.device)  # count the queued GPU work too
+        return time.perf_counter()
+
+    def _start(self, module: pl.LightningModule) -> None:
+        self._t0 = self._now(module)
+
+    def _stop(self, module: pl.LightningModule) -> None:
+        if self._t0 is not None:
+            self.seconds += self._now(module) - self._t0
+            self._t0 = None
 
     def on_train_batch_start(self, trainer: pl.Trainer, module: pl.LightningModule,
                              batch: Any, batch_idx: int) -> None:
         if batch_idx == 0:
-            self._sync(module)
-            self._t0 = time.perf_counter()
-
-    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
-        self._sync(module)
-        self.epochs += 1
-        if self._t0:
-            self.seconds += time.perf_counter() - self._t0
-            self._t0 = 0.0
+            self._start(module)
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
         self.images += batch.shape[0]
+
+    def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._paused = self._t0 is not None
+        self._stop(module)
+
+    def on_validation_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        if self._paused:  # validation in the middle of an epoch: the epoch goes on
+            self._start(module)
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        self._stop(module)
+        self.epochs += 1
 
     @property
     def images_per_sec(self) -> float:

@@ -95,6 +95,9 @@ def test_bench_reports_both_loops_and_their_ratio(tmp_path):
     assert len(result["bare_images_per_sec"]) == len(result["trainer_images_per_sec"]) == 2
     assert result["ratio"] == pytest.approx(result["trainer_median"] / result["bare_median"],
                                             abs=1e-3)
+    pairs = [t / b for t, b in zip(result["trainer_images_per_sec"],
+                                   result["bare_images_per_sec"], strict=True)]
+    assert result["ratio_median_of_repeats"] == pytest.approx(sum(pairs) / 2, abs=1e-2)
     assert proc.stderr.count("repeat ") == 2  # one progress line per repeat
 
 
