@@ -19,6 +19,9 @@ from models.config import Config
 from models.metrics import Evaluation
 from models.networks import Decoder, Encoder
 
+# Training steps between logged values (the Trainer's log_every_n_steps is set to match).
+LOG_EVERY_N_STEPS = 10
+
 
 class VAE(pl.LightningModule):
     def __init__(self, config: dict[str, Any], image_shape: tuple[int, int, int],
@@ -74,13 +77,15 @@ class VAE(pl.LightningModule):
                                 kl_reduction=self.cfg.kl_reduction,
                                 free_bits_nats=self.cfg.free_bits)
         on_step = stage == "train"
-        self.log_dict({f"{stage}/loss": terms["loss"], f"{stage}/elbo": terms["elbo_loss"],
-                       f"{stage}/recon": terms["recon"], f"{stage}/kl": terms["kl"]},
-                      on_step=on_step, on_epoch=not on_step, prog_bar=on_step,
-                      batch_size=x.shape[0])
-        if on_step:
-            self.log("train/kl_weight", weight, on_step=True, on_epoch=False)
-        elif self.evaluation is not None:
+        # Training steps are logged only on the steps the logger writes: every self.log call
+        # costs Lightning about half a millisecond of bookkeeping, 5 % of a CPU step for five.
+        if not on_step or self.global_step % LOG_EVERY_N_STEPS == 0:
+            self.log_dict({f"{stage}/loss": terms["loss"], f"{stage}/elbo": terms["elbo_loss"],
+                           f"{stage}/recon": terms["recon"], f"{stage}/kl": terms["kl"],
+                           **({"train/kl_weight": weight} if on_step else {})},
+                          on_step=on_step, on_epoch=not on_step, prog_bar=on_step,
+                          batch_size=x.shape[0])
+        if not on_step and self.evaluation is not None:
             self.evaluation.update(x, self.to_image(self.decoder(mu)), out, mu, logvar,
                                    log_sigma, self.logits)
         return terms["loss"]

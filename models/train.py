@@ -18,7 +18,7 @@ import torch
 
 from models.config import Config
 from models.data import ImageDataModule
-from models.module import VAE
+from models.module import LOG_EVERY_N_STEPS, VAE
 
 
 class Throughput(pl.Callback):
@@ -107,7 +107,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         devices=1, callbacks=[throughput, *callbacks], logger=logger,
         enable_checkpointing=has_checkpoint, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir,
-        log_every_n_steps=10,
+        log_every_n_steps=LOG_EVERY_N_STEPS,
     )
     trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
     if not model.history or model.history[-1]["step"] != trainer.global_step:
