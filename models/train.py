@@ -109,7 +109,14 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir,
         log_every_n_steps=LOG_EVERY_N_STEPS,
     )
-    trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    try:
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+    except SystemExit:
+        # Lightning answers Ctrl-C with a graceful stop and sys.exit(1). Give callers the
+        # KeyboardInterrupt back: a sweep records the trial as interrupted and says so.
+        if trainer.interrupted:
+            raise KeyboardInterrupt from None
+        raise
     if not model.history or model.history[-1]["step"] != trainer.global_step:
         # max_steps ended the run mid-epoch: score the final weights like an epoch end.
         trainer.validate(model, datamodule=dm, verbose=False)

@@ -160,7 +160,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted: `python -m sweep resume --study NAME` continues", file=sys.stderr)
+        print("interrupted", file=sys.stderr)
         return 130
 
 

@@ -61,11 +61,19 @@ class Progress:
                 f"{c[TrialState.RUNNING]} running{f' ({where})' if where else ''}, "
                 f"{c[TrialState.WAITING]} queued")
 
-    def finished(self) -> bool:
+    def covered(self) -> bool:
+        """Whether a worker should start no new trial: nothing is queued, and the trials done
+        plus those running on other workers meet the goal (so N workers do not overshoot it
+        by N - 1). Trials whose worker died are failed (and re-queued) first, so they are
+        not counted as running."""
         if self.goal is None:
             return False
-        waiting = self.study.get_trials(deepcopy=False, states=(TrialState.WAITING,))
-        return results(self.study) >= self.goal and not waiting
+        optuna.storages.fail_stale_trials(self.study)
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return False
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        return results(self.study) + running >= self.goal
 
     def _print(self, line: str, final: bool) -> None:
         if self.tty and not final:
@@ -92,5 +100,5 @@ class Progress:
                            or trial.user_attrs.get("fail_reason") or "")
             self._print(f"trial {trial.number} {trial.state.name}: {what}", final=True)
             self.poll()
-        if self.finished():
+        if self.covered():
             study.stop()

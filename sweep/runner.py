@@ -163,33 +163,44 @@ def _slots(args: argparse.Namespace) -> list[str | None]:
 
 def _run(url: str, name: str, args: argparse.Namespace, slots: list[str | None],
          heartbeat: int) -> int:
-    if len(slots) == 1 and slots[0] is None:
-        run_worker(url, name, 0, args.timeout, heartbeat)
-        return 0
-    procs = []
-    for i, gpu in enumerate(slots):
-        env = dict(os.environ, VAE_SWEEP_WORKER_ID=str(i))
-        if gpu is not None:
-            env["CUDA_VISIBLE_DEVICES"] = gpu
-        cmd = [sys.executable, "-m", "sweep", "worker", "--study", name, "--storage", url,
-               "--heartbeat", str(heartbeat)]
-        if args.timeout:
-            cmd += ["--timeout", str(args.timeout)]
-        procs.append(subprocess.Popen(cmd, env=env))
-    study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
-    progress = Progress(study, study.user_attrs[SETTINGS]["goal"])
-    while any(p.poll() is None for p in procs):
+    """Run the study's workers: this process alone, or one subprocess per slot."""
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        if len(slots) == 1 and slots[0] is None:
+            run_worker(url, name, 0, args.timeout, heartbeat)
+            return 0
+        for i, gpu in enumerate(slots):
+            env = dict(os.environ, VAE_SWEEP_WORKER_ID=str(i))
+            if gpu is not None:
+                env["CUDA_VISIBLE_DEVICES"] = gpu
+            cmd = [sys.executable, "-m", "sweep", "worker", "--study", name, "--storage", url,
+                   "--heartbeat", str(heartbeat)]
+            if args.timeout:
+                cmd += ["--timeout", str(args.timeout)]
+            procs.append(subprocess.Popen(cmd, env=env))
+        study = optuna.load_study(study_name=name,
+                                  storage=open_storage(url, heartbeat_interval=None))
+        progress = Progress(study, study.user_attrs[SETTINGS]["goal"])
+        while any(p.poll() is None for p in procs):
+            progress.poll()
+            time.sleep(2)
         progress.poll()
-        time.sleep(2)
-    progress.poll()
-    failed = [p.returncode for p in procs if p.returncode]
-    return 1 if failed else 0
+        return 1 if any(p.returncode for p in procs) else 0
+    except KeyboardInterrupt:
+        for p in procs:  # they had the same Ctrl-C and are recording their trials as failed
+            p.wait()
+        print(f"\ninterrupted: `python -m sweep resume --study {name}` continues from the "
+              "trials' last checkpoints", file=sys.stderr)
+        return 130
 
 
 def worker(args: argparse.Namespace) -> int:
     url = resolve_storage_url(args.storage)
-    run_worker(url, args.study, int(os.environ.get("VAE_SWEEP_WORKER_ID", "0")), args.timeout,
-               args.heartbeat, show_progress=False)
+    try:
+        run_worker(url, args.study, int(os.environ.get("VAE_SWEEP_WORKER_ID", "0")),
+                   args.timeout, args.heartbeat, show_progress=False)
+    except KeyboardInterrupt:  # Optuna has failed the trial; the parent tells the user
+        return 130
     return 0
 
 
@@ -231,6 +242,6 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None, heart
                           FileSystemArtifactStore(str(artifacts)),
                           checkpoint_dir(url, name), settings["keep_checkpoints"],
                           on_epoch=progress.poll if show_progress else None)
-    if progress.finished():
+    if progress.covered():
         return
     study.optimize(objective, timeout=timeout, callbacks=[progress], catch=(RuntimeError,))

@@ -179,7 +179,13 @@ def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     assert len(seeds) == len(got)  # no two workers proposed the same trial
 
 
-def test_resume_after_kill_9_reruns_the_trial_from_its_checkpoint(tmp_path):
+def _default_sigint() -> None:
+    signal.signal(signal.SIGINT, signal.SIG_DFL)  # even where the test runner ignores it
+
+
+@pytest.mark.parametrize("sig,left", [(signal.SIGKILL, TrialState.RUNNING),
+                                      (signal.SIGINT, TrialState.FAIL)], ids=["kill-9", "ctrl-c"])
+def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_path, sig, left):
     toml = tmp_path / "slow.toml"
     toml.write_text("""
 objectives = ["mse"]
@@ -201,16 +207,19 @@ high = 2e-3
     cmd = [sys.executable, "-m", "sweep", "start", "--data", "synthetic", "--n-trials", "1",
            "--no-baseline", "--heartbeat", "1", "--config", str(toml), "--study", "k"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.DEVNULL)
+                            stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     ckpt = tmp_path / "sweeps-checkpoints" / "k" / "trial-0" / "last.ckpt"
     deadline = time.monotonic() + 120
     while not zipfile.is_zipfile(ckpt) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # wait for a whole checkpoint: the file is written in place
     assert zipfile.is_zipfile(ckpt), "no checkpoint was written"
-    os.kill(proc.pid, signal.SIGKILL)
-    proc.wait()
+    os.kill(proc.pid, sig)
+    _, err = proc.communicate(timeout=120)
     db = tmp_path / "sweeps.db"
-    assert states(db, "k") == [TrialState.RUNNING]
+    # kill -9 leaves the trial RUNNING for the heartbeat to fail; Ctrl-C fails it at once
+    assert states(db, "k") == [left]
+    if sig == signal.SIGINT:
+        assert proc.returncode == 130 and "python -m sweep resume --study k" in err
 
     sweep("resume", "--study", "k", cwd=tmp_path)
     trials = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials

@@ -18,12 +18,20 @@ def test_a_failed_trial_that_was_rerun_counts_once():
     assert results(study) == 2
     RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[failed.number])
     assert results(study) == 1  # the failure now counts through its queued re-run
-    assert not Progress(study, goal=1).finished()  # a queued re-run is still to do
+    assert not Progress(study, goal=1).covered()  # a queued re-run is still to do
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
                                                TrialState.COMPLETE]
     assert results(study) == 2
-    assert Progress(study, goal=2).finished()
+    assert Progress(study, goal=2).covered()
+
+
+def test_trials_running_on_other_workers_count_toward_the_goal():
+    study = optuna.create_study()
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
+    study.ask()  # another worker's trial, still running
+    assert Progress(study, goal=2).covered()  # no third trial: that would overshoot
+    assert not Progress(study, goal=3).covered()
 
 
 def test_the_line_shows_how_far_each_running_trial_is(capsys):
