@@ -27,7 +27,7 @@ def _train(args: argparse.Namespace) -> int:
     from sweep.commands import train
 
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    metrics = train(args.set or [], args.data, progress=progress)
+    metrics = train(args.set or [], args.data, progress=progress, log_dir=args.log_dir)
     text = json.dumps(metrics, indent=2)
     if args.json == "-":
         print(text)
@@ -113,6 +113,8 @@ def _parsers() -> tuple[argparse.ArgumentParser, dict[str, Callable[[argparse.Na
                    help="write the metrics here (- = stdout)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
                    help="Lightning's progress bar on stderr (default: on a terminal)")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="also log every metric through Lightning's CSVLogger into DIR")
 
     p = command("start", _start, "start a study, or add trials to the one of that name",
                 [storage, study, run, heartbeat])

@@ -29,14 +29,22 @@ def quiet_logs() -> None:
         logging.getLogger(name).setLevel(logging.WARNING)
 
 
-def train(overrides: list[str], data: str | None, progress: bool = False) -> dict[str, Any]:
-    """Train one config in this process, through the same ``fit`` every trial uses."""
+def train(overrides: list[str], data: str | None, progress: bool = False,
+          log_dir: str | None = None) -> dict[str, Any]:
+    """Train one config in this process, through the same ``fit`` every trial uses.
+
+    With ``log_dir``, Lightning's CSVLogger writes the per-step training and per-epoch
+    validation metrics to ``log_dir/version_N/metrics.csv``.
+    """
     cfg = build_config(overrides, data)  # before importing torch: bad input fails fast
+    from pytorch_lightning.loggers import CSVLogger
+
     from models.train import fit
     from sweep.provenance import provenance
 
     quiet_logs()
-    result = fit(cfg, progress=progress)
+    logger = CSVLogger(log_dir, name="") if log_dir else False
+    result = fit(cfg, progress=progress, logger=logger)
     return {**result.metrics, "config": cfg.to_dict(), **provenance()}
 
 

@@ -6,6 +6,7 @@ takes a second or two on CPU.
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import signal
@@ -86,6 +87,25 @@ def test_train_prints_the_metrics_as_json(tmp_path):
                 "kl_per_dim", "collapsed", "images_per_sec", "git_sha", "versions"):
         assert key in metrics, key
     assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
+
+
+def test_train_logs_through_lightnings_csv_logger(tmp_path):
+    sweep("train", "--data", "synthetic", "--set", "synthetic_size=256", "--set", "width=4",
+          "--set", "depth=2", "--set", "latent_dim=8", "--set", "batch_size=8", "--set",
+          "max_steps=25", "--set", "kl_schedule=linear", "--set", "kl_warmup_steps=100",
+          "--log-dir", "logs", "--json", "metrics.json", cwd=tmp_path)
+    with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
+        rows = list(csv.DictReader(f))
+    # The logger writes after steps 9 and 19 (0-based) of 25, and the values it writes are
+    # those of these very steps: the linear KL weight is 9/100 and 19/100 there.
+    train = [r for r in rows if r["train/loss"]]
+    assert [r["step"] for r in train] == ["9", "19"]
+    assert [float(r["train/kl_weight"]) for r in train] == pytest.approx([0.09, 0.19])
+    assert all(r["train/elbo"] for r in train)
+    val = [r for r in rows if r["val/mse"]]
+    assert len(val) == 1 and val[0]["val/active_units"] != ""
+    saved = json.loads((tmp_path / "metrics.json").read_text())
+    assert float(val[0]["val/mse"]) == pytest.approx(saved["mse"], rel=1e-5)
 
 
 def test_bench_reports_both_loops_and_their_ratio(tmp_path):
