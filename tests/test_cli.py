@@ -240,6 +240,7 @@ high = 2e-3
     assert states(db, "k") == [left]
     if sig == signal.SIGINT:
         assert proc.returncode == 130 and "python -m sweep resume --study k" in err
+        assert "KeyboardInterrupt" in err and "Traceback" not in err
 
     sweep("resume", "--study", "k", cwd=tmp_path)
     trials = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials
