@@ -55,6 +55,21 @@ choices = ["sum", "mean"]
 choices = ["sum", "mean"]
 """
 
+# A KL warm-up longer than any run here: no trial can be stopped for collapse. {} adds
+# [fixed] fields; the search is the learning rate alone.
+NO_COLLAPSE = """
+[fixed]
+{}
+depth = 2
+batch_size = 32
+recon_reduction = "sum"
+kl_schedule = "linear"
+kl_warmup_steps = 100000
+[search.lr]
+low = 1e-3
+high = 2e-3
+"""
+
 
 def sweep(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
@@ -207,22 +222,8 @@ def _default_sigint() -> None:
                                       (signal.SIGINT, TrialState.FAIL)], ids=["kill-9", "ctrl-c"])
 def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_path, sig, left):
     toml = tmp_path / "slow.toml"
-    toml.write_text("""
-objectives = ["mse"]
-[fixed]
-synthetic_size = 512
-width = 8
-depth = 2
-latent_dim = 8
-batch_size = 32
-max_epochs = 3
-recon_reduction = "sum"
-kl_schedule = "linear"
-kl_warmup_steps = 100000
-[search.lr]
-low = 1e-3
-high = 2e-3
-""")
+    toml.write_text('objectives = ["mse"]\n' + NO_COLLAPSE.format(
+        "synthetic_size = 512\nwidth = 8\nlatent_dim = 8\nmax_epochs = 3"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "sweep", "start", "--data", "synthetic", "--n-trials", "1",
            "--no-baseline", "--heartbeat", "1", "--config", str(toml), "--study", "k"]
@@ -254,23 +255,9 @@ high = 2e-3
 
 
 def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
-    # A KL warm-up longer than the run: no trial can be stopped for collapse, so both
-    # complete and the study has a Pareto front to show.
+    # Both trials complete, so the study has a Pareto front to show.
     toml = tmp_path / "warm.toml"
-    toml.write_text("""
-[fixed]
-synthetic_size = 96
-width = 4
-depth = 2
-batch_size = 32
-recon_reduction = "sum"
-kl_schedule = "linear"
-kl_warmup_steps = 100000
-[search.lr]
-low = 1e-4
-high = 3e-3
-log = true
-""")
+    toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
           "--config", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
