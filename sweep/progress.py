@@ -10,6 +10,7 @@ from __future__ import annotations
 import sys
 import time
 from collections import Counter
+from collections.abc import Sequence
 
 import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
@@ -18,8 +19,8 @@ from optuna.trial import FrozenTrial, TrialState
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
-def results(study: optuna.Study) -> int:
-    trials = study.get_trials(deepcopy=False)
+def results(trials: Sequence[FrozenTrial]) -> int:
+    """Finished trials among ``trials``, a failed one that was re-run counting once."""
     retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return sum(t.state in FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
                for t in trials)
@@ -51,7 +52,7 @@ class Progress:
     def counts(self) -> str:
         trials = self.study.get_trials(deepcopy=False)
         c = Counter(t.state for t in trials)
-        done = results(self.study)
+        done = results(trials)
         goal = f"/{self.goal}" if self.goal is not None else ""
         # How far each running trial is (EpochProgress writes it after every epoch).
         where = ", ".join(f"#{t.number} {t.user_attrs['progress']}" for t in trials
@@ -73,7 +74,7 @@ class Progress:
         if any(t.state == TrialState.WAITING for t in trials):
             return False
         running = sum(t.state == TrialState.RUNNING for t in trials)
-        return results(self.study) + running >= self.goal
+        return results(trials) + running >= self.goal
 
     def _print(self, line: str, final: bool) -> None:
         if self.tty and not final:

@@ -77,7 +77,7 @@ def start(args: argparse.Namespace) -> int:
         raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
                          f"this config asks for {list(space.objectives)}")
     study.set_metric_names(list(space.objectives))
-    goal = results(study) + n_trials
+    goal = results(study.get_trials(deepcopy=False)) + n_trials
     study.set_user_attr(SETTINGS, {"space": space.to_dict(), "base": base.to_dict(),
                                    "goal": goal, "heartbeat": args.heartbeat,
                                    "keep_checkpoints": args.keep_checkpoints})
@@ -101,8 +101,8 @@ def resume(args: argparse.Namespace) -> int:
     heartbeat = settings["heartbeat"]
     study = optuna.load_study(study_name=args.study, storage=_storage(url, heartbeat))
     retry_unfinished(study, checkpoint_dir(url, args.study), grace=3 * heartbeat)
-    print(f"resuming study {args.study!r}: {results(study)}/{settings['goal']} trials done",
-          flush=True)
+    done = results(study.get_trials(deepcopy=False))
+    print(f"resuming study {args.study!r}: {done}/{settings['goal']} trials done", flush=True)
     return _run(url, args.study, args, slots, heartbeat)
 
 

@@ -15,14 +15,14 @@ def test_a_failed_trial_that_was_rerun_counts_once():
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     failed = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
     study.tell(failed, state=TrialState.FAIL)
-    assert results(study) == 2
+    assert results(study.trials) == 2
     RetryHeartbeatStaleTrialCallback(max_retry=3)(study, study.trials[failed.number])
-    assert results(study) == 1  # the failure now counts through its queued re-run
+    assert results(study.trials) == 1  # the failure now counts through its queued re-run
     assert not Progress(study, goal=1).covered()  # a queued re-run is still to do
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)
     assert [t.state for t in study.trials] == [TrialState.COMPLETE, TrialState.FAIL,
                                                TrialState.COMPLETE]
-    assert results(study) == 2
+    assert results(study.trials) == 2
     assert Progress(study, goal=2).covered()
 
 
