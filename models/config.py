@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from typing import Any, get_type_hints
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -21,6 +22,16 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "kl_reduction": ("sum", "mean"),
     "kl_schedule": ("constant", "linear", "cyclical", "sigmoid"),
 }
+
+
+# Dataset specs that name data without a path; ``folder:PATH`` names an ImageFolder tree.
+DATASETS = ("cifar10", "mnist", "fashion-mnist", "synthetic")
+
+# Upper bounds that keep a typo from asking for terabytes (latent_dim=1000000000 would
+# allocate an 8 TB layer); far above any VAE these knobs are meant for.
+LIMITS = {"latent_dim": 16384, "depth": 12, "width": 2048, "batch_size": 65536,
+          "kl_cycles": 10000, "synthetic_size": 1_000_000}
+SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
 
 
 class ConfigError(ValueError):
@@ -137,9 +148,16 @@ def validate(cfg: Config) -> None:
     for key, choices in CHOICES.items():
         value = getattr(cfg, key)
         _check(value in choices, key, f"{value!r} is not one of {', '.join(choices)}")
+    for key, kind in field_types().items():
+        if kind is float:  # TOML and the command line both accept inf and nan
+            value = getattr(cfg, key)
+            _check(math.isfinite(value), key, f"must be finite, got {value}")
     for key in ("latent_dim", "depth", "width", "batch_size", "max_epochs",
                 "kl_cycles", "synthetic_size"):
         _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
+    for key, most in LIMITS.items():
+        _check(getattr(cfg, key) <= most, key, f"must be <= {most}, got {getattr(cfg, key)}")
+    _check(0 <= cfg.seed <= SEED_MAX, "seed", f"must be in [0, {SEED_MAX}], got {cfg.seed}")
     _check(cfg.lr > 0, "lr", f"must be > 0, got {cfg.lr}")
     _check(cfg.kl_weight >= 0, "kl_weight", f"must be >= 0, got {cfg.kl_weight}")
     _check(cfg.free_bits >= 0, "free_bits", f"must be >= 0, got {cfg.free_bits}")
@@ -151,4 +169,7 @@ def validate(cfg: Config) -> None:
     _check(cfg.max_steps == -1 or cfg.max_steps >= 1, "max_steps",
            f"must be -1 (no limit) or >= 1, got {cfg.max_steps}")
     _check(cfg.au_threshold > 0, "au_threshold", f"must be > 0, got {cfg.au_threshold}")
-    _check(bool(cfg.dataset), "dataset", "must not be empty")
+    _check(cfg.dataset in DATASETS or (cfg.dataset.startswith("folder:")
+                                        and len(cfg.dataset) > len("folder:")),
+           "dataset", f"unknown dataset {cfg.dataset!r}; expected {', '.join(DATASETS)} "
+                      "or folder:PATH")

@@ -32,7 +32,6 @@ from sweep.space import Space, suggest
 @dataclass
 class Objective:
     space: Space
-    base: Config
     images: torch.Tensor
     store: FileSystemArtifactStore
     checkpoint_root: Path
@@ -40,7 +39,7 @@ class Objective:
     on_epoch: Callable[[], None] | None = None  # e.g. redraw the live progress line
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
-        cfg = suggest(trial, self.space, self.base)
+        cfg = suggest(trial, self.space)
         ckpt_dir = self.checkpoint_root / f"trial-{root_trial_number(trial)}"
         last = ckpt_dir / "last.ckpt"
         # A worker killed while writing leaves a truncated file: torch.save writes a zip.

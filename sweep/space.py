@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config, ConfigError, field_types
+from sweep.errors import SpaceError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -74,18 +75,13 @@ DEFAULT_SPACE: dict[str, Any] = {
     },
 }
 
+# Fields that choose the images and the validation split: every trial of a study must train
+# and be scored on the same data, so they may be fixed but never searched.
+DATA_FIELDS = ("dataset", "data_dir", "synthetic_size", "val_fraction")
+
 _TOP_KEYS = ("objectives", "pruner", "fixed", "search")
 _PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
 _DEFAULTS = Config().to_dict()
-
-
-class SpaceError(ValueError):
-    """The sweep description is invalid; the one-line message starts with the offending key."""
-
-    def __init__(self, key: str, message: str) -> None:
-        super().__init__(f"{key}: {message}")
-        self.key = key
-        self.message = message
 
 
 @dataclasses.dataclass(frozen=True)
@@ -163,14 +159,14 @@ def parse_space(data: dict[str, Any]) -> Space:
                  pruner=pruner)
 
 
-def suggest(trial: BaseTrial, space: Space, base: Config | None = None) -> Config:
-    """The trial's Config: ``base`` (default Config()) with ``space.fixed``, then each param.
+def suggest(trial: BaseTrial, space: Space) -> Config:
+    """The trial's Config: ``Config()``'s defaults, then ``space.fixed``, then each param.
 
-    A param whose ``when`` fails on the values so far (base, fixed, earlier params) is not
-    suggested and keeps its base value, so ``FixedTrial(trial.params)`` rebuilds any trial:
-    the conditional params absent from its params fail their conditions the same way.
+    A param whose ``when`` fails on the values so far (defaults, fixed, earlier params) is not
+    suggested and keeps its fixed or default value, so ``FixedTrial(trial.params)`` rebuilds
+    any trial: the conditional params absent from its params fail their conditions the same way.
     """
-    values = {**(base if base is not None else Config()).to_dict(), **space.fixed}
+    values = {**_DEFAULTS, **space.fixed}
     types = field_types()
     for name, spec in space.params.items():
         if not _holds(spec.get("when"), values):
@@ -186,20 +182,29 @@ def suggest(trial: BaseTrial, space: Space, base: Config | None = None) -> Confi
     return Config.from_dict(values)
 
 
-def baseline_params(space: Space, base: Config | None = None) -> dict[str, Any]:
-    """Params with which ``suggest`` returns ``base`` (default: the seed, Config()) + fixed.
+def baseline_params(space: Space) -> dict[str, Any]:
+    """Params with which ``suggest`` returns the seed configuration (``Config()``) + fixed.
 
     For each searched param whose ``when`` holds on those values, its value in that config.
     A value outside the param's range or choices cannot be suggested, so it is left out:
     ``study.enqueue_trial`` then lets the sampler pick that param (and the trial is not
-    exactly the baseline; conditions after it are still judged on the base value here).
+    exactly the baseline; conditions after it are still judged on the seed's value here).
     """
-    values = {**(base if base is not None else Config()).to_dict(), **space.fixed}
+    values = {**_DEFAULTS, **space.fixed}
     out: dict[str, Any] = {}
     for name, spec in space.params.items():
         if _holds(spec.get("when"), values) and _contains(spec, values[name]):
             out[name] = values[name]
     return out
+
+
+def fix(space: Space, values: dict[str, Any]) -> Space:
+    """``space`` with ``values`` (the command line's fields) fixed: they override the file's
+    ``[fixed]``, and a searched field among them leaves the search (the command line wins)."""
+    data = space.to_dict()
+    data["fixed"].update(values)
+    data["search"] = {k: v for k, v in data["search"].items() if k not in values}
+    return parse_space(data)
 
 
 def _holds(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
@@ -263,6 +268,9 @@ def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise SpaceError(where, "unknown Config field")
         if name in fixed:
             raise SpaceError(where, "is also in [fixed]; a field is either fixed or searched")
+        if name in DATA_FIELDS:
+            raise SpaceError(where, "data fields cannot be searched (a worker loads its "
+                                    "images once for all its trials); set it in [fixed]")
         if not isinstance(spec, dict):
             raise SpaceError(where, "expected a table with choices, or low and high")
         unknown = [k for k in spec if k not in _PARAM_KEYS]

@@ -24,6 +24,8 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from sweep.errors import StorageError
+
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
     from optuna.trial import FrozenTrial
@@ -37,10 +39,6 @@ SQLITE_TIMEOUT_S = 60
 _NON_SQLITE_ARTIFACTS = "vae-sweep-artifacts"
 _NON_SQLITE_CHECKPOINTS = "vae-sweep-checkpoints"
 _EXPECTED = "expected sqlite:///path.db, postgresql://... or mysql://..."
-
-
-class StorageError(ValueError):
-    """A storage URL that cannot be used; the message is one line naming the URL."""
 
 
 def resolve_storage_url(arg: str | None) -> str:
@@ -65,12 +63,8 @@ def open_storage(
     import optuna
     import sqlalchemy.exc
 
-    parsed = _parse(url)
+    parsed = check_url(url)
     shown = _shown(url, parsed)
-    try:  # the dialect loads its DB-API module only when the engine is made: check it now
-        parsed.get_dialect().import_dbapi()
-    except ImportError as err:
-        raise StorageError(f"{shown}: its database driver is not installed ({err})") from None
     engine_kwargs: dict[str, Any]
     if parsed.get_backend_name() == "sqlite":
         if must_exist and not Path(str(parsed.database)).is_file():
@@ -87,6 +81,18 @@ def open_storage(
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise StorageError(f"{shown}: cannot open storage: {reason}") from None
+
+
+def check_url(url: str) -> URL:
+    """``url`` parsed, with its driver importable; StorageError otherwise. Writes nothing:
+    commands call it first, before any slow import."""
+    parsed = _parse(url)
+    try:  # the dialect loads its DB-API module only when the engine is made: check it now
+        parsed.get_dialect().import_dbapi()
+    except ImportError as err:
+        raise StorageError(f"{_shown(url, parsed)}: its database driver is not installed "
+                           f"({err})") from None
+    return parsed
 
 
 def artifact_dir(url: str) -> Path:

@@ -29,6 +29,9 @@ def test_overrides_are_typed():
 @pytest.mark.parametrize("key,value", [
     ("lr", -1.0), ("kl_schedule", "exponential"), ("latent_dim", 0), ("depth", 0),
     ("kl_ratio", 0.0), ("free_bits", -0.1), ("likelihood", "poisson"), ("max_steps", 0),
+    ("lr", float("inf")), ("kl_weight", float("inf")), ("lr", float("nan")), ("seed", -1),
+    ("seed", 2**32), ("latent_dim", 1_000_000_000), ("dataset", "no-such"),
+    ("dataset", "folder:"),
 ])
 def test_bad_values_name_the_key(key, value):
     with pytest.raises(ConfigError) as err:

@@ -305,9 +305,9 @@ def test_folder_without_images(tmp_path, layout):
 # --- torchvision datasets and bad specs --------------------------------------------------
 
 @pytest.mark.parametrize("spec", ["imagenet", "folder:", "CIFAR10"])
-def test_unknown_dataset(spec):
+def test_unknown_dataset_is_refused_by_the_config_before_any_loading(spec):
     with pytest.raises(ConfigError) as err:
-        load_images(Config(dataset=spec))
+        Config(dataset=spec)
     assert err.value.key == "dataset"
     assert "unknown dataset" in str(err.value)
 

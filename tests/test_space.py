@@ -14,6 +14,7 @@ from sweep.space import (
     Space,
     SpaceError,
     baseline_params,
+    fix,
     load_space,
     parse_space,
     suggest,
@@ -22,12 +23,12 @@ from sweep.space import (
 N_TRIALS = 300  # enough for a random sampler to visit every branch (cyclical: ~75 trials)
 
 
-def run_random(space: Space, n_trials: int, base: Config | None = None):
+def run_random(space: Space, n_trials: int):
     """An in-memory study of ``n_trials`` random trials; returns it and each trial's Config."""
     configs: dict[int, Config] = {}
 
     def objective(trial: optuna.Trial) -> float:
-        configs[trial.number] = suggest(trial, space, base)
+        configs[trial.number] = suggest(trial, space)
         return 0.0
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -99,10 +100,11 @@ def test_baseline_params_follow_fixed_values_and_skip_unreachable_defaults():
 
 def test_fixed_values_apply_and_leave_the_default_search(tmp_path):
     space = load_space(write(tmp_path, 'objectives = ["neg_elbo"]\n'
-                                       '[fixed]\nbatch_size = 128\nkl_schedule = "linear"\n'))
-    assert space.fixed == {"batch_size": 128, "kl_schedule": "linear"}
+                                       '[fixed]\nbatch_size = 128\nkl_schedule = "linear"\n'
+                                       'max_epochs = 3\n'))
+    assert space.fixed == {"batch_size": 128, "kl_schedule": "linear", "max_epochs": 3}
     assert "kl_schedule" not in space.params and space.directions() == ["minimize"]
-    study, configs = run_random(space, 20, base=Config(max_epochs=3))
+    study, configs = run_random(space, 20)
     for t in study.trials:
         cfg = configs[t.number]
         assert (cfg.batch_size, cfg.kl_schedule, cfg.max_epochs) == (128, "linear", 3)
@@ -186,6 +188,10 @@ BAD = [
     ("empty_objectives", "objectives = []\n", "objectives"),
     ("duplicate_objective", 'objectives = ["mse", "mse"]\n', "objectives"),
     ("unknown_pruner", 'pruner = "asha"\n', "pruner"),
+    ("searched_data", "[search.synthetic_size]\nlow = 64\nhigh = 128\n",
+     "search.synthetic_size"),
+    ("unknown_dataset", '[fixed]\ndataset = "no-such"\n', "fixed.dataset"),
+    ("infinite_fixed", "[fixed]\nlr = inf\n", "fixed.lr"),
 ]
 
 
@@ -219,3 +225,15 @@ def test_pruner_is_chosen_in_the_file_and_survives_the_study_attrs(tmp_path, tex
     space = load_space(write(tmp_path, 'objectives = ["neg_elbo"]\n' + text))
     again = Space.from_dict(json.loads(json.dumps(space.to_dict())))
     assert again == space and type(again.make_pruner()) is kind
+
+
+def test_the_command_line_fixes_fields_over_the_file(tmp_path):
+    space = load_space(write(tmp_path, "[fixed]\nbatch_size = 64\nmax_epochs = 5\n"
+                                       "[search.lr]\nlow = 1e-4\nhigh = 1e-3\n"
+                                       "[search.latent_dim]\nchoices = [8, 16]\n"))
+    fixed = fix(space, {"max_epochs": 2, "lr": 0.002})
+    # max_epochs: the command line over [fixed]; lr: over the search, which it leaves.
+    assert fixed.fixed == {"batch_size": 64, "max_epochs": 2, "lr": 0.002}
+    assert list(fixed.params) == ["latent_dim"]
+    cfg = suggest(FixedTrial({"latent_dim": 8}), fixed)
+    assert (cfg.batch_size, cfg.max_epochs, cfg.lr, cfg.latent_dim) == (64, 2, 0.002, 8)

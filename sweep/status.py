@@ -1,5 +1,6 @@
-"""``python -m sweep status``: trials by state, the Pareto front as a table, and the answer to
-the seed question (did the baseline collapse, and which trial fixes it best)."""
+"""``python -m sweep status``: trials by state, the Pareto front as a table with the params
+the study searched (read from its stored space), and the answer to the seed question (did
+the baseline collapse, and which trial fixes it best)."""
 
 from __future__ import annotations
 
@@ -9,11 +10,9 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep.cli import UsageError
+from sweep import settings as study_settings
+from sweep.errors import UsageError
 from sweep.storage import open_storage, resolve_storage_url
-
-KNOBS = ("kl_schedule", "kl_weight", "free_bits", "latent_dim", "lr", "recon_reduction",
-         "kl_reduction", "likelihood")
 
 
 def _fmt(value: Any) -> str:
@@ -37,7 +36,7 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: t.values[0])
 
 
-def answer(study: optuna.Study, best: list[FrozenTrial]) -> str:
+def answer(study: optuna.Study, best: list[FrozenTrial], knobs: list[str]) -> str:
     """One paragraph: the baseline's fate beside the best trial by active units."""
     trials = study.get_trials(deepcopy=False)
     base = next((t for t in trials if t.user_attrs.get("baseline")
@@ -52,11 +51,11 @@ def answer(study: optuna.Study, best: list[FrozenTrial]) -> str:
     good = [t for t in best if t.user_attrs.get("active_units", 0) > 0]
     if good:
         top = max(good, key=lambda t: (t.user_attrs["active_units"], -t.user_attrs["mse"]))
-        knobs = ", ".join(f"{k}={_fmt(top.params[k])}" for k in KNOBS if k in top.params)
+        chosen = ", ".join(f"{k}={_fmt(top.params[k])}" for k in knobs if k in top.params)
         lines.append(f"Most active units on the front: trial {top.number} "
                      f"({top.user_attrs['active_units']} units, mse "
                      f"{_fmt(top.user_attrs.get('mse'))}, rate {_fmt(top.user_attrs.get('rate'))}"
-                     f" nats) with {knobs}.")
+                     f" nats) with {chosen}.")
     return "\n".join(lines)
 
 
@@ -73,20 +72,21 @@ def status(storage_url: str | None, study_name: str | None) -> str:
     if study_name not in names:
         raise UsageError(f"no study {study_name!r} in {url}")
     study = optuna.load_study(study_name=study_name, storage=storage)
+    knobs = list(study_settings.load(study).space.params)
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     out = [f"study {study_name!r} ({url}): "
            + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
     best = front(study)
     names_ = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
     extra = [m for m in ("active_units", "rate", "neg_elbo") if m not in names_]
-    header = ["trial", *names_, *extra, *KNOBS]
+    header = ["trial", *names_, *extra, *knobs]
     rows = [[str(t.number), *(_fmt(v) for v in t.values),
              *(_fmt(t.user_attrs.get(m)) for m in extra),
-             *(_fmt(t.params.get(k)) for k in KNOBS)] for t in best]
+             *(_fmt(t.params.get(k)) for k in knobs)] for t in best]
     title = "Pareto front" if len(study.directions) > 1 else "Best trial"
     out.append(f"\n{title} ({len(best)} trial(s)):")
     out.append(table(rows, header) if rows else "(no completed trial yet)")
-    text = answer(study, best)
+    text = answer(study, best, knobs)
     if text:
         out.append("\n" + text)
     return "\n".join(out)

@@ -1,0 +1,32 @@
+"""One module per command of ``python -m sweep``: each holds its ``HELP``, the shared flag
+groups it takes (``PARENTS``, built in ``sweep.cli``), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules import nothing heavy at the top, so that bad input is refused
+before torch loads; the work itself lives in the modules of ``sweep`` they call.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from models.config import Config, parse_overrides
+
+# The order ``python -m sweep --help`` lists them in.
+NAMES = ("train", "start", "resume", "worker", "status", "dashboard", "bench")
+
+
+def fixed_fields(items: list[str] | None, data: str | None = None,
+                 max_epochs: int | None = None) -> dict[str, Any]:
+    """Config fields from ``--set key=value`` items, ``--data`` and ``--max-epochs`` (the two
+    shorthands win over ``--set dataset=`` and ``--set max_epochs=``)."""
+    values = parse_overrides(items or [])
+    if data:
+        values["dataset"] = data
+    if max_epochs is not None:
+        values["max_epochs"] = max_epochs
+    return values
+
+
+def config_keys() -> str:
+    """The help's list of Config fields with their defaults (the seed configuration)."""
+    fields = ", ".join(f"{k}={v}" for k, v in Config().to_dict().items())
+    return f"config keys and defaults: {fields}"

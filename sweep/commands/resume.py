@@ -1,0 +1,21 @@
+"""``python -m sweep resume``: continue a stopped study with its stored settings."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = ("continue a stopped study with its stored settings; unfinished trials re-run from "
+        "their last checkpoint")
+PARENTS = ("storage", "run")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="study name")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweep.study import resume
+
+    resume(args.study, storage=args.storage, gpus=args.gpus, workers=args.workers,
+           trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+    return 0

@@ -1,0 +1,45 @@
+"""``python -m sweep start``: create a study, or add trials to the one of that name, and run
+its workers on this machine."""
+
+from __future__ import annotations
+
+import argparse
+
+from sweep.commands import config_keys, fixed_fields
+from sweep.space import METRICS
+
+HELP = "start a study, or add trials to the one of that name"
+PARENTS = ("storage", "run")
+
+EPILOG = (f"{config_keys()}. Metrics for objectives: {', '.join(METRICS)}.")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", help="study name (default: vae-<dataset>)")
+    p.add_argument("--config", help="sweep TOML: objectives, pruner, [fixed] and [search.*] "
+                                    "tables (default: the built-in space)")
+    p.add_argument("--n-trials", type=int, default=20, help="trials to add in this run")
+    p.add_argument("--data", help="dataset spec: cifar10, mnist, fashion-mnist, synthetic, "
+                                  "folder:PATH (default: cifar10)")
+    p.add_argument("--max-epochs", type=int, help="epochs per trial")
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="fix a config field for every trial: it wins over the sweep file's "
+                        "[fixed] and takes a searched field out of the search")
+    p.add_argument("--heartbeat", type=int, default=10,
+                   help="seconds between trial heartbeats; a trial silent for 3x is failed "
+                        "and re-run from its checkpoint")
+    p.add_argument("--no-baseline", action="store_true",
+                   help="do not enqueue the seed configuration as the first trial")
+    p.add_argument("--keep-checkpoints", action="store_true",
+                   help="keep each finished trial's last checkpoint")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweep.study import start
+
+    start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
+          fixed=fixed_fields(args.set, args.data, args.max_epochs),
+          baseline=not args.no_baseline, keep_checkpoints=args.keep_checkpoints,
+          heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
+          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+    return 0

@@ -1,0 +1,80 @@
+"""``python -m sweep train``: one configuration, no study, through the same ``fit`` every trial
+uses; prints (or writes) its metrics as JSON."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.config import Config
+from sweep.commands import config_keys, fixed_fields
+from sweep.errors import UsageError
+
+HELP = "train one configuration (no study) and print its metrics as JSON"
+PARENTS = ("threads",)
+
+EPILOG = config_keys()
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--set", action="append", metavar="KEY=VALUE",
+                   help="a config field (keys below)")
+    p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
+    p.add_argument("--json", default="-", metavar="PATH",
+                   help="write the metrics here (- = stdout)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction,
+                   help="Lightning's progress bar on stderr (default: on a terminal)")
+    p.add_argument("--log-dir", metavar="DIR",
+                   help="also log every metric through Lightning's CSVLogger into DIR")
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = Config.from_dict(fixed_fields(args.set, args.data))
+    if args.json != "-" and not Path(args.json).resolve().parent.is_dir():
+        # Checked now: training first and failing to write would lose the metrics.
+        raise UsageError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    progress = sys.stderr.isatty() if args.progress is None else args.progress
+    metrics = train(cfg, args.threads, progress=progress, log_dir=args.log_dir)
+    text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
+    if args.json == "-":
+        print(text)
+    else:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers (a diverged run's
+    metrics must still parse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
+
+
+def train(cfg: Config, threads: int | None = None, progress: bool = False,
+          log_dir: str | None = None) -> dict[str, Any]:
+    """Train ``cfg`` in this process and return its metrics, config and provenance.
+
+    With ``log_dir``, Lightning's CSVLogger writes the per-step training and per-epoch
+    validation metrics to ``log_dir/version_N/metrics.csv``.
+    """
+    from pytorch_lightning.loggers import CSVLogger
+
+    from models.train import fit
+    from sweep.logs import quiet_logs
+    from sweep.provenance import provenance
+    from sweep.workers import threads_per_worker, use_threads
+
+    use_threads(threads_per_worker(1, threads))
+    quiet_logs()
+    logger = CSVLogger(log_dir, name="") if log_dir else False
+    result = fit(cfg, progress=progress, logger=logger)
+    return {**result.metrics, "config": cfg.to_dict(), **provenance()}

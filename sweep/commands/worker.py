@@ -1,0 +1,21 @@
+"""``python -m sweep worker``: join a study from any machine that reaches its storage and run
+its trials until the study's stored goal is met."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "join an existing study from this machine and run trials until its goal is met"
+PARENTS = ("storage", "run")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", required=True, help="name of a study made by start")
+
+
+def run(args: argparse.Namespace) -> int:
+    from sweep.study import join
+
+    join(args.study, storage=args.storage, gpus=args.gpus, workers=args.workers,
+         trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+    return 0

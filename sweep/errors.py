@@ -1,0 +1,31 @@
+"""The one family of "bad input" errors: each means exit code 2 and one line naming the input.
+
+A leaf module (it imports nothing of the project's but ``models.config``), so every layer can
+raise these without importing the command line. ``ConfigError`` comes from ``models``, which
+knows nothing of the sweep; ``BAD_INPUT`` is what the command line catches.
+"""
+
+from __future__ import annotations
+
+from models.config import ConfigError
+
+
+class UsageError(ValueError):
+    """Bad input the user can fix: a flag, a study name, a port. One line, exit 2."""
+
+
+class SpaceError(UsageError):
+    """The sweep description (TOML or stored space) is invalid; the message starts with the
+    offending key."""
+
+    def __init__(self, key: str, message: str) -> None:
+        super().__init__(f"{key}: {message}")
+        self.key = key
+        self.message = message
+
+
+class StorageError(UsageError):
+    """A storage URL that cannot be used; the message is one line naming the URL."""
+
+
+BAD_INPUT: tuple[type[Exception], ...] = (UsageError, ConfigError)

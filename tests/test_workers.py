@@ -1,0 +1,59 @@
+"""How a machine's workers are laid out: GPU slots pinned with CUDA_VISIBLE_DEVICES or CPU
+processes, the threads each gets, and the environment a worker process starts with."""
+
+import pytest
+
+from sweep.errors import UsageError
+from sweep.study import default_study_name
+from sweep.workers import THREADS_ENV, threads_per_worker, worker_env, worker_slots
+
+
+@pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
+    ("0,1", None, 1, 0, ["0", "1"]),
+    ("2, 3,", None, 2, 8, ["2", "2", "3", "3"]),  # only the listed GPUs, K workers each
+    (None, 3, 1, 0, [None, None, None]),  # CPU workers leave CUDA_VISIBLE_DEVICES alone
+    (None, None, 1, 2, ["0", "1"]),  # default: every visible GPU
+    (None, None, 3, 1, ["0", "0", "0"]),
+    (None, None, 1, 0, [None]),  # no GPU: one worker, in the calling process
+])
+def test_worker_slots(gpus, workers, per_gpu, visible, slots):
+    assert worker_slots(gpus, workers, per_gpu, visible) == slots
+
+
+@pytest.mark.parametrize("gpus,workers,per_gpu,flag", [
+    ("0", 2, 1, "--gpus"),
+    (None, 0, 1, "--workers"),
+    (None, None, 0, "--trials-per-gpu"),
+    (",", None, 1, "--gpus"),
+])
+def test_worker_slots_refuse_bad_flags(gpus, workers, per_gpu, flag):
+    with pytest.raises(UsageError, match=flag):
+        worker_slots(gpus, workers, per_gpu, 4)
+
+
+@pytest.mark.parametrize("workers,threads,cores,expected", [
+    (1, None, 8, 8), (2, None, 8, 4), (3, None, 8, 2), (4, None, 2, 1), (2, 3, 8, 3),
+])
+def test_threads_divide_the_cores_among_the_workers(monkeypatch, workers, threads, cores,
+                                                    expected):
+    monkeypatch.delenv(THREADS_ENV, raising=False)
+    assert threads_per_worker(workers, threads, cores) == expected
+
+
+def test_threads_come_from_the_environment_unless_given(monkeypatch):
+    monkeypatch.setenv(THREADS_ENV, "5")
+    assert threads_per_worker(2, None, 8) == 5
+    assert threads_per_worker(2, 1, 8) == 1
+    with pytest.raises(UsageError, match="--threads"):
+        threads_per_worker(1, 0, 8)
+
+
+def test_a_gpu_worker_is_pinned_to_its_gpu_and_its_threads():
+    env = worker_env(3, "1", 2)
+    assert (env["CUDA_VISIBLE_DEVICES"], env["VAE_SWEEP_WORKER_ID"]) == ("1", "3")
+    assert env["OMP_NUM_THREADS"] == env[THREADS_ENV] == "2"
+
+
+def test_default_study_name_follows_the_dataset():
+    assert default_study_name("cifar10") == "vae-cifar10"
+    assert default_study_name("folder:/data/cifar/train/") == "vae-train"
