@@ -23,7 +23,7 @@ import optuna
 import pytorch_lightning as pl
 
 from models.module import VAE
-from sweep.pruning import ParetoRule, decide, may_prune, reference_vectors
+from sweep.pruning import ParetoRule, decide, epoch_vector, may_prune, reference_vectors
 from sweep.space import Space
 
 # Finished trials whose histories are reference vectors: PRUNED ones too (their epochs up to
@@ -114,13 +114,13 @@ class ParetoPruning(pl.Callback):
         final = is_final_epoch(trainer) or trainer.should_stop
         if self.reason is not None or not may_prune(epoch, final, self.rule):
             return
-        current = reference_vectors(module.history[-1:], self.objectives, epoch)
-        if not current:  # no validation at this epoch, or a non-finite metric
+        current = epoch_vector(module.history[-1:], self.objectives, epoch)
+        if current is None:  # no validation at this epoch, or a non-finite metric
             return
         trials = self.trial.study.get_trials(deepcopy=False, states=REFERENCE_STATES)
         references = reference_vectors((t.user_attrs.get("history") for t in trials),
                                        self.objectives, epoch)
-        self.reason = decide(current[0], references, self.directions, self.objectives,
+        self.reason = decide(current, references, self.directions, self.objectives,
                              epoch, final, self.rule)
         if self.reason is not None:
             self.pruned_at = epoch

@@ -58,8 +58,8 @@ def test_count_of_dominating_references():
 
 
 def history(*rows):
-    return [{"epoch": e, "step": 10 * (e + 1), "kl_weight": 1.0,
-             "mse": mse, "rate": rate, "active_units": au} for e, (mse, rate, au) in enumerate(rows)]
+    return [{"epoch": e, "step": 10 * (e + 1), "kl_weight": 1.0, "mse": mse, "rate": rate,
+             "active_units": au} for e, (mse, rate, au) in enumerate(rows)]
 
 
 def test_epoch_vectors_come_from_the_history_entry_of_that_epoch():
