@@ -6,6 +6,10 @@
   and the reason kept for the trial's attrs.
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
   studies (optuna-integration's callback needs the separate ``lightning`` package).
+- ``ParetoPruning``: sweep.pruning's rule for any number of objectives, fed by the earlier
+  finished trials' ``history`` attrs.
+- ``pruning_callback``: which of the two a study's space asks for. Neither prunes a trial on
+  its final epoch: it has trained fully, and pruning would only throw its result away.
 - ``EpochProgress``: how far a running trial is, as its ``progress`` user attr, so the live
   progress line and the dashboard show it during trials that take minutes.
 """
@@ -19,6 +23,21 @@ import optuna
 import pytorch_lightning as pl
 
 from models.module import VAE
+from sweep.pruning import ParetoRule, decide, epoch_vector, may_prune, reference_vectors
+from sweep.space import Space
+
+# Finished trials whose histories are reference vectors: PRUNED ones too (their epochs up to
+# the stop are real measurements; leaving them out would compare a trial with survivors only).
+# FAIL trials are left out: a crashed or non-finite run is no standard to meet.
+REFERENCE_STATES = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED)
+
+
+def is_final_epoch(trainer: pl.Trainer) -> bool:
+    """Whether the epoch now ending is the run's last: max_epochs or max_steps reached."""
+    max_epochs = trainer.max_epochs
+    if max_epochs is not None and max_epochs >= 0 and trainer.current_epoch >= max_epochs - 1:
+        return True
+    return trainer.max_steps >= 0 and trainer.global_step >= trainer.max_steps
 
 
 class CollapseStop(pl.Callback):
@@ -55,21 +74,67 @@ class CollapseStop(pl.Callback):
 
 
 class OptunaPruning(pl.Callback):
-    """Reports one metric per epoch to the trial and stops the run when the pruner says so."""
+    """Reports one metric per epoch to the trial and stops the run when the pruner says so
+    (except on the final epoch, which is still reported)."""
 
     def __init__(self, trial: optuna.Trial, metric: str) -> None:
         self.trial, self.metric = trial, metric
         self.pruned_at: int | None = None
+        self.reason: str | None = None
 
     def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         assert isinstance(module, VAE)
         if self.metric not in module.last_metrics:
             return
         epoch = trainer.current_epoch
-        self.trial.report(float(module.last_metrics[self.metric]), step=epoch)
-        if self.trial.should_prune():
+        value = float(module.last_metrics[self.metric])
+        self.trial.report(value, step=epoch)
+        if not is_final_epoch(trainer) and self.trial.should_prune():
+            self.pruned_at = epoch
+            self.reason = f"pruner stopped it at epoch {epoch} ({self.metric} = {value:.4g})"
+            trainer.should_stop = True
+
+
+class ParetoPruning(pl.Callback):
+    """Stops the run when sweep.pruning's rule prunes it; ``reason`` and ``pruned_at`` then
+    say why and at which (0-based) epoch. Reads the study's trials once per epoch, and not
+    at all during the warm-up or on the final epoch."""
+
+    def __init__(self, trial: optuna.Trial, objectives: tuple[str, ...],
+                 directions: list[str], rule: ParetoRule) -> None:
+        self.trial, self.objectives, self.directions, self.rule = (
+            trial, objectives, directions, rule)
+        self.pruned_at: int | None = None
+        self.reason: str | None = None
+
+    def on_train_epoch_end(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
+        assert isinstance(module, VAE)
+        epoch = trainer.current_epoch
+        # Another callback stopping the run (collapse) makes this its last epoch too.
+        final = is_final_epoch(trainer) or trainer.should_stop
+        if self.reason is not None or not may_prune(epoch, final, self.rule):
+            return
+        current = epoch_vector(module.history[-1:], self.objectives, epoch)
+        if current is None:  # no validation at this epoch, or a non-finite metric
+            return
+        trials = self.trial.study.get_trials(deepcopy=False, states=REFERENCE_STATES)
+        references = reference_vectors((t.user_attrs.get("history") for t in trials),
+                                       self.objectives, epoch)
+        self.reason = decide(current, references, self.directions, self.objectives,
+                             epoch, final, self.rule)
+        if self.reason is not None:
             self.pruned_at = epoch
             trainer.should_stop = True
+
+
+def pruning_callback(trial: optuna.Trial,
+                     space: Space) -> OptunaPruning | ParetoPruning | None:
+    """The pruning callback of ``space.pruner``, or None (several objectives, "none")."""
+    if space.pruner == "pareto":
+        return ParetoPruning(trial, space.objectives, space.directions(), space.pareto)
+    if len(space.objectives) == 1:  # with "none" too: its reports fill the dashboard's plots
+        return OptunaPruning(trial, space.objectives[0])
+    return None
 
 
 class EpochProgress(pl.Callback):

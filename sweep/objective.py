@@ -24,7 +24,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from models.config import Config
 from models.train import FitResult, fit
 from sweep.artifacts import upload_trial_artifacts
-from sweep.callbacks import CollapseStop, EpochProgress, OptunaPruning
+from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
 from sweep.provenance import provenance
 from sweep.space import Space, suggest
 
@@ -50,9 +50,8 @@ class Objective:
         latest = ModelCheckpoint(dirpath=ckpt_dir, filename="last", save_top_k=1,
                                  enable_version_counter=False)
         callbacks: list[Any] = [stop, latest, EpochProgress(trial, self.on_epoch)]
-        pruning = None
-        if len(self.space.objectives) == 1:
-            pruning = OptunaPruning(trial, self.space.objectives[0])
+        pruning = pruning_callback(trial, self.space)
+        if pruning is not None:
             callbacks.append(pruning)
         started = time.perf_counter()
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
@@ -68,9 +67,10 @@ class Objective:
         if stop.state == "PRUNED":
             trial.set_user_attr("pruned_reason", stop.reason)
             raise optuna.TrialPruned(stop.reason)
-        if pruning is not None and pruning.pruned_at is not None:
-            trial.set_user_attr("pruned_reason", f"pruner stopped it at epoch {pruning.pruned_at}")
-            raise optuna.TrialPruned()
+        if pruning is not None and pruning.reason is not None:
+            trial.set_user_attr("pruned_reason", pruning.reason)
+            trial.set_user_attr("pruned_epoch", pruning.pruned_at)
+            raise optuna.TrialPruned(pruning.reason)
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
 

@@ -4,7 +4,13 @@ which metrics it optimises; ``suggest`` is the only place the project calls tria
 A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
 
     objectives = ["mse", "rate", "active_units"]   # optional: keys of METRICS
-    pruner = "median"                               # optional, single objective only: PRUNERS
+    pruner = "pareto"                               # optional: one of PRUNERS (default:
+                                                    # median for one objective, else pareto)
+    [pruner]                                        # or, instead of that line, a table: the
+    kind = "pareto"                                 # Pareto pruner's parameters (the fields
+    min_trials = 5                                  # of sweep.pruning.ParetoRule)
+    min_epochs = 2
+    fraction = 0.5
     [fixed]                                         # optional: Config fields for every trial
     batch_size = 128
     [search.kl_weight]                              # one table per searched Config field
@@ -34,6 +40,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.config import Config, ConfigError, field_types
 from sweep.errors import SpaceError
+from sweep.pruning import ParetoRule
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -51,9 +58,12 @@ METRICS: dict[str, str] = {
 
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("mse", "rate", "active_units")
 
-# Optuna's pruners for single-objective studies, fed by per-epoch reports of the objective.
-# Multi-objective studies cannot use them: there the collapse-aware early stop prunes.
-PRUNERS = ("median", "hyperband", "none")
+# "median" and "hyperband": Optuna's pruners, fed by per-epoch reports of a single objective
+# (Optuna refuses reports from multi-objective studies). "pareto": sweep.pruning's rule, for
+# any number of objectives, the default with several. The collapse stop runs in every study.
+PRUNERS = ("median", "hyperband", "pareto", "none")
+_SINGLE_ONLY = ("median", "hyperband")
+_RULE_KEYS = tuple(f.name for f in dataclasses.fields(ParetoRule))
 
 DEFAULT_SPACE: dict[str, Any] = {
     "objectives": list(DEFAULT_OBJECTIVES),
@@ -95,25 +105,30 @@ class Space:
     params: dict[str, dict[str, Any]]
     fixed: dict[str, Any] = dataclasses.field(default_factory=dict)
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
-    pruner: str = "median"
+    pruner: str = "pareto"  # the kind, one of PRUNERS
+    pareto: ParetoRule = ParetoRule()  # the rule's parameters, used when pruner == "pareto"
 
     def directions(self) -> list[str]:
         """Optuna's study directions, one per objective."""
         return [METRICS[name] for name in self.objectives]
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        """The study's pruner (used only when there is a single objective)."""
+        """The study's Optuna pruner; "pareto" and "none" need none (sweep.callbacks'
+        ParetoPruning applies the Pareto rule itself)."""
         import optuna
 
+        if self.pruner == "median":
+            return optuna.pruners.MedianPruner()
         if self.pruner == "hyperband":
             return optuna.pruners.HyperbandPruner()
-        if self.pruner == "none":
-            return optuna.pruners.NopPruner()
-        return optuna.pruners.MedianPruner()
+        return optuna.pruners.NopPruner()
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-serialisable, in the TOML file's structure (so from_dict re-validates it)."""
-        return {"objectives": list(self.objectives), "pruner": self.pruner,
+        pruner: str | dict[str, Any] = self.pruner
+        if self.pruner == "pareto":
+            pruner = {"kind": "pareto", **dataclasses.asdict(self.pareto)}
+        return {"objectives": list(self.objectives), "pruner": pruner,
                 "fixed": copy.deepcopy(self.fixed), "search": copy.deepcopy(self.params)}
 
     @classmethod
@@ -147,16 +162,15 @@ def parse_space(data: dict[str, Any]) -> Space:
     if unknown:
         raise SpaceError(unknown[0], f"unknown top-level key (expected {', '.join(_TOP_KEYS)})")
     objectives = _objectives(data.get("objectives", list(DEFAULT_OBJECTIVES)))
-    pruner = data.get("pruner", "median")
-    if pruner not in PRUNERS:
-        raise SpaceError("pruner", f"{pruner!r} is not one of {', '.join(PRUNERS)}")
+    pruner, rule = _pruner(data.get("pruner", "median" if len(objectives) == 1 else "pareto"),
+                           objectives)
     fixed = _fixed(data.get("fixed", {}))
     if "search" in data:
         search = data["search"]
     else:  # fixing a field takes it out of the default search instead of clashing with it
         search = {k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}
     return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives,
-                 pruner=pruner)
+                 pruner=pruner, pareto=rule)
 
 
 def suggest(trial: BaseTrial, space: Space) -> Config:
@@ -244,6 +258,36 @@ def _objectives(value: Any) -> tuple[str, ...]:
         if value.count(name) > 1:
             raise SpaceError("objectives", f"{name!r} is listed twice")
     return tuple(value)
+
+
+def _pruner(value: Any, objectives: tuple[str, ...]) -> tuple[str, ParetoRule]:
+    """The pruner's kind and the Pareto rule: ``"kind"`` or ``{kind = ..., rule params}``."""
+    table = value if isinstance(value, dict) else {"kind": value}
+    where = "pruner.kind" if isinstance(value, dict) else "pruner"
+    unknown = [k for k in table if k not in ("kind", *_RULE_KEYS)]
+    if unknown:
+        raise SpaceError(f"pruner.{unknown[0]}",
+                         f"unknown key (expected {', '.join(('kind', *_RULE_KEYS))})")
+    kind = table.get("kind", "pareto")  # the only kind with parameters
+    if kind not in PRUNERS:
+        raise SpaceError(where, f"{kind!r} is not one of {', '.join(PRUNERS)}")
+    if kind in _SINGLE_ONLY and len(objectives) > 1:
+        raise SpaceError(where, f"{kind!r} prunes single-objective studies only (Optuna "
+                                f"cannot prune several objectives); use \"pareto\" or \"none\"")
+    params = {k: table[k] for k in _RULE_KEYS if k in table}
+    if params and kind != "pareto":
+        raise SpaceError(f"pruner.{next(iter(params))}", 'only applies to kind = "pareto"')
+    for key in ("min_trials", "min_epochs"):
+        n = params.get(key, 1)
+        if isinstance(n, bool) or not isinstance(n, int) or n < 1:
+            raise SpaceError(f"pruner.{key}", f"must be an integer >= 1, got {n!r}")
+    fraction = params.get("fraction", 1)
+    if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) \
+            or not 0 < fraction <= 1:
+        raise SpaceError("pruner.fraction", f"must be in (0, 1], got {fraction!r}")
+    if "fraction" in params:
+        params["fraction"] = float(fraction)
+    return kind, ParetoRule(**params)
 
 
 def _fixed(table: Any) -> dict[str, Any]:

@@ -9,6 +9,7 @@ import pytest
 from optuna.trial import FixedTrial
 
 from models.config import Config
+from sweep.pruning import ParetoRule
 from sweep.space import (
     DEFAULT_SPACE,
     Space,
@@ -192,6 +193,20 @@ BAD = [
      "search.synthetic_size"),
     ("unknown_dataset", '[fixed]\ndataset = "no-such"\n', "fixed.dataset"),
     ("infinite_fixed", "[fixed]\nlr = inf\n", "fixed.lr"),
+    ("pruner_not_a_name", "pruner = 3\n", "pruner"),
+    ("median_multi_objective", 'pruner = "median"\n', "pruner"),
+    ("hyperband_multi_objective", '[pruner]\nkind = "hyperband"\n', "pruner.kind"),
+    ("unknown_pruner_kind", '[pruner]\nkind = "asha"\n', "pruner.kind"),
+    ("unknown_pruner_key", "[pruner]\nfractoin = 0.5\n", "pruner.fractoin"),
+    ("rule_on_median", 'objectives = ["mse"]\n[pruner]\nkind = "median"\nmin_trials = 3\n',
+     "pruner.min_trials"),
+    ("fraction_above_1", "[pruner]\nfraction = 2\n", "pruner.fraction"),
+    ("fraction_0", "[pruner]\nfraction = 0.0\n", "pruner.fraction"),
+    ("fraction_nan", "[pruner]\nfraction = nan\n", "pruner.fraction"),
+    ("fraction_text", '[pruner]\nfraction = "half"\n', "pruner.fraction"),
+    ("min_trials_0", "[pruner]\nmin_trials = 0\n", "pruner.min_trials"),
+    ("min_trials_float", "[pruner]\nmin_trials = 2.5\n", "pruner.min_trials"),
+    ("min_epochs_bool", "[pruner]\nmin_epochs = true\n", "pruner.min_epochs"),
 ]
 
 
@@ -207,6 +222,10 @@ def test_bad_sweep_files_are_refused_naming_the_key(tmp_path, text, key):
 
 
 def test_messages_say_what_is_wrong(tmp_path):
+    with pytest.raises(SpaceError, match=r"^pruner.fraction: must be in \(0, 1\], got 2 \(in "):
+        load_space(write(tmp_path, "[pruner]\nkind = 'pareto'\nfraction = 2\n"))
+    with pytest.raises(SpaceError, match="prunes single-objective studies only"):
+        parse_space({"pruner": "median"})
     with pytest.raises(SpaceError, match="'nope' is not one of"):
         load_space(write(tmp_path, "[search.kl_schedule]\nchoices = ['nope']\n"))
     with pytest.raises(SpaceError, match="unknown metric 'elbo'"):
@@ -215,16 +234,40 @@ def test_messages_say_what_is_wrong(tmp_path):
         load_space(tmp_path / "missing.toml")
 
 
-@pytest.mark.parametrize("text,kind", [
-    ("", optuna.pruners.MedianPruner),
-    ('pruner = "median"\n', optuna.pruners.MedianPruner),
-    ('pruner = "hyperband"\n', optuna.pruners.HyperbandPruner),
-    ('pruner = "none"\n', optuna.pruners.NopPruner),
+@pytest.mark.parametrize("text,kind,optuna_pruner", [
+    ('objectives = ["neg_elbo"]\n', "median", optuna.pruners.MedianPruner),
+    ('objectives = ["neg_elbo"]\npruner = "median"\n', "median", optuna.pruners.MedianPruner),
+    ('objectives = ["neg_elbo"]\npruner = "hyperband"\n', "hyperband",
+     optuna.pruners.HyperbandPruner),
+    ('objectives = ["neg_elbo"]\npruner = "none"\n', "none", optuna.pruners.NopPruner),
+    ('objectives = ["neg_elbo"]\npruner = "pareto"\n', "pareto", optuna.pruners.NopPruner),
+    ("", "pareto", optuna.pruners.NopPruner),  # several objectives: the Pareto pruner
+    ('pruner = "pareto"\n', "pareto", optuna.pruners.NopPruner),
+    ('pruner = "none"\n', "none", optuna.pruners.NopPruner),
 ])
-def test_pruner_is_chosen_in_the_file_and_survives_the_study_attrs(tmp_path, text, kind):
-    space = load_space(write(tmp_path, 'objectives = ["neg_elbo"]\n' + text))
+def test_pruner_is_chosen_in_the_file_and_survives_the_study_attrs(tmp_path, text, kind,
+                                                                   optuna_pruner):
+    space = load_space(write(tmp_path, text))
     again = Space.from_dict(json.loads(json.dumps(space.to_dict())))
-    assert again == space and type(again.make_pruner()) is kind
+    assert again == space and again.pruner == kind
+    assert type(again.make_pruner()) is optuna_pruner
+    assert again.pareto == ParetoRule()
+
+
+@pytest.mark.parametrize("text,rule", [
+    ("[pruner]\nmin_trials = 8\n", ParetoRule(min_trials=8)),  # kind defaults to pareto
+    ('[pruner]\nkind = "pareto"\nmin_trials = 3\nmin_epochs = 4\nfraction = 1\n',
+     ParetoRule(min_trials=3, min_epochs=4, fraction=1.0)),
+    ('objectives = ["mse"]\n[pruner]\nkind = "pareto"\nfraction = 0.25\n',
+     ParetoRule(fraction=0.25)),
+])
+def test_pareto_rule_parameters_come_from_the_pruner_table(tmp_path, text, rule):
+    space = load_space(write(tmp_path, text))
+    assert space.pruner == "pareto" and space.pareto == rule
+    data = json.loads(json.dumps(space.to_dict()))
+    assert data["pruner"] == {"kind": "pareto", "min_trials": rule.min_trials,
+                              "min_epochs": rule.min_epochs, "fraction": rule.fraction}
+    assert Space.from_dict(data) == space
 
 
 def test_the_command_line_fixes_fields_over_the_file(tmp_path):
