@@ -174,13 +174,14 @@ def test_the_space_picks_the_pruning_callback(toml, kind):
 
 @pytest.mark.parametrize("warmup", [100_000, None], ids=["pareto", "collapse-first"])
 def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, warmup):
-    space = parse_space({"objectives": list(OBJ), "search": {},
-                         "pruner": {"min_trials": 3, "min_epochs": 1}})
-    study = study_with([finished(TrialState.COMPLETE, PERFECT, 4) for _ in range(3)])
     # The tiny model collapses at once with the constant KL weight; a long linear warm-up
     # keeps the collapse stop out of the way.
     schedule = {"kl_schedule": "linear", "kl_warmup_steps": warmup} if warmup else {}
-    objective = Objective(space, Config(**tiny, max_epochs=4, **schedule), images,
+    space = parse_space({"objectives": list(OBJ), "search": {},
+                         "fixed": {**tiny, "max_epochs": 4, **schedule},
+                         "pruner": {"min_trials": 3, "min_epochs": 1}})
+    study = study_with([finished(TrialState.COMPLETE, PERFECT, 4) for _ in range(3)])
+    objective = Objective(space, images,
                           FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
     study.optimize(objective, n_trials=1)
     trial = study.trials[-1]
