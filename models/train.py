@@ -56,7 +56,8 @@ class Throughput(pl.Callback):
 
     def on_train_batch_end(self, trainer: pl.Trainer, module: pl.LightningModule,
                            outputs: Any, batch: Any, batch_idx: int) -> None:
-        self.images += batch.shape[0]
+        # A tensor from TensorBatches, or (images, labels) from a torchvision DataLoader.
+        self.images += (batch[0] if isinstance(batch, (list, tuple)) else batch).shape[0]
 
     def on_validation_start(self, trainer: pl.Trainer, module: pl.LightningModule) -> None:
         self._paused = self._t0 is not None
@@ -93,13 +94,23 @@ def total_steps(cfg: Config, steps_per_epoch: int) -> int:
 def fit(cfg: Config, *, images: torch.Tensor | None = None,
         callbacks: Sequence[pl.Callback] = (), ckpt_path: str | None = None,
         root_dir: str | None = None, logger: Any = False, progress: bool = False,
-        accelerator: str = "auto") -> FitResult:
-    """Train ``cfg`` and return its metrics (see ``models.metrics``) and history."""
+        accelerator: str = "auto", precision: str = "32-true",
+        channels_last: bool = False) -> FitResult:
+    """Train ``cfg`` and return its metrics (see ``models.metrics``) and history.
+
+    ``precision`` is Lightning's (``"bf16-mixed"``: bf16 autocast, float32 weights) and
+    ``channels_last`` stores the conv weights NHWC, so cuDNN runs its NHWC kernels (the
+    first conv's output follows the weights' layout). Both are how a run is executed, not
+    what it is: they are arguments here, not Config fields, and ``python -m sweep bench``
+    checks that the metrics stay within tolerance of the float32 default.
+    """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = ImageDataModule(cfg, images)
     dm.setup("fit")
     steps = total_steps(cfg, len(dm.train_dataloader()))
     model = VAE(cfg.to_dict(), dm.image_shape, steps)
+    if channels_last:
+        model = model.to(memory_format=torch.channels_last)  # moving to the GPU keeps it
     throughput = Throughput()
     has_checkpoint = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     trainer = pl.Trainer(
@@ -107,7 +118,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         devices=1, callbacks=[throughput, *callbacks], logger=logger,
         enable_checkpointing=has_checkpoint, enable_progress_bar=progress,
         enable_model_summary=False, num_sanity_val_steps=0, default_root_dir=root_dir,
-        log_every_n_steps=LOG_EVERY_N_STEPS,
+        log_every_n_steps=LOG_EVERY_N_STEPS, precision=precision,  # type: ignore[arg-type]
     )
     try:
         trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)

@@ -1,18 +1,29 @@
-"""``python -m sweep bench``: training throughput of the trainer against its limit.
+"""``python -m sweep bench``: a trial's speed against its limit and against what users write.
 
-The limit is the same model's bare PyTorch loop (encoder, decoder, loss, Adam step) on
-float batches cut from a tensor already in memory: no Lightning, no logging, no data work.
-The trainer is ``models.train.fit``, the path every trial takes. Both run the same number of
-steps at the same batch size, alternately, ``repeats`` times; medians, their ratio and the
-median of the per-repeat ratios are reported from that one run.
+One run measures, side by side (images/s, medians of alternating repeats, their ratios):
+
+- ``limit``: the same model's bare PyTorch loop (the module's loss, an Adam step) on float
+  batches cut from a tensor already on the device: no Lightning, no logging, no data work;
+- ``baseline``: ``sweep.baseline``, optuna-examples' Lightning script shape (ImageFolder of
+  the same images + ToTensor + DataLoader workers, Lightning's defaults);
+- ``project``: ``models.train.fit``, the path every trial takes;
+
+then the sweep around the trainer (``sweep.bench_sweep``: ``sweep_overhead``,
+``time_to_answer``) and, on a GPU, precision/layout variants and K trials sharing it
+(``sweep.bench_gpu``). Each repeat runs the three loops back to back, so the per-repeat
+ratios cancel slow drifts of a shared machine's speed.
 """
 
 from __future__ import annotations
 
 import math
+import os
 import statistics
 import sys
+import tempfile
 import time
+from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -22,6 +33,33 @@ from models.config import Config
 from models.data import load_images
 from models.module import VAE
 from models.train import fit
+from sweep import baseline, bench_gpu, bench_sweep
+
+
+@dataclass(frozen=True)
+class Options:
+    data: str = "synthetic"
+    batch_size: int = 128
+    steps: int = 60
+    repeats: int = 3
+    device: str = "auto"  # auto, cpu or cuda
+    baseline_workers: int = baseline.DEFAULT_WORKERS
+    subset: int = 1024  # images of the time-to-answer studies (0: all of --data)
+    trials: int = 4
+    epochs: int = 1
+    margin: float = 0.05
+    trials_per_gpu: tuple[int, ...] | None = None  # None: 1,2,4,8 on a GPU, none on CPU
+    skip_sweep: bool = False
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    return torch.device(name)
 
 
 def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.device) -> float:
@@ -51,28 +89,73 @@ def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.devic
     return steps * bs / (time.perf_counter() - t0)
 
 
-def bench(data: str, batch_size: int, steps: int, repeats: int) -> dict[str, Any]:
-    cfg = Config(dataset=data, batch_size=batch_size, max_epochs=1)
-    # Enough images that the trainer's one epoch is ``steps`` batches after the val split.
-    n = math.ceil(steps * batch_size / (1 - cfg.val_fraction)) + batch_size
-    images = load_images(cfg)
-    images = images.repeat(math.ceil(n / len(images)), 1, 1, 1)[:n]
-    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    bare, trainer = [], []
-    for k in range(repeats):
-        bare.append(bare_loop(cfg, images, steps, device))
-        trainer.append(fit(cfg, images=images).metrics["images_per_sec"])
-        print(f"repeat {k + 1}/{repeats}: bare loop {bare[-1]:.0f} images/s, "
-              f"trainer {trainer[-1]:.0f} images/s", file=sys.stderr, flush=True)
-    b, t = statistics.median(bare), statistics.median(trainer)
-    return {"device": str(device), "torch_threads": torch.get_num_threads(),
-            "dataset": data, "batch_size": batch_size, "steps": steps, "repeats": repeats,
-            "image_shape": list(images.shape[1:]),
-            "bare_images_per_sec": [round(v, 1) for v in bare],
-            "trainer_images_per_sec": [round(v, 1) for v in trainer],
-            "bare_median": round(b, 1), "trainer_median": round(t, 1),
-            "ratio": round(t / b, 3),
-            # Each repeat runs both back to back: their ratio cancels slow drifts of the
-            # machine's speed (other load, clocks) that move both medians.
-            "ratio_median_of_repeats": round(statistics.median(
-                tr / ba for tr, ba in zip(trainer, bare, strict=True)), 3)}
+def needed_images(steps: int, cfg: Config) -> int:
+    """Images whose train split holds ``steps`` full batches: one epoch is the whole run."""
+    return math.ceil(steps * cfg.batch_size / (1 - cfg.val_fraction)) + cfg.batch_size
+
+
+def throughput(cfg: Config, images: torch.Tensor, folder: Path, opts: Options,
+               device: torch.device) -> dict[str, list[float]]:
+    """Per-repeat images/s of the three loops, run back to back ``opts.repeats`` times."""
+    accelerator = "cuda" if device.type == "cuda" else "cpu"
+    steps = opts.steps
+    # The baseline runs exactly ``steps`` batches too, over as many epochs as that takes.
+    script = cfg.replace(max_steps=steps, max_epochs=steps)
+    rows: dict[str, list[float]] = {"limit": [], "baseline": [], "project": []}
+    for k in range(opts.repeats):
+        rows["limit"].append(bare_loop(cfg, images, steps, device))
+        _, clock = baseline.fit(script, folder, opts.baseline_workers, accelerator=accelerator,
+                                limit_val_batches=0)
+        rows["baseline"].append(clock.images_per_sec)
+        result = fit(cfg.replace(max_steps=steps), images=images, accelerator=accelerator)
+        rows["project"].append(result.metrics["images_per_sec"])
+        say(f"repeat {k + 1}/{opts.repeats}: limit {rows['limit'][-1]:.0f}, baseline "
+            f"{rows['baseline'][-1]:.0f}, project {rows['project'][-1]:.0f} images/s")
+    return rows
+
+
+def ratio(rows: dict[str, list[float]], top: str, bottom: str) -> float:
+    """Median over repeats of ``top / bottom`` within each repeat."""
+    return statistics.median(t / b for t, b in zip(rows[top], rows[bottom], strict=True))
+
+
+def bench(opts: Options) -> dict[str, Any]:
+    device = resolve_device(opts.device)
+    base = Config(dataset=opts.data, batch_size=opts.batch_size, max_epochs=1)
+    if opts.data == "synthetic":  # as many distinct images as the timed steps use
+        base = base.replace(synthetic_size=needed_images(opts.steps, base))
+    load_before = os.getloadavg()
+    with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
+        work = Path(tmp)
+        say(f"bench on {device}: loading {opts.data}")
+        images = load_images(base)
+        folder = bench_sweep.image_folder(base, images, work / "images")
+        n = needed_images(opts.steps, base)
+        timed = images.repeat(math.ceil(n / len(images)), 1, 1, 1)[:n]
+        rows = throughput(base, timed, folder, opts, device)
+        medians = {name: statistics.median(values) for name, values in rows.items()}
+        out: dict[str, Any] = {
+            **{name: round(value, 1) for name, value in medians.items()},
+            "project_over_limit": round(ratio(rows, "project", "limit"), 3),
+            "project_over_baseline": round(ratio(rows, "project", "baseline"), 3),
+            "repeats": {name: [round(v, 1) for v in values] for name, values in rows.items()},
+        }
+        if opts.skip_sweep:
+            out["sweep_overhead"] = out["time_to_answer"] = None
+        else:
+            overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
+            out["sweep_overhead"] = overhead.pop("fraction")
+            out["sweep_overhead_detail"] = overhead
+            subset = bench_sweep.subset_folder(folder, opts.subset, work / "subset")
+            out["time_to_answer"] = bench_sweep.time_to_answer(
+                base, subset, opts.trials, opts.epochs, opts.margin, opts.baseline_workers,
+                work / "answer", device)
+        out["gpu"] = bench_gpu.gpu_rows(base, timed, opts.steps, opts.trials_per_gpu, device)
+    out["setup"] = {
+        "device": str(device), "torch_threads": torch.get_num_threads(), "data": opts.data,
+        "images": len(images), "image_shape": list(images.shape[1:]),
+        "batch_size": opts.batch_size, "steps": opts.steps, "repeats": opts.repeats,
+        "baseline_workers": opts.baseline_workers, "cpu_count": os.cpu_count(),
+        "load_average_before": [round(v, 2) for v in load_before],
+        "load_average_after": [round(v, 2) for v in os.getloadavg()]}
+    return out

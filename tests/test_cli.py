@@ -123,17 +123,22 @@ def test_train_logs_through_lightnings_csv_logger(tmp_path):
     assert float(val[0]["val/mse"]) == pytest.approx(saved["mse"], rel=1e-5)
 
 
-def test_bench_reports_both_loops_and_their_ratio(tmp_path):
-    proc = sweep("bench", "--data", "synthetic", "--batch-size", "8", "--steps", "3",
-                 "--repeats", "2", cwd=tmp_path)
-    result = json.loads(proc.stdout)
-    assert len(result["bare_images_per_sec"]) == len(result["trainer_images_per_sec"]) == 2
-    assert result["ratio"] == pytest.approx(result["trainer_median"] / result["bare_median"],
-                                            abs=1e-3)
-    pairs = [t / b for t, b in zip(result["trainer_images_per_sec"],
-                                   result["bare_images_per_sec"], strict=True)]
-    assert result["ratio_median_of_repeats"] == pytest.approx(sum(pairs) / 2, abs=1e-2)
+def test_bench_reports_every_row(tmp_path):
+    # Structure only: timings on a shared machine are noise at this size.
+    proc = sweep("bench", "--batch-size", "8", "--steps", "2", "--repeats", "2",
+                 "--subset", "40", "--trials", "2", "--baseline-workers", "0",
+                 "--json", "bench.json", cwd=tmp_path)
+    result = json.loads((tmp_path / "bench.json").read_text())
+    assert json.loads(proc.stdout) == result
+    for row in ("limit", "baseline", "project"):
+        assert result[row] > 0 and len(result["repeats"][row]) == 2
+    assert 0 <= result["sweep_overhead"] < 1
+    answer = result["time_to_answer"]
+    assert {"baseline_s", "project_s", "ratio", "project_no_pruning_s"} <= set(answer)
+    assert answer["trials"] == 2
+    assert result["gpu"]["trials_per_gpu"] == "not measured (no GPU)"
     assert proc.stderr.count("repeat ") == 2  # one progress line per repeat
+    assert "time_to_answer: sweep start, pruner none" in proc.stderr
 
 
 @pytest.mark.parametrize("args,key", [

@@ -52,6 +52,11 @@ BAD = [
     (["bench", "--steps", "0"], "--steps"),
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--data", "no-such"], "no-such"),
+    (["bench", "--trials", "0"], "--trials"),
+    (["bench", "--subset", "-1"], "--subset"),
+    (["bench", "--margin", "nan"], "--margin"),
+    (["bench", "--trials-per-gpu", "1,x"], "--trials-per-gpu"),
+    (["bench", "--trials-per-gpu", "0"], "--trials-per-gpu"),
 ]
 
 

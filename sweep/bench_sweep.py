@@ -1,0 +1,173 @@
+"""The bench's view of the sweep around the trainer: real ``sweep start`` runs, timed.
+
+- ``sweep_overhead``: one 1-epoch trial through ``sweep.start`` into a fresh SQLite study;
+  the share of its wall time that is not training steps (study and storage, Lightning's
+  setup, validation and metrics, checkpoint, artifacts).
+- ``time_to_answer``: the same trial budget on the same images run by the plain Optuna +
+  Lightning script (``sweep.baseline``) and by ``sweep start`` with its pruner on and off;
+  for each, the wall time until a finished, non-collapsed trial's neg_elbo is within
+  ``margin`` of the best any of them found.
+
+Data are an ImageFolder both sides read: the user's folder itself, or the images written
+as PNGs; a subset is a folder of symlinks to a fixed random choice of its files. The
+project's decoded-image cache is filled before timing (what every run after the first sees).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import random
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from optuna.trial import FrozenTrial, TrialState
+
+from models.config import Config
+from models.data import load_images
+from sweep import baseline
+from sweep.space import fix, parse_space
+
+SUBSET_SEED = 0
+STUDY = "bench"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def image_folder(cfg: Config, images: torch.Tensor, dest: Path) -> Path:
+    """An ImageFolder holding ``cfg``'s images: its own folder, or ``images`` as PNGs."""
+    if cfg.dataset.startswith("folder:"):
+        return Path(os.path.expanduser(cfg.dataset[len("folder:"):]))
+    return baseline.write_image_folder(images, dest)
+
+
+def subset_folder(root: Path, n: int, dest: Path) -> Path:
+    """``n`` of ``root``'s images (a fixed random choice; all when n is 0 or larger) as an
+    ImageFolder of symlinks, so both sides of a comparison read the same files."""
+    samples = torchvision.datasets.ImageFolder(str(root)).samples
+    chosen = sorted(random.Random(SUBSET_SEED).sample(range(len(samples)), n)) \
+        if 0 < n < len(samples) else range(len(samples))
+    for i in chosen:
+        path = Path(samples[i][0])
+        link = dest / path.parent.name / path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path.resolve())
+    return dest
+
+
+@contextlib.contextmanager
+def stdout_to_stderr() -> Iterator[None]:
+    """``sweep.start`` reports on stdout; the bench keeps stdout for its JSON."""
+    with contextlib.redirect_stdout(sys.stderr):
+        yield
+
+
+def run_start(dest: Path, root: Path, fixed: dict[str, Any], space: dict[str, Any],
+              n_trials: int, baseline_trial: bool) -> tuple[float, list[FrozenTrial], float]:
+    """``sweep.start`` into a fresh SQLite file: (wall seconds, trials, start time)."""
+    import sweep
+
+    dest.mkdir(parents=True)
+    config = dest / "sweep.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in space.items()))
+    fields = {**fixed, "dataset": f"folder:{root}"}
+    load_images(Config.from_dict(fields))  # fill the decode cache before the clock starts
+    started = time.time()
+    with stdout_to_stderr():
+        study = sweep.start(config, study=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
+                            n_trials=n_trials, fixed=fields, baseline=baseline_trial,
+                            threads=torch.get_num_threads())
+    wall = time.time() - started
+    return wall, study.get_trials(deepcopy=False), started
+
+
+def sweep_overhead(cfg: Config, root: Path, dest: Path, device: torch.device) -> dict[str, Any]:
+    """One seed-configuration trial of one epoch through ``sweep start``."""
+    say("sweep_overhead: one 1-epoch trial through sweep start")
+    fixed = {"batch_size": cfg.batch_size, "max_epochs": 1}
+    wall, trials, _ = run_start(dest, root, fixed, {}, n_trials=1, baseline_trial=True)
+    attrs = trials[0].user_attrs
+    train_s = attrs["steps"] * cfg.batch_size / attrs["images_per_sec"]
+    out = {"fraction": round(1 - train_s / wall, 4), "wall_s": round(wall, 2),
+           "fit_s": attrs["wall_time_s"], "train_s": round(train_s, 2),
+           "steps": attrs["steps"], "device": str(device)}
+    say(f"sweep_overhead: {out['fraction']:.1%} of {wall:.1f} s ({train_s:.1f} s training)")
+    return out
+
+
+def _answers(trials: list[FrozenTrial], values: dict[int, tuple[float, float]], started: float
+             ) -> list[tuple[float, float]]:
+    """(seconds since start, neg_elbo) of each finished, non-collapsed trial."""
+    out = []
+    for t in trials:
+        neg_elbo, active = values.get(t.number, (float("nan"), 0.0))
+        if t.state == TrialState.COMPLETE and active > 0 and neg_elbo == neg_elbo \
+                and t.datetime_complete is not None:
+            done = t.datetime_complete.timestamp() - started
+            out.append((done, neg_elbo))
+    return sorted(out)
+
+
+def _first_within(answers: list[tuple[float, float]], threshold: float) -> float | None:
+    return next((round(s, 2) for s, v in answers if v <= threshold), None)
+
+
+def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: float,
+                   workers: int, dest: Path, device: torch.device) -> dict[str, Any]:
+    """The same budget by the script and by ``sweep start`` (pruner on, then off)."""
+    fixed = {"batch_size": cfg.batch_size, "max_epochs": epochs, "seed": cfg.seed}
+    space = fix(parse_space({"objectives": ["neg_elbo"]}), {**fixed,
+                                                            "dataset": f"folder:{root}"})
+    accelerator = "cuda" if device.type == "cuda" else "cpu"
+    say(f"time_to_answer: baseline script, {n_trials} trials of {epochs} epoch(s)")
+    started = time.time()
+    script = baseline.run_study(space, root, n_trials, workers, accelerator)
+    runs: dict[str, tuple[float, list[FrozenTrial], float, dict[int, tuple[float, float]]]] = {
+        "baseline": (time.time() - started, script.trials, started,
+                     {t.number: (t.value if t.value is not None else float("nan"),
+                                 t.user_attrs.get("active_units", 0))
+                      for t in script.trials})}
+    for name, pruner in (("project", "median"), ("project_no_pruning", "none")):
+        say(f"time_to_answer: sweep start, pruner {pruner}")
+        wall, trials, begun = run_start(dest / name, root, fixed,
+                                        {"objectives": ["neg_elbo"], "pruner": pruner},
+                                        n_trials, baseline_trial=False)
+        runs[name] = (wall, trials, begun,
+                      {t.number: (t.user_attrs.get("neg_elbo", float("nan")),
+                                  t.user_attrs.get("active_units", 0)) for t in trials})
+    answers = {name: _answers(trials, values, begun)
+               for name, (_, trials, begun, values) in runs.items()}
+    found = [v for a in answers.values() for _, v in a]
+    best = min(found) if found else None  # None: every trial collapsed or failed
+    threshold = best + margin * abs(best) if best is not None else float("-inf")
+    out: dict[str, Any] = {"margin": margin, "best_neg_elbo": best,
+                           "threshold": threshold if best is not None else None,
+                           "trials": n_trials,
+                           "epochs": epochs, "images": _image_count(root),
+                           "pruner": "median (project), none (project_no_pruning)"}
+    for name, (wall, trials, _, _) in runs.items():
+        key = "baseline" if name == "baseline" else name
+        out[f"{key}_s"] = _first_within(answers[name], threshold)
+        out[f"{key}_wall_s"] = round(wall, 2)
+        out[f"{key}_pruned"] = sum(t.state == TrialState.PRUNED for t in trials)
+    b = out["baseline_s"]
+    for name in ("project", "project_no_pruning"):
+        p = out[f"{name}_s"]
+        out["ratio" if name == "project" else "ratio_no_pruning"] = (
+            round(p / b, 3) if p is not None and b else None)
+    say(f"time_to_answer: baseline {out['baseline_s']} s, project {out['project_s']} s "
+        f"(no pruning {out['project_no_pruning_s']} s), ratio {out['ratio']}")
+    return out
+
+
+def _image_count(root: Path) -> int:
+    return len(torchvision.datasets.ImageFolder(str(root)).samples)
+
