@@ -35,6 +35,8 @@ from models.module import VAE
 from models.train import fit
 from sweep import baseline, bench_gpu, bench_sweep
 
+WARMUP_STEPS = 3
+
 
 @dataclass(frozen=True)
 class Options:
@@ -102,6 +104,12 @@ def throughput(cfg: Config, images: torch.Tensor, folder: Path, opts: Options,
     # The baseline runs exactly ``steps`` batches too, over as many epochs as that takes.
     script = cfg.replace(max_steps=steps, max_epochs=steps)
     rows: dict[str, list[float]] = {"limit": [], "baseline": [], "project": []}
+    # One short untimed pass of each first: CUDA/cuDNN initialisation, lazy imports and
+    # allocator growth would otherwise land in the first repeat of whichever runs first.
+    bare_loop(cfg, images, WARMUP_STEPS, device)
+    baseline.fit(script.replace(max_steps=WARMUP_STEPS), folder, opts.baseline_workers,
+                 accelerator=accelerator, limit_val_batches=0)
+    fit(cfg.replace(max_steps=WARMUP_STEPS), images=images, accelerator=accelerator)
     for k in range(opts.repeats):
         rows["limit"].append(bare_loop(cfg, images, steps, device))
         _, clock = baseline.fit(script, folder, opts.baseline_workers, accelerator=accelerator,
