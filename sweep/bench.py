@@ -1,6 +1,7 @@
 """``python -m sweep bench``: training throughput of the trainer against its limit.
 
-The limit is the same model's bare PyTorch loop (encoder, decoder, loss, Adam step) on
+The limit is the same model's bare PyTorch loop (``models.module.step_terms``, the loss
+computation the module's training step calls, then an Adam step) on
 float batches cut from a tensor already in memory: no Lightning, no logging, no data work.
 The trainer is ``models.train.fit``, the path every trial takes. Both run the same number of
 steps at the same batch size, alternately, ``repeats`` times; medians, their ratio and the
@@ -17,10 +18,9 @@ from typing import Any
 
 import torch
 
-from models import losses
 from models.config import Config
 from models.data import load_images
-from models.module import VAE
+from models.module import VAE, step_terms
 from models.train import fit
 
 
@@ -36,13 +36,7 @@ def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.devic
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for step in range(steps):
-        x = data[step * bs:(step + 1) * bs]
-        mu, logvar = model.encoder(x)
-        out = model.decoder(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
-        loss = losses.vae_loss(losses.recon_nll(x, out, cfg.likelihood),
-                               losses.kl_per_dim(mu, logvar), weight=cfg.kl_weight,
-                               recon_reduction=cfg.recon_reduction,
-                               kl_reduction=cfg.kl_reduction)["loss"]
+        loss = step_terms(model, data[step * bs:(step + 1) * bs], step).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
