@@ -14,9 +14,13 @@ import json
 import math
 from typing import Any, get_type_hints
 
+# Torch-free (see its docstring): the CLI validates a config before it imports torch.
+from models.likelihoods import LIKELIHOODS
+
+# The allowed values of every string field; sweep.space's default search reuses them.
 CHOICES: dict[str, tuple[str, ...]] = {
     "decoder_activation": ("sigmoid", "none"),
-    "likelihood": ("mse", "gaussian", "bernoulli"),
+    "likelihood": tuple(LIKELIHOODS),
     "sigma_mode": ("learned", "optimal"),
     "recon_reduction": ("sum", "mean"),
     "kl_reduction": ("sum", "mean"),

@@ -2,7 +2,7 @@
 
 ``load_images(cfg)`` turns ``cfg.dataset`` (``synthetic``, ``cifar10``, ``mnist``,
 ``fashion-mnist`` or ``folder:PATH``) into one uint8 tensor of shape (N, C, H, W).
-``split`` cuts it into train/validation by seed, ``TensorBatches`` is an airbench-style
+``split`` cuts it into train/validation by a fixed seed, ``TensorBatches`` is an airbench-style
 loader that slices float batches out of a uint8 tensor already on the training device, and
 ``ImageDataModule`` wires the three into Lightning. Small image datasets fit in memory many
 times over, so there are no worker processes, per-sample transforms or PIL in the hot path.
@@ -32,6 +32,10 @@ __all__ = ["ImageDataModule", "TensorBatches", "load_images", "split"]
 
 # Fixed, not cfg.seed: every trial of a sweep must train and validate on the same images.
 SYNTHETIC_SEED = 20240917
+# The train/validation split's seed, fixed for the same reason: trials with different
+# cfg.seed are scored on the same validation images (cfg.seed drives only the training
+# shuffle, the initialisation and the posterior samples).
+SPLIT_SEED = 20240918
 SYNTHETIC_SIZE = 32
 MAX_SHAPES = 3
 
@@ -241,9 +245,12 @@ def _folder_images(root: str) -> torch.Tensor:
     return images
 
 
-def split(images: torch.Tensor, val_fraction: float, seed: int
+def split(images: torch.Tensor, val_fraction: float, seed: int = SPLIT_SEED
           ) -> tuple[torch.Tensor, torch.Tensor]:
-    """(train, val) by a random permutation from ``seed``; val gets max(1, round(N * f))."""
+    """(train, val) by a random permutation from ``seed``; val gets max(1, round(N * f)).
+
+    The default ``SPLIT_SEED`` is what every run uses, whatever its ``cfg.seed``.
+    """
     n = len(images)
     n_val = max(1, round(n * val_fraction))
     if n - n_val < 1:
@@ -283,7 +290,8 @@ class TensorBatches:
 
 
 class ImageDataModule(pl.LightningDataModule):
-    """``cfg``'s images, split by ``cfg.seed`` and moved to the trainer's device once."""
+    """``cfg``'s images, split by the fixed ``SPLIT_SEED`` (not ``cfg.seed``) and moved to the
+    trainer's device once; the training order follows the global RNG that ``cfg.seed`` seeds."""
 
     def __init__(self, cfg: Config, images: torch.Tensor | None = None) -> None:
         super().__init__()
@@ -298,7 +306,7 @@ class ImageDataModule(pl.LightningDataModule):
         if self._images is None:
             self._images = load_images(self.cfg)
         if self._train is None or self._val is None:
-            self._train, self._val = split(self._images, self.cfg.val_fraction, self.cfg.seed)
+            self._train, self._val = split(self._images, self.cfg.val_fraction)
         trainer = self.trainer
         device = trainer.strategy.root_device if trainer is not None else torch.device("cpu")
         self._train, self._val = self._train.to(device), self._val.to(device)

@@ -1,7 +1,8 @@
-"""The VAE's loss terms as pure tensor functions: KL, free bits, reconstruction likelihoods.
+"""The VAE's loss terms as pure tensor functions: sampling, KL, free bits, Gaussian densities.
 
 Every function documents its unit. "Per image" values are nats for one image, summed over
-its latent dims or pixels; reductions to means are done explicitly by ``reduce``.
+its latent dims or pixels; reductions to means are done explicitly by ``reduce``. The
+per-likelihood reconstruction terms live in ``models.likelihoods``.
 """
 
 from __future__ import annotations
@@ -9,9 +10,25 @@ from __future__ import annotations
 import math
 
 import torch
-import torch.nn.functional as F
 
 LOG_2PI = math.log(2 * math.pi)
+
+# Floor on a fitted pixel variance: the variance of uniform noise over one 8-bit level of
+# pixels scaled by 1/255, i.e. (1/255)^2 / 12. A density sharper than this claims more
+# precision than 8-bit data holds, and a perfect reconstruction would send it to infinity.
+MIN_VARIANCE = 1.0 / (12 * 255**2)
+
+
+def reparameterize(mu: torch.Tensor, logvar: torch.Tensor,
+                   generator: torch.Generator | None = None) -> torch.Tensor:
+    """One draw z = mu + exp(logvar / 2) * eps, eps ~ N(0, I), from q(z|x) = N(mu, exp(logvar)).
+
+    Kingma & Welling 2014, sec. 2.4. ``generator`` (on mu's device) makes the draw private,
+    e.g. for metrics that must not move the training RNG; by default the global RNG is used.
+    This is the only place in the project where a posterior sample is drawn.
+    """
+    eps = torch.randn(mu.shape, generator=generator, dtype=mu.dtype, device=mu.device)
+    return mu + eps * (0.5 * logvar).exp()
 
 
 def kl_per_dim(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:
@@ -49,33 +66,21 @@ def gaussian_nll(x: torch.Tensor, mean: torch.Tensor, log_sigma: torch.Tensor) -
 def optimal_log_sigma(x: torch.Tensor, mean: torch.Tensor) -> torch.Tensor:
     """Rybkin et al. 2021 (sigma-VAE), eq. 5: the shared sigma maximising the likelihood.
 
-    sigma^2 = MSE over the batch, so log sigma = 0.5 * log(MSE). A scalar tensor; clamped so
-    that a perfect reconstruction cannot send the density to infinity.
+    sigma^2 = MSE over the batch, so log sigma = 0.5 * log(MSE). A scalar tensor; the MSE is
+    clamped at ``MIN_VARIANCE`` so that a perfect reconstruction cannot send the density to
+    infinity.
     """
-    return 0.5 * (x - mean).pow(2).mean().clamp(min=1e-6).log()
+    return 0.5 * (x - mean).pow(2).mean().clamp(min=MIN_VARIANCE).log()
 
 
-def recon_nll(x: torch.Tensor, out: torch.Tensor, likelihood: str,
-              log_sigma: torch.Tensor | None = None, logits: bool = False) -> torch.Tensor:
-    """Per-pixel reconstruction term, shape (B, D) with pixels flattened.
+def gaussian_nll_at_optimum(mse: float, pixels: int) -> float:
+    """Negative log-density of an image under N(x_hat, s^2 I) at the optimal shared s^2 = MSE.
 
-    - ``mse``: squared error (x - out)^2 (the seed's loss; not a normalised density);
-    - ``gaussian``: -log N(x; out, sigma^2) in nats, sigma from ``log_sigma`` (learned or
-      ``optimal_log_sigma``);
-    - ``bernoulli``: binary cross-entropy in nats; ``out`` are logits when ``logits``.
+    Summing ``gaussian_nll`` over the D pixels with sigma^2 = MSE (Rybkin et al. 2021, eq. 5)
+    gives the closed form D/2 * (log(2 pi s^2) + 1), nats per image; s^2 is floored at
+    ``MIN_VARIANCE``. ``mse`` is the mean squared error per pixel over the images scored.
     """
-    x, out = x.flatten(1), out.flatten(1)
-    if likelihood == "mse":
-        return (x - out).pow(2)
-    if likelihood == "gaussian":
-        if log_sigma is None:
-            raise ValueError("gaussian likelihood needs log_sigma")
-        return gaussian_nll(x, out, log_sigma)
-    if likelihood == "bernoulli":
-        if logits:
-            return F.binary_cross_entropy_with_logits(out, x, reduction="none")
-        return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), x, reduction="none")
-    raise ValueError(f"unknown likelihood {likelihood!r}")
+    return 0.5 * pixels * (math.log(2 * math.pi * max(mse, MIN_VARIANCE)) + 1.0)
 
 
 def vae_loss(recon_pixels: torch.Tensor, kl: torch.Tensor, *, weight: float,
@@ -83,7 +88,7 @@ def vae_loss(recon_pixels: torch.Tensor, kl: torch.Tensor, *, weight: float,
              ) -> dict[str, torch.Tensor]:
     """The training objective: reduce(recon) + weight * reduce(KL), averaged over the batch.
 
-    ``recon_pixels`` (B, D) from ``recon_nll``, ``kl`` (B, d) from ``kl_per_dim``.
+    ``recon_pixels`` (B, D) from a likelihood's ``nll``, ``kl`` (B, d) from ``kl_per_dim``.
     Returns ``loss`` (the weighted objective that is optimised), ``recon`` and ``kl`` (the two
     reduced terms, batch means) and ``elbo_loss`` (the same objective at weight 1, no free
     bits: what the beta-weighted ``loss`` is compared with).

@@ -1,26 +1,61 @@
 """The VAE as one LightningModule; every variant is picked by a field of ``Config``.
 
-Training and validation share ``_common_step``, which logs the beta-weighted ``loss`` that
-is optimised beside the beta = 1 ``elbo`` loss. Validation also feeds ``metrics.Evaluation``,
-whose metrics are logged per epoch and kept in ``last_metrics`` and ``history`` (saved in
-checkpoints, so a resumed run keeps its curve).
+``step_terms(model, x, step)`` is the one computation of a batch's loss terms: the module's
+``_common_step`` and ``python -m sweep bench``'s bare loop both call it. ``_common_step``
+logs the beta-weighted ``loss`` that is optimised beside the beta = 1 ``elbo`` loss.
+Validation also feeds ``metrics.Evaluation``, whose metrics are logged per epoch and kept in
+``last_metrics`` and ``history`` (saved in checkpoints, so a resumed run keeps its curve).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models import losses, schedules
+from models import likelihoods, losses, schedules
 from models.config import Config
 from models.metrics import Evaluation
 from models.networks import Decoder, Encoder
 
 # Training steps between logged values (the Trainer's log_every_n_steps is set to match).
 LOG_EVERY_N_STEPS = 10
+
+
+@dataclasses.dataclass(frozen=True)
+class StepTerms:
+    """One batch's loss terms (see ``losses.vae_loss``) and what they were computed from."""
+
+    loss: torch.Tensor  # the beta-weighted objective that is optimised
+    recon: torch.Tensor  # reduced reconstruction term, batch mean
+    kl: torch.Tensor  # reduced KL term, batch mean, no free bits
+    elbo_loss: torch.Tensor  # recon + kl: the objective at beta = 1
+    weight: float  # the KL weight (beta) at this step
+    mu: torch.Tensor  # posterior means (B, d)
+    logvar: torch.Tensor  # posterior log-variances (B, d)
+    out: torch.Tensor  # raw decoder output for one posterior sample, (B, C, H, W)
+
+
+def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
+    """Encode ``x``, decode one posterior sample and compute ``model.cfg``'s loss at ``step``.
+
+    The KL weight is ``model.cfg``'s schedule at ``step`` over ``model.total_steps``; the
+    reconstruction term is the configured likelihood's per-pixel NLL; reductions and free
+    bits as configured. Gradients flow: the caller backpropagates ``loss``.
+    """
+    cfg = model.cfg
+    mu, logvar = model.encoder(x)
+    out = model.decoder(losses.reparameterize(mu, logvar))
+    weight = model.kl_weight(step)
+    terms = losses.vae_loss(model.likelihood.nll(x, out, model.likelihood_scalars()),
+                            losses.kl_per_dim(mu, logvar), weight=weight,
+                            recon_reduction=cfg.recon_reduction,
+                            kl_reduction=cfg.kl_reduction, free_bits_nats=cfg.free_bits)
+    return StepTerms(terms["loss"], terms["recon"], terms["kl"], terms["elbo_loss"], weight,
+                     mu, logvar, out)
 
 
 class VAE(pl.LightningModule):
@@ -34,17 +69,19 @@ class VAE(pl.LightningModule):
         self.encoder = Encoder(image_shape, cfg.depth, cfg.width, cfg.latent_dim)
         self.decoder = Decoder(image_shape, cfg.depth, cfg.width, cfg.latent_dim,
                                cfg.decoder_activation)
-        learned = cfg.likelihood == "gaussian" and cfg.sigma_mode == "learned"
-        self.log_sigma = nn.Parameter(torch.zeros(())) if learned else None
-        # Bernoulli without a sigmoid on the decoder reads its output as logits.
-        self.logits = cfg.likelihood == "bernoulli" and cfg.decoder_activation == "none"
+        self.likelihood = likelihoods.build(cfg)
+        self.likelihood_params = nn.ParameterDict({
+            name: nn.Parameter(torch.tensor(value))
+            for name, value in self.likelihood.initial_params().items()})
         self.evaluation: Evaluation | None = None
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
 
-    def kl_weight(self) -> float:
+    def kl_weight(self, step: int | None = None) -> float:
+        """The KL weight at ``step`` (default: the trainer's global step)."""
         c = self.cfg
-        return schedules.kl_weight(self.global_step, schedule=c.kl_schedule, ceiling=c.kl_weight,
+        step = self.global_step if step is None else step
+        return schedules.kl_weight(step, schedule=c.kl_schedule, ceiling=c.kl_weight,
                                    warmup_steps=c.kl_warmup_steps, total_steps=self.total_steps,
                                    cycles=c.kl_cycles, ratio=c.kl_ratio)
 
@@ -54,48 +91,36 @@ class VAE(pl.LightningModule):
                                     total_steps=self.total_steps, cycles=c.kl_cycles,
                                     ratio=c.kl_ratio)
 
-    def to_image(self, out: torch.Tensor) -> torch.Tensor:
-        """Decoder output as an image in pixel space."""
-        return out.sigmoid() if self.logits else out
+    def likelihood_scalars(self) -> dict[str, torch.Tensor]:
+        """The likelihood's learned scalars by name (the Parameters themselves, not copies)."""
+        return dict(self.likelihood_params.items())
 
-    def _log_sigma(self, x: torch.Tensor, out: torch.Tensor) -> torch.Tensor | None:
-        if self.cfg.likelihood != "gaussian":
-            return None
-        if self.log_sigma is not None:
-            return self.log_sigma
-        return losses.optimal_log_sigma(x, out)
+    def to_image(self, out: torch.Tensor) -> torch.Tensor:
+        """Decoder output as an image in pixel space (the likelihood's mean)."""
+        return self.likelihood.mean(out)
 
     def _common_step(self, x: torch.Tensor, stage: str) -> torch.Tensor:
-        mu, logvar = self.encoder(x)
-        z = mu + torch.randn_like(mu) * (0.5 * logvar).exp()
-        out = self.decoder(z)
-        log_sigma = self._log_sigma(x, out)
-        pixels = losses.recon_nll(x, out, self.cfg.likelihood, log_sigma, self.logits)
-        weight = self.kl_weight()
-        terms = losses.vae_loss(pixels, losses.kl_per_dim(mu, logvar), weight=weight,
-                                recon_reduction=self.cfg.recon_reduction,
-                                kl_reduction=self.cfg.kl_reduction,
-                                free_bits_nats=self.cfg.free_bits)
+        terms = step_terms(self, x, self.global_step)
         on_step = stage == "train"
         # Training steps are logged only on the steps the logger writes (Lightning writes
         # after step k when k + 1 is a multiple of log_every_n_steps): every self.log call
         # costs Lightning about half a millisecond of bookkeeping, 5 % of a CPU step for five.
         if not on_step or (self.global_step + 1) % LOG_EVERY_N_STEPS == 0:
-            self.log_dict({f"{stage}/loss": terms["loss"], f"{stage}/elbo": terms["elbo_loss"],
-                           f"{stage}/recon": terms["recon"], f"{stage}/kl": terms["kl"],
-                           **({"train/kl_weight": weight} if on_step else {})},
+            self.log_dict({f"{stage}/loss": terms.loss, f"{stage}/elbo": terms.elbo_loss,
+                           f"{stage}/recon": terms.recon, f"{stage}/kl": terms.kl,
+                           **({"train/kl_weight": terms.weight} if on_step else {})},
                           on_step=on_step, on_epoch=not on_step, prog_bar=on_step,
                           batch_size=x.shape[0])
         if not on_step and self.evaluation is not None:
-            self.evaluation.update(x, self.to_image(self.decoder(mu)), out, mu, logvar,
-                                   log_sigma, self.logits)
-        return terms["loss"]
+            self.evaluation.update(x, self.to_image(self.decoder(terms.mu)), terms.out,
+                                   terms.mu, terms.logvar)
+        return terms.loss
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:
         return self._common_step(batch, "train")
 
     def on_validation_epoch_start(self) -> None:
-        self.evaluation = Evaluation(self.cfg.likelihood, self.cfg.sigma_mode,
+        self.evaluation = Evaluation(self.likelihood, self.likelihood_scalars(),
                                      self.cfg.au_threshold)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:

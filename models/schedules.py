@@ -1,6 +1,7 @@
 """KL weight schedules: pure functions from the global step to the weight on the KL term.
 
-All return a float in [0, ceiling]. ``step`` counts optimiser steps from 0.
+All return a float in [0, ceiling]. ``step`` counts optimiser steps from 0 (Lightning's
+``global_step`` before the step is taken), as the integer iteration index of the papers' code.
 """
 
 from __future__ import annotations
@@ -21,25 +22,48 @@ def linear(step: int, ceiling: float, warmup_steps: int) -> float:
 
 
 def sigmoid(step: int, ceiling: float, warmup_steps: int, sharpness: float = 10.0) -> float:
-    """Logistic ramp centred in the warm-up (Bowman et al. 2016, the KL "annealing" curve).
+    """Logistic ramp over the warm-up (Bowman et al. 2016, the KL "annealing" curve).
 
-    ``ceiling / (1 + exp(-sharpness * (step / warmup_steps - 0.5)))``: half the ceiling at
-    ``warmup_steps / 2``, within 0.7 % of 0 and of the ceiling at the ends of the warm-up.
+    The logistic s(t) = 1 / (1 + exp(-sharpness * (t - 1/2))) at t = step / warmup_steps,
+    rescaled so that the ramp starts at exactly 0 and ends at exactly the ceiling:
+    ``ceiling * (s(t) - s(0)) / (s(1) - s(0))`` for 0 <= step <= warmup_steps, half the
+    ceiling at warmup_steps / 2, and the ceiling from ``warmup_steps`` on (``warmup_end``).
     """
-    if warmup_steps <= 0:
+    if warmup_steps <= 0 or step >= warmup_steps:
         return ceiling
-    return ceiling / (1.0 + math.exp(-sharpness * (step / warmup_steps - 0.5)))
+
+    def s(t: float) -> float:
+        return 1.0 / (1.0 + math.exp(-sharpness * (t - 0.5)))
+
+    return ceiling * (s(step / warmup_steps) - s(0.0)) / (s(1.0) - s(0.0))
+
+
+def cycle_start(step: int, total_steps: int, cycles: int) -> int:
+    """First step of the cycle that ``step`` is in: floor(c * T) for the largest cycle index
+    c < cycles with floor(c * T) <= step, T = total_steps / cycles (Fu et al.'s int(c * period))."""
+    period = max(total_steps, 1) / cycles
+    c = min(cycles - 1, max(0, math.floor(step / period)))
+    # floor(step / T) can miss by one where c * T is within rounding of an integer.
+    while c > 0 and math.floor(c * period) > step:
+        c -= 1
+    while c + 1 < cycles and math.floor((c + 1) * period) <= step:
+        c += 1
+    return math.floor(c * period)
 
 
 def cyclical(step: int, ceiling: float, total_steps: int, cycles: int, ratio: float) -> float:
-    """Cyclical annealing (Fu et al. 2019, eq. 6): ``cycles`` cycles over ``total_steps``.
+    """Cyclical annealing (Fu et al. 2019, eq. 6) as their code's ``frange_cycle_linear``.
 
-    Within each cycle of length T = total_steps / cycles, tau = (step mod T) / T; the weight
-    rises linearly while tau <= ratio and is then held at the ceiling: min(1, tau / ratio).
+    Over ``total_steps`` integer steps, cycle c of period T = total_steps / cycles starts at
+    step floor(c * T) with weight 0; i steps into a cycle the weight is
+    ``ceiling * min(1, i / (T * ratio))``, i.e. it rises by ceiling / (T * ratio) per step and
+    is then held at the ceiling until the next cycle's start. So every cycle starts at 0 even
+    when the total does not divide by the cycles. After the last cycle it stays at the
+    ceiling (their schedule ends at ``total_steps``).
     """
     period = max(total_steps, 1) / cycles
-    tau = (step % period) / period
-    return ceiling * min(1.0, tau / ratio)
+    i = step - cycle_start(step, total_steps, cycles)
+    return ceiling * min(1.0, i / (period * ratio))
 
 
 def kl_weight(step: int, *, schedule: str, ceiling: float, warmup_steps: int,
@@ -58,9 +82,15 @@ def kl_weight(step: int, *, schedule: str, ceiling: float, warmup_steps: int,
 
 def warmup_end(*, schedule: str, warmup_steps: int, total_steps: int, cycles: int,
                ratio: float) -> int:
-    """The first step at which the weight has reached its ceiling for the first time."""
+    """The step at which the first warm-up is over: the first step at the ceiling.
+
+    For ``cyclical`` that is ceil(T * ratio), T = total_steps / cycles, unless the second
+    cycle starts first (at floor(T), e.g. ``ratio = 1``): then its start, where the first
+    ramp ended. ``constant`` has no warm-up (0).
+    """
     if schedule in ("linear", "sigmoid"):
         return warmup_steps
     if schedule == "cyclical":
-        return math.ceil(max(total_steps, 1) / cycles * ratio)
+        period = max(total_steps, 1) / cycles
+        return min(math.ceil(period * ratio), math.floor(period))
     return 0

@@ -2,8 +2,9 @@
 
 One run measures, side by side (images/s, medians of alternating repeats, their ratios):
 
-- ``limit``: the same model's bare PyTorch loop (the module's loss, an Adam step) on float
-  batches cut from a tensor already on the device: no Lightning, no logging, no data work;
+- ``limit``: the same model's bare PyTorch loop (``models.module.step_terms``, the loss
+  computation the module's training step calls, then an Adam step) on float batches cut
+  from a tensor already on the device: no Lightning, no logging, no data work;
 - ``baseline``: ``sweep.baseline``, optuna-examples' Lightning script shape (ImageFolder of
   the same images + ToTensor + DataLoader workers, Lightning's defaults);
 - ``project``: ``models.train.fit``, the path every trial takes;
@@ -28,10 +29,9 @@ from typing import Any
 
 import torch
 
-from models import losses
 from models.config import Config
 from models.data import load_images
-from models.module import VAE
+from models.module import VAE, step_terms
 from models.train import fit
 from sweep import baseline, bench_gpu, bench_sweep
 
@@ -76,13 +76,7 @@ def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.devic
         torch.cuda.synchronize()
     t0 = time.perf_counter()
     for step in range(steps):
-        x = data[step * bs:(step + 1) * bs]
-        mu, logvar = model.encoder(x)
-        out = model.decoder(mu + torch.randn_like(mu) * (0.5 * logvar).exp())
-        loss = losses.vae_loss(losses.recon_nll(x, out, cfg.likelihood),
-                               losses.kl_per_dim(mu, logvar), weight=cfg.kl_weight,
-                               recon_reduction=cfg.recon_reduction,
-                               kl_reduction=cfg.kl_reduction)["loss"]
+        loss = step_terms(model, data[step * bs:(step + 1) * bs], step).loss
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()

@@ -56,9 +56,13 @@ class CollapseStop(pl.Callback):
         assert isinstance(module, VAE)
         if self.state or not module.last_metrics:
             return
-        loss = float(trainer.callback_metrics.get("train/loss", 0.0))
-        if not (math.isfinite(loss) and math.isfinite(module.last_metrics["neg_elbo"])):
-            self._stop(trainer, "FAIL", f"loss is {loss} at step {trainer.global_step}")
+        # The training loss is logged every few steps only: a short epoch may have none.
+        values = {"validation neg_elbo": float(module.last_metrics["neg_elbo"])}
+        if "train/loss" in trainer.callback_metrics:
+            values["training loss"] = float(trainer.callback_metrics["train/loss"])
+        bad = [f"{name} is {value}" for name, value in values.items() if not math.isfinite(value)]
+        if bad:
+            self._stop(trainer, "FAIL", f"{' and '.join(bad)} at step {trainer.global_step}")
             return
         if trainer.global_step < module.warmup_end():
             return

@@ -38,7 +38,7 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.config import Config, ConfigError, field_types
+from models.config import CHOICES, Config, ConfigError, field_types
 from sweep.errors import SpaceError
 from sweep.pruning import ParetoRule
 
@@ -54,6 +54,7 @@ if TYPE_CHECKING:  # optuna is only needed at call time; the CLI imports this mo
 # The trainer's scalar metrics (models.metrics) and the direction that makes a VAE better.
 METRICS: dict[str, str] = {
     "mse": "minimize", "rate": "minimize", "neg_elbo": "minimize", "bits_per_dim": "minimize",
+    "neg_elbo_own": "minimize", "bits_per_dim_own": "minimize",
     "active_units": "maximize", "mutual_info": "maximize"}
 
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("mse", "rate", "active_units")
@@ -69,11 +70,14 @@ DEFAULT_SPACE: dict[str, Any] = {
     "objectives": list(DEFAULT_OBJECTIVES),
     "search": {
         "latent_dim": {"choices": [16, 32, 64, 128, 256]},
-        "likelihood": {"choices": ["mse", "gaussian", "bernoulli"]},
-        "sigma_mode": {"choices": ["learned", "optimal"], "when": {"likelihood": ["gaussian"]}},
-        "recon_reduction": {"choices": ["sum", "mean"]},
-        "kl_reduction": {"choices": ["sum", "mean"]},
-        "kl_schedule": {"choices": ["constant", "linear", "cyclical", "sigmoid"]},
+        # String fields search every value the config declares (CHOICES; the likelihoods
+        # come from models.likelihoods' registry), so a new one is searched without an edit.
+        "likelihood": {"choices": list(CHOICES["likelihood"])},
+        "sigma_mode": {"choices": list(CHOICES["sigma_mode"]),
+                       "when": {"likelihood": ["gaussian"]}},
+        "recon_reduction": {"choices": list(CHOICES["recon_reduction"])},
+        "kl_reduction": {"choices": list(CHOICES["kl_reduction"])},
+        "kl_schedule": {"choices": list(CHOICES["kl_schedule"])},
         "kl_weight": {"low": 0.01, "high": 10.0, "log": True},
         "kl_warmup_steps": {"low": 100, "high": 5000, "log": True,
                             "when": {"kl_schedule": ["linear", "sigmoid"]}},

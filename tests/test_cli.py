@@ -173,6 +173,9 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert all(baseline.user_attrs["config"][k] == seed[k] for k in baseline.params)
     for t in trials:
         assert {"config", "git_sha", "images_per_sec", "history", "rate"} <= set(t.user_attrs)
+        # [fixed] synthetic_size = 96 reaches the data: 86 training images, 2 batches of 32.
+        assert t.user_attrs["config"]["synthetic_size"] == 96
+        assert t.user_attrs["steps"] == 2 * len(t.user_attrs["history"])
     pngs = list((tmp_path / "sweeps-artifacts").rglob("*"))
     assert len([p for p in pngs if p.is_file()]) >= 4 * 3
     assert not list((tmp_path / "sweeps-checkpoints").rglob("*.ckpt"))  # deleted when done
@@ -213,7 +216,7 @@ def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
                  "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
     assert "locked" not in proc.stderr + proc.stdout
     got = states(tmp_path / "sweeps.db", "two")
-    assert len(got) >= 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got
+    assert len(got) == 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got
     seeds = {json.dumps(t.params, sort_keys=True) for t in
              optuna.load_study(study_name="two", storage=f"sqlite:///{tmp_path}/sweeps.db").trials}
     assert len(seeds) == len(got)  # no two workers proposed the same trial
@@ -267,6 +270,19 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
           "--config", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    # status on a study with a front: its rows are the trials, with the searched param.
+    lines = sweep("status", cwd=tmp_path).stdout.splitlines()
+    assert lines[0].startswith("study 'vae-synthetic'") and "2 complete" in lines[0]
+    front = next(i for i, line in enumerate(lines) if line.startswith("Pareto front ("))
+    header = lines[front + 1].split()
+    assert header == ["trial", "mse", "rate", "active_units", "neg_elbo", "lr"]
+    rows = [line.split() for line in lines if line[:1].isdigit()]
+    study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert rows and sorted(int(r[0]) for r in rows) == sorted(t.number for t in study.best_trials)
+    for r in rows:
+        t = study.trials[int(r[0])]
+        assert float(r[1]) == pytest.approx(t.values[0], rel=1e-3)
+        assert float(r[5]) == pytest.approx(t.params["lr"], rel=1e-3)
     port = 18000 + os.getpid() % 1000
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     server = subprocess.Popen([sys.executable, "-m", "sweep", "dashboard", "--port", str(port)],
@@ -309,3 +325,53 @@ def test_readers_of_a_missing_database_exit_2_and_create_nothing(tmp_path, comma
     proc = sweep(*command, cwd=tmp_path, check=False)
     assert proc.returncode == 2 and "sqlite:///sweeps.db" in proc.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+COLLAPSING = """
+objectives = ["mse"]
+pruner = "none"
+[fixed]
+synthetic_size = 96
+width = 4
+depth = 2
+latent_dim = 8
+batch_size = 32
+max_epochs = 2
+[search.kl_weight]
+low = 1.0
+high = 2.0
+"""
+
+
+def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
+    (tmp_path / "c.toml").write_text(COLLAPSING)
+    # The seed's constant KL weight collapses the tiny model at once; lr=1e6 diverges.
+    sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+          "--no-baseline", "--study", "collapse", cwd=tmp_path)
+    sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+          "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path)
+    storage = f"sqlite:///{tmp_path}/sweeps.db"
+    (collapsed,) = optuna.load_study(study_name="collapse", storage=storage).trials
+    assert collapsed.state == TrialState.PRUNED
+    assert collapsed.user_attrs["pruned_reason"].startswith("posterior collapse: 0 active units")
+    assert collapsed.user_attrs["active_units"] == 0
+    (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
+    assert diverged.state == TrialState.FAIL
+    assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"
+    assert diverged.user_attrs["config"]["lr"] == 1e6  # the command line's value, not searched
+
+
+def test_timeout_stops_starting_trials_and_keep_checkpoints_keeps_them(tmp_path):
+    toml = tmp_path / "warm.toml"
+    toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4\nmax_epochs = 2"))
+    started = time.monotonic()
+    sweep("start", "--config", str(toml), "--data", "synthetic", "--n-trials", "50",
+          "--timeout", "0.5", "--keep-checkpoints", "--study", "t", cwd=tmp_path)
+    elapsed = time.monotonic() - started
+    trials = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/sweeps.db").trials
+    # Optuna checks the timeout between trials: the first trial runs, then no new one starts.
+    assert 1 <= len(trials) < 50 and elapsed < 120
+    assert all(t.state == TrialState.COMPLETE for t in trials)
+    for t in trials:
+        ckpt = tmp_path / "sweeps-checkpoints" / "t" / f"trial-{t.number}" / "last.ckpt"
+        assert zipfile.is_zipfile(ckpt)

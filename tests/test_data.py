@@ -84,6 +84,27 @@ def test_split_deterministic_per_seed():
     assert ids(split(images, 0.2, 5)[1]) != ids(split(images, 0.2, 6)[1])
 
 
+def test_validation_split_does_not_depend_on_the_training_seed(monkeypatch):
+    monkeypatch.setattr(data, "load_images", lambda cfg: indexed(200))
+    modules = []
+    for seed in (0, 1):
+        dm = ImageDataModule(Config(dataset="synthetic", batch_size=10, val_fraction=0.25,
+                                    seed=seed))
+        dm.setup("fit")
+        modules.append(dm)
+    a, b = modules
+    assert ids(a.val_images) == ids(b.val_images)  # the same 50 images, in the same order
+    assert ids(a.val_images) == ids(split(indexed(200), 0.25, data.SPLIT_SEED)[1])
+    assert ids(a.val_images) != list(range(150, 200))  # still a random draw, not a tail
+    # the training shuffle still follows the trial's seed
+    firsts = []
+    for seed, dm in zip((0, 1), modules, strict=True):
+        torch.manual_seed(seed)
+        firsts.append(ids((next(iter(dm.train_dataloader())) * 255).round().to(torch.uint8)))
+    assert sorted(ids(a._splits()[0])) == sorted(ids(b._splits()[0]))
+    assert firsts[0] != firsts[1]
+
+
 def test_split_needs_a_training_image():
     with pytest.raises(ConfigError) as err:
         split(indexed(1), 0.1, seed=0)
@@ -134,7 +155,7 @@ def test_datamodule_setup_split_and_loaders(monkeypatch):
     dm.setup("fit")
     assert len(calls) == 1  # loaded once
     assert dm.image_shape == (3, 4, 4)
-    assert ids(dm.val_images) == ids(split(indexed(50), 0.2, 3)[1])
+    assert ids(dm.val_images) == ids(split(indexed(50), 0.2)[1])
     assert dm.val_images.dtype == torch.uint8
     train = dm.train_dataloader()
     assert (len(train), train.drop_last, train.shuffle) == (5, True, True)  # 40 // 8

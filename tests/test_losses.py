@@ -74,7 +74,7 @@ def test_gaussian_nll_matches_torch_distribution():
     x, mean = torch.rand(3, 5), torch.rand(3, 5)
     log_sigma = torch.tensor(-1.3)
     ref = -torch.distributions.Normal(mean, log_sigma.exp()).log_prob(x)
-    assert torch.allclose(losses.recon_nll(x, mean, "gaussian", log_sigma), ref, atol=1e-5)
+    assert torch.allclose(losses.gaussian_nll(x, mean, log_sigma), ref, atol=1e-5)
 
 
 def test_optimal_sigma_is_the_mse_and_minimises_the_nll():
@@ -85,14 +85,30 @@ def test_optimal_sigma_is_the_mse_and_minimises_the_nll():
     assert nll[1] < nll[0] and nll[1] < nll[2]
 
 
-def test_bernoulli_logits_and_probabilities_agree():
-    x = torch.rand(2, 6).round()
-    logits = torch.randn(2, 6)
-    a = losses.recon_nll(x, logits, "bernoulli", logits=True)
-    b = losses.recon_nll(x, logits.sigmoid(), "bernoulli")
-    assert torch.allclose(a, b, atol=1e-4)
+def test_gaussian_nll_at_optimum_is_the_summed_density_at_the_optimal_sigma():
+    gen = torch.Generator().manual_seed(0)
+    x = torch.rand(6, 50, generator=gen, dtype=torch.float64)
+    mean = torch.rand(6, 50, generator=gen, dtype=torch.float64)
+    mse = (x - mean).pow(2).mean().item()
+    log_sigma = torch.tensor(0.5 * math.log(mse), dtype=torch.float64)
+    direct = losses.gaussian_nll(x, mean, log_sigma).sum(1).mean().item()
+    assert losses.gaussian_nll_at_optimum(mse, 50) == pytest.approx(direct, rel=1e-9)
+    assert losses.gaussian_nll_at_optimum(0.01, 4) == pytest.approx(
+        2 * (math.log(2 * math.pi * 0.01) + 1))
+    # a perfect reconstruction is floored at the quantisation variance, not -inf
+    floor = 2 * (math.log(2 * math.pi / (12 * 255**2)) + 1)
+    assert losses.gaussian_nll_at_optimum(0.0, 4) == pytest.approx(floor)
 
 
-def test_mse_is_squared_error_per_pixel():
-    x, out = torch.zeros(1, 1, 2, 2), torch.full((1, 1, 2, 2), 0.5)
-    assert losses.recon_nll(x, out, "mse").tolist() == [[0.25] * 4]
+def test_reparameterize_draws_from_the_posterior():
+    mu = torch.tensor([[1.0, -2.0, 0.0]]).expand(100_000, 3)
+    logvar = torch.tensor([[0.0, math.log(4.0), math.log(0.01)]]).expand(100_000, 3)
+    z = losses.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert z.mean(0).tolist() == pytest.approx([1.0, -2.0, 0.0], abs=0.02)
+    assert z.var(0).tolist() == pytest.approx([1.0, 4.0, 0.01], rel=0.02)
+    # a private generator gives the same draw again and leaves the global RNG alone
+    torch.manual_seed(1)
+    before = torch.random.get_rng_state()
+    again = losses.reparameterize(mu, logvar, torch.Generator().manual_seed(0))
+    assert torch.equal(z, again)
+    assert torch.equal(torch.random.get_rng_state(), before)

@@ -19,5 +19,14 @@ def test_decoder_returns_the_input_shape(shape, depth):
 
 
 def test_no_activation_leaves_output_unbounded():
+    torch.manual_seed(0)
     dec = Decoder((1, 8, 8), 2, 4, 3, "none")
-    assert not any(isinstance(m, torch.nn.Sigmoid) for m in dec.modules())
+    with torch.no_grad():  # a large last-layer bias must come through unsquashed
+        dec.deconvs[-1].bias.fill_(5.0)
+        out = dec(torch.randn(4, 3))
+    assert out.min() > 1.0 and out.max() > 4.0
+    sig = Decoder((1, 8, 8), 2, 4, 3, "sigmoid")
+    sig.load_state_dict(dec.state_dict())
+    z = torch.randn(4, 3)
+    with torch.no_grad():  # the same weights with a sigmoid: exactly the squashed output
+        torch.testing.assert_close(sig(z), dec(z).sigmoid())
