@@ -145,13 +145,15 @@ def bench(opts: Options) -> dict[str, Any]:
         if opts.skip_sweep:
             out["sweep_overhead"] = out["time_to_answer"] = None
         else:
-            overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
-            out["sweep_overhead"] = overhead.pop("fraction")
-            out["sweep_overhead_detail"] = overhead
             subset = bench_sweep.subset_folder(folder, opts.subset, work / "subset")
             out["time_to_answer"] = bench_sweep.time_to_answer(
                 base, subset, opts.trials, opts.epochs, opts.margin, opts.baseline_workers,
                 work / "answer", device)
+            # After the studies above: the process has imported what a trial needs, as a
+            # worker has for every trial after its first.
+            overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
+            out["sweep_overhead"] = overhead.pop("fraction")
+            out["sweep_overhead_detail"] = overhead
         out["gpu"] = bench_gpu.gpu_rows(base, timed, opts.steps, opts.trials_per_gpu, device)
     out["setup"] = {
         "device": str(device), "torch_threads": torch.get_num_threads(), "data": opts.data,
