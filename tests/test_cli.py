@@ -125,9 +125,11 @@ def test_train_logs_through_lightnings_csv_logger(tmp_path):
 
 def test_bench_reports_every_row(tmp_path):
     # Structure only: timings on a shared machine are noise at this size.
+    # --trials-per-gpu on CPU runs the GPU rows' code path (variants, K processes) there.
     proc = sweep("bench", "--batch-size", "8", "--steps", "2", "--repeats", "1",
                  "--subset", "40", "--trials", "2", "--baseline-workers", "0",
-                 "--json", "bench.json", cwd=tmp_path)
+                 "--device", "cpu", "--trials-per-gpu", "1", "--json", "bench.json",
+                 cwd=tmp_path)
     result = json.loads((tmp_path / "bench.json").read_text())
     assert json.loads(proc.stdout) == result
     for row in ("limit", "baseline", "project"):
@@ -136,7 +138,12 @@ def test_bench_reports_every_row(tmp_path):
     answer = result["time_to_answer"]
     assert {"baseline_s", "project_s", "ratio", "project_no_pruning_s"} <= set(answer)
     assert answer["trials"] == 2
-    assert result["gpu"]["trials_per_gpu"] == "not measured (no GPU)"
+    gpu = result["gpu"]
+    assert set(gpu["variants"]) == {"32-true", "bf16-mixed", "32-true+channels_last",
+                                    "bf16-mixed+channels_last"}
+    assert gpu["variants"]["32-true"]["within_tolerance"]  # the reference matches itself
+    assert gpu["variants"][gpu["chosen"]]["within_tolerance"]
+    assert list(gpu["trials_per_gpu"]) == ["1"] and gpu["trials_per_gpu"]["1"] > 0
     assert proc.stderr.count("repeat ") == 1  # one progress line per repeat
     assert "time_to_answer: sweep start, pruner none" in proc.stderr
 
