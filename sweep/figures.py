@@ -66,7 +66,8 @@ def rd_plane(points: Sequence[Point], front: Sequence[Point], path: Path) -> Non
     ax.set_xlabel("rate: KL, nats / image")
     ax.set_ylabel("distortion: mse per pixel")
     ax.set_title("Rate-distortion plane: every trial that reached an epoch")
-    ax.legend(fontsize=8, loc="upper right")
+    if points:
+        ax.legend(fontsize=8, loc="upper right")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
