@@ -67,7 +67,7 @@ def rd_plane(points: Sequence[Point], front: Sequence[Point], path: Path) -> Non
     ax.set_ylabel("distortion: mse per pixel")
     ax.set_title("Rate-distortion plane: every trial that reached an epoch")
     if points:
-        ax.legend(fontsize=8, loc="upper right")
+        ax.legend(fontsize=8, loc="best")
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
