@@ -54,10 +54,14 @@ def rd_plane(points: Sequence[Point], front: Sequence[Point], path: Path) -> Non
     if front:
         ax.plot([p.rate for p in front], [p.mse for p in front], "--", color="crimson",
                 lw=1.2, drawstyle="steps-post", label="rate-distortion front", zorder=0)
+    rates = sorted(p.rate for p in points)
     for i, p in enumerate(p for p in points if p.label):
-        # Alternate above and below: references often sit next to the baseline.
+        # Alternate above and below: references often sit next to the baseline. Points in
+        # the highest third of rates are labelled to their left, so no label leaves the axes.
+        left = p.rate > rates[2 * len(rates) // 3 - 1] if len(rates) >= 3 else False
         ax.annotate(f"{p.label} (#{p.number})", (p.rate, p.mse), textcoords="offset points",
-                    xytext=(6, 8 if i % 2 == 0 else -14), fontsize=8,
+                    xytext=(-6 if left else 6, 8 if i % 2 == 0 else -14), fontsize=8,
+                    ha="right" if left else "left",
                     arrowprops={"arrowstyle": "-", "lw": 0.5, "color": "gray"},
                     weight="bold" if p.label in ("baseline", "recommended") else "normal")
     if points:
