@@ -1,15 +1,28 @@
-"""Per-trial pictures and tables, uploaded with optuna.artifacts so optuna-dashboard shows them.
+"""Per-trial pictures, tables and weights, uploaded with Optuna's artifact metadata so
+optuna-dashboard shows them, always in the order of ``ORDER``:
 
-- ``reconstructions.png``: validation inputs (top row) above their reconstructions;
-- ``samples.png``: images decoded from the prior;
+- ``reconstructions.png``: validation inputs above their reconstructions, upscaled, labelled;
+- ``samples.png``: images decoded from the prior, upscaled, labelled;
+- ``curves.png``: mse, rate, active units and KL weight per epoch (the multi-objective
+  stand-in for Optuna's intermediate-values chart, which only single-objective studies get);
 - ``kl_per_dim.png``: bar chart of the rate per latent dim (nats/image), active units marked;
-- ``metrics.csv``: the per-epoch validation metrics.
+- ``metrics.csv``: the per-epoch validation metrics;
+- ``weights.pt``: the final weights (``sweep.weights``), for the trials that keep them.
+
+The dashboard lists a trial's artifacts in the order of their ids, and its cross-trial
+gallery picks "artifact N" of every trial, so ids are ``NN-<uuid>`` with NN the file's place
+in ``ORDER``: the gallery then compares like with like (Optuna's own ids are random UUIDs).
 """
 
 from __future__ import annotations
 
 import csv
+import json
+import mimetypes
 import tempfile
+import uuid
+from collections.abc import Sequence
+from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
@@ -20,23 +33,82 @@ matplotlib.use("Agg")  # headless: workers have no display
 import matplotlib.pyplot as plt  # noqa: E402
 import optuna  # noqa: E402
 import torch  # noqa: E402
-from optuna.artifacts import FileSystemArtifactStore, upload_artifact  # noqa: E402
-from torchvision.utils import make_grid, save_image  # noqa: E402
+from matplotlib.ticker import MaxNLocator  # noqa: E402
+from optuna.artifacts._protocol import ArtifactStore  # noqa: E402
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta  # noqa: E402
+from torchvision.utils import make_grid  # noqa: E402
 
 from models.module import VAE  # noqa: E402
+from sweep.weights import save_weights  # noqa: E402
 
 N_IMAGES = 8
+SCALE = 4  # screen pixels per image pixel: a 32 x 32 image shows at 128 x 128
+DPI = 100
+ORDER = ("reconstructions.png", "samples.png", "curves.png", "kl_per_dim.png", "metrics.csv",
+         "weights.pt")
+CURVES = (("mse", "mse (per pixel)"), ("rate", "rate (nats / image)"),
+          ("active_units", "active units"), ("kl_weight", "KL weight (beta)"))
 
 
-def reconstruction_grid(module: VAE, images: torch.Tensor) -> torch.Tensor:
-    """Two rows: up to N_IMAGES validation inputs above their reconstructions."""
+def labelled_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str, path: Path,
+                  scale: int = SCALE) -> None:
+    """One PNG of image grids (``make_grid`` outputs, (3, h, w) in [0, 1]) stacked, each
+    row labelled on its left, shown ``scale`` times their size with sharp pixels."""
+    width = max(g.shape[2] for _, g in rows) * scale / DPI
+    heights = [g.shape[1] * scale / DPI for _, g in rows]
+    fig, axes = plt.subplots(len(rows), 1, squeeze=False, dpi=DPI,
+                             figsize=(width + 1.6, sum(heights) + 0.3 * len(rows) + 0.5),
+                             gridspec_kw={"height_ratios": heights})
+    for ax, (label, grid) in zip(axes[:, 0], rows, strict=True):
+        ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
+        ax.set_xticks([])
+        ax.set_yticks([])
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+        ax.set_ylabel(label, rotation=0, ha="right", va="center", fontsize=11)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
+    return make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+
+
+def reconstruction_rows(module: VAE, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
+    """Up to N_IMAGES validation inputs (uint8) and their reconstructions, as labelled rows."""
     x = images[:N_IMAGES].to(module.device).float() / 255
-    both = torch.cat([x, module.reconstruct(x)]).cpu()
-    return make_grid(both, nrow=x.shape[0], padding=1, pad_value=1.0)
+    return [("input", _grid(x, N_IMAGES)), ("reconstruction", _grid(module.reconstruct(x),
+                                                                     N_IMAGES))]
+
+
+def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
+                 path: Path) -> None:
+    """Four panels (CURVES) against the epoch, one line per (label, history)."""
+    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4), dpi=DPI)
+    for ax, (key, name) in zip(axes, CURVES, strict=True):
+        for i, (label, history) in enumerate(series):
+            rows = [r for r in history if r.get(key) is not None]
+            ax.plot([r["epoch"] + 1 for r in rows], [float(r[key]) for r in rows], marker="o",
+                    markersize=3, lw=2.5 if i < 2 and len(series) > 2 else 1.5, label=label)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        ax.set_title(name, fontsize=10)
+        if key == "rate":
+            ax.set_yscale("symlog", linthresh=1.0)
+    if len(series) > 1:
+        fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center",
+                   ncol=min(len(series), 4), fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    fig.tight_layout(rect=(0, 0.06 * (1 + (len(series) - 1) // 4) if len(series) > 1 else 0,
+                           1, 1))
+    fig.savefig(path)
+    plt.close(fig)
 
 
 def kl_bar_chart(kl_per_dim: list[float], threshold_units: int, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=100)
+    fig, ax = plt.subplots(figsize=(8, 3), dpi=DPI)
     order = sorted(range(len(kl_per_dim)), key=lambda i: -kl_per_dim[i])
     ax.bar(range(len(order)), [kl_per_dim[i] for i in order], width=1.0, color="#4c72b0")
     ax.set_xlabel("latent dim (sorted by KL)")
@@ -56,19 +128,46 @@ def write_csv(history: list[dict[str, Any]], path: Path) -> None:
         writer.writerows(history)
 
 
-def upload_trial_artifacts(trial: optuna.Trial, store: FileSystemArtifactStore, module: VAE,
+def upload_in_order(trial: optuna.Trial, store: ArtifactStore, paths: Sequence[Path]
+                    ) -> list[str]:
+    """Upload ``paths`` as ``upload_artifact`` does (same metadata, so Optuna's
+    ``get_all_artifact_meta`` and ``download_artifact`` read them), with ids that sort in
+    ``ORDER``; returns the ids."""
+    ids = []
+    for path in paths:
+        place = ORDER.index(path.name) if path.name in ORDER else len(ORDER)
+        artifact_id = f"{place:02d}-{uuid.uuid4()}"
+        mimetype, encoding = mimetypes.guess_type(path.name)
+        meta = ArtifactMeta(artifact_id=artifact_id, filename=path.name,
+                            mimetype=mimetype or "application/octet-stream", encoding=encoding)
+        with open(path, "rb") as f:
+            store.write(artifact_id, f)
+        trial.storage.set_trial_system_attr(trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id,
+                                            json.dumps(asdict(meta)))
+        ids.append(artifact_id)
+    return ids
+
+
+def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, module: VAE,
                            val_images: torch.Tensor, metrics: dict[str, Any],
-                           history: list[dict[str, Any]]) -> list[str]:
-    """Render the four files for this trial and upload them; returns the artifact ids."""
+                           history: list[dict[str, Any]], weights: bool = False) -> list[str]:
+    """Render this trial's files (``weights.pt`` too when ``weights``) and upload them in
+    ``ORDER``; returns the artifact ids."""
     module.eval()
+    n = trial.number
+    au = metrics.get("active_units")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        save_image(reconstruction_grid(module, val_images), d / "reconstructions.png")
-        save_image(make_grid(module.sample(2 * N_IMAGES).cpu(), nrow=N_IMAGES, padding=1,
-                             pad_value=1.0), d / "samples.png")
-        if metrics.get("kl_per_dim"):
-            kl_bar_chart(metrics["kl_per_dim"], metrics["active_units"], d / "kl_per_dim.png")
-        if history:
-            write_csv(history, d / "metrics.csv")
-        return [upload_artifact(artifact_store=store, file_path=str(p), study_or_trial=trial)
-                for p in sorted(d.iterdir())]
+        labelled_grid(reconstruction_rows(module, val_images),
+                      f"trial {n}: validation reconstructions (mse {metrics.get('mse', 0):.4g}, "
+                      f"{au} active units)", d / "reconstructions.png")
+        labelled_grid([("samples\nz ~ N(0, I)",
+                        _grid(module.sample(2 * N_IMAGES).cpu(), N_IMAGES))],
+                      f"trial {n}: samples from the prior", d / "samples.png")
+        curves_chart([(f"trial {n}", history)], f"trial {n}: per-epoch validation metrics",
+                     d / "curves.png")
+        kl_bar_chart(metrics.get("kl_per_dim") or [0.0], au or 0, d / "kl_per_dim.png")
+        write_csv(history or [{"epoch": None}], d / "metrics.csv")
+        if weights:
+            save_weights(module, d / "weights.pt")
+        return upload_in_order(trial, store, [d / name for name in ORDER if (d / name).exists()])

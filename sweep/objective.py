@@ -23,6 +23,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.config import Config
 from models.train import FitResult, fit
+from sweep import settings as study_settings
 from sweep.artifacts import upload_trial_artifacts
 from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
 from sweep.provenance import provenance
@@ -57,8 +58,13 @@ class Objective:
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
                      root_dir=str(ckpt_dir))
         record(trial, cfg, result, time.perf_counter() - started, resume_from)
+        # Weights of COMPLETE trials, and of the baseline and references whatever their fate
+        # (the report scores them on held-out data), unless `start --no-weights`.
+        complete = stop.state is None and (pruning is None or pruning.reason is None)
+        labelled = "baseline" in trial.user_attrs or "reference" in trial.user_attrs
+        keep = study_settings.load(trial.study).keep_weights and (complete or labelled)
         upload_trial_artifacts(trial, self.store, result.module, result.datamodule.val_images,
-                               result.metrics, result.history)
+                               result.metrics, result.history, weights=keep)
         if not self.keep_checkpoints:
             shutil.rmtree(ckpt_dir, ignore_errors=True)
         if stop.state == "FAIL":

@@ -29,6 +29,7 @@ class Settings:
     goal: int  # finished trials the study is run to (see progress.results)
     heartbeat: int = 10  # seconds between heartbeats; a trial silent for 3x is failed
     keep_checkpoints: bool = False
+    keep_weights: bool = True  # upload final weights as an artifact (see sweep.objective)
 
     def __post_init__(self) -> None:
         if self.goal < 0:
@@ -45,12 +46,13 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "goal": self.goal, "heartbeat": self.heartbeat,
-                "keep_checkpoints": self.keep_checkpoints}
+                "keep_checkpoints": self.keep_checkpoints, "keep_weights": self.keep_weights}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         return cls(space=Space.from_dict(data["space"]), goal=data["goal"],
-                   heartbeat=data["heartbeat"], keep_checkpoints=data["keep_checkpoints"])
+                   heartbeat=data["heartbeat"], keep_checkpoints=data["keep_checkpoints"],
+                   keep_weights=data.get("keep_weights", True))  # absent in older studies
 
 
 def save(study: optuna.Study, settings: Settings) -> None:

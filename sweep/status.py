@@ -1,6 +1,7 @@
 """``python -m sweep status``: trials by state, the Pareto front as a table with the params
-the study searched (read from its stored space), and the answer to the seed question (did
-the baseline collapse, and which trial fixes it best)."""
+the study searched (read from its stored space), and the answer to the seed question: did
+the baseline collapse, how did each reference fix do, and which trial to take (the rule of
+``sweep.recommend``), with its complete config."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import recommend as rec_rule
 from sweep import settings as study_settings
 from sweep.errors import UsageError
 from sweep.storage import open_storage, resolve_storage_url
@@ -36,26 +38,37 @@ def front(study: optuna.Study) -> list[FrozenTrial]:
     return sorted(study.best_trials, key=lambda t: t.values[0])
 
 
-def answer(study: optuna.Study, best: list[FrozenTrial], knobs: list[str]) -> str:
-    """One paragraph: the baseline's fate beside the best trial by active units."""
+def _line(t: FrozenTrial) -> str:
+    a = t.user_attrs
+    return (f"bits/dim {_fmt(a.get('bits_per_dim'))}, neg_elbo {_fmt(a.get('neg_elbo'))} nats, "
+            f"mse {_fmt(a.get('mse'))}, rate {_fmt(a.get('rate'))} nats, "
+            f"{_fmt(a.get('active_units'))} active units")
+
+
+def answer(study: optuna.Study) -> str:
+    """The baseline's fate, each reference, and the recommended trial (``sweep.recommend``)
+    with its complete config."""
     trials = study.get_trials(deepcopy=False)
-    base = next((t for t in trials if t.user_attrs.get("baseline")
-                 and t.state in (TrialState.COMPLETE, TrialState.PRUNED)), None)
+    base = rec_rule.baseline(trials)
     lines = []
-    if base is not None:
-        au = base.user_attrs.get("active_units")
-        verdict = "collapsed" if au == 0 else f"kept {au} active units"
-        lines.append(f"Baseline (the seed configuration, trial {base.number}): {verdict}, "
-                     f"rate {_fmt(base.user_attrs.get('rate'))} nats, "
-                     f"mse {_fmt(base.user_attrs.get('mse'))}.")
-    good = [t for t in best if t.user_attrs.get("active_units", 0) > 0]
-    if good:
-        top = max(good, key=lambda t: (t.user_attrs["active_units"], -t.user_attrs["mse"]))
-        chosen = ", ".join(f"{k}={_fmt(top.params[k])}" for k in knobs if k in top.params)
-        lines.append(f"Most active units on the front: trial {top.number} "
-                     f"({top.user_attrs['active_units']} units, mse "
-                     f"{_fmt(top.user_attrs.get('mse'))}, rate {_fmt(top.user_attrs.get('rate'))}"
-                     f" nats) with {chosen}.")
+    if base is not None and rec_rule.reached_an_epoch(base):
+        lines.append(f"Baseline (the seed configuration, trial {base.number}): "
+                     f"{rec_rule.fate(base)}; {_line(base)}.")
+    for t in rec_rule.references(trials):
+        if rec_rule.reached_an_epoch(t):
+            lines.append(f"Reference {t.user_attrs['reference']} (trial {t.number}): "
+                         f"{rec_rule.fate(t)}; {_line(t)}.")
+    best = rec_rule.recommend(trials)
+    if best is None:
+        lines.append("Recommended: none yet (no complete trial kept an active unit).")
+        return "\n".join(lines)
+    cfg = rec_rule.trial_config(best)
+    lines.append(f"Recommended (lowest neg_elbo among complete trials with active units): "
+                 f"trial {best.number}; {_line(best)}.")
+    lines.append("Its config, every field: "
+                 + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
+    lines.append(f"Take it: python -m sweep export --study {study.study_name} "
+                 f"--trial {best.number} --out DIR")
     return "\n".join(lines)
 
 
@@ -86,7 +99,7 @@ def status(storage_url: str | None, study_name: str | None) -> str:
     title = "Pareto front" if len(study.directions) > 1 else "Best trial"
     out.append(f"\n{title} ({len(best)} trial(s)):")
     out.append(table(rows, header) if rows else "(no completed trial yet)")
-    text = answer(study, best, knobs)
+    text = answer(study)
     if text:
         out.append("\n" + text)
     return "\n".join(out)

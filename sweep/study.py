@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from models.config import Config
 from sweep import settings as study_settings
 from sweep.errors import UsageError
+from sweep.references import enqueue_references
 from sweep.settings import Settings
 from sweep.space import baseline_params, fix, load_space
 from sweep.storage import check_url, checkpoint_dir, open_storage, resolve_storage_url
@@ -66,11 +67,14 @@ def start(config: str | Path | None = None, *, study: str | None = None,
           fixed: Mapping[str, Any] | None = None, baseline: bool = True,
           keep_checkpoints: bool = False, heartbeat: int = 10, gpus: str | None = None,
           workers: int | None = None, trials_per_gpu: int = 1, threads: int | None = None,
-          timeout: float | None = None) -> optuna.Study:
+          timeout: float | None = None, references: bool = True,
+          weights: bool = True) -> optuna.Study:
     """Create study ``study`` (or add ``n_trials`` to the one of that name) and run it.
 
     ``config`` is a sweep TOML (None: the built-in space); ``fixed`` are Config fields that
     win over the file (the command line's ``--set``, ``--data``, ``--max-epochs``).
+    ``references``: enqueue the literature's fixes after the baseline (``sweep.references``);
+    ``weights``: keep the final weights of COMPLETE trials as artifacts.
     """
     url = resolve_storage_url(storage)
     check_url(url)
@@ -78,7 +82,7 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
     space = fix(load_space(config), dict(fixed or {}))
     settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
-                        keep_checkpoints=keep_checkpoints)
+                        keep_checkpoints=keep_checkpoints, keep_weights=weights)
     name = study or default_study_name(settings.base.dataset)
 
     import optuna
@@ -101,10 +105,13 @@ def start(config: str | Path | None = None, *, study: str | None = None,
                          f"this config asks for {list(space.objectives)}")
     created.set_metric_names(list(space.objectives))
     goal = results(created.get_trials(deepcopy=False)) + n_trials
-    study_settings.save(created, Settings(space, goal, heartbeat, keep_checkpoints))
+    study_settings.save(created, Settings(space, goal, heartbeat, keep_checkpoints, weights))
     if baseline and n_trials > 0:
         created.enqueue_trial(baseline_params(space), user_attrs={"baseline": True},
                               skip_if_exists=True)
+    if references:  # they count toward n_trials, after the baseline
+        for line in enqueue_references(created, space, n_trials - int(baseline)):
+            print(line, flush=True)
     print(f"study {name!r} in {url}: {n_trials} trial(s) to run, objectives "
           f"{', '.join(space.objectives)}", flush=True)
     _run(url, name, slots, threads, timeout, images)

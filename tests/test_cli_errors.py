@@ -25,6 +25,8 @@ BAD = [
     (["train", "--data", "no-such"], "no-such"),
     (["train", "--data", "folder:empty"], "dataset"),
     (["train", "--threads", "0"], "--threads"),
+    (["train", "--config", "missing.toml"], "missing.toml"),
+    (["train", "--save", "/missing/dir/w.pt"], "--save"),
     # start
     (["start", "--timeout", "-5"], "--timeout"),
     (["start", "--timeout", "0"], "--timeout"),
@@ -47,6 +49,13 @@ BAD = [
     (["resume", "--study", "x"], "sqlite:///sweeps.db"),
     (["worker", "--study", "x"], "sqlite:///sweeps.db"),
     (["status"], "sqlite:///sweeps.db"),
+    (["report"], "sqlite:///sweeps.db"),
+    (["report", "--test-data", "no-such"], "no-such"),
+    (["export", "--out", "x"], "sqlite:///sweeps.db"),
+    (["export", "--out", "x", "--trial", "-1"], "--trial"),
+    (["export", "--out", "x", "--trial", "last"], "--trial"),
+    (["export"], "--out"),
+    (["export", "--out", "x", "--test-data", "no-such"], "no-such"),
     (["dashboard", "--port", "99999"], "--port"),
     (["dashboard", "--port", "-1"], "--port"),
     (["bench", "--steps", "0"], "--steps"),
@@ -89,6 +98,39 @@ def test_start_refuses_a_bad_sweep_file_before_importing_torch(tmp_path, text, n
     assert proc.returncode == 2, proc.stderr
     assert needle in proc.stderr and len(proc.stderr.strip().splitlines()) == 1
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+CONFIG_FILES = [
+    ("lr = 1e-3\n[fixed]\nseed = 1\n", "fixed"),
+    ("nope = 3\n", "nope"),
+    ("lr = -1.0\n", "lr"),
+    ("kl_schedule = \"exponential\"\n", "kl_schedule"),
+    ("latent_dim = [\n", "bad.toml"),
+]
+
+
+@pytest.mark.parametrize("text,needle", CONFIG_FILES)
+def test_train_refuses_a_bad_config_file_in_one_line(tmp_path, text, needle):
+    (tmp_path / "bad.toml").write_text(text)
+    proc = sweep("train", "--config", "bad.toml", cwd=tmp_path, check=False)
+    assert proc.returncode == 2, proc.stderr
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and needle in lines[0], proc.stderr
+    assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
+
+
+def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
+    study = optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
+    for command, needle in ((["export", "--study", "there", "--trial", "5"], "no such trial"),
+                            (["export", "--study", "there"], "no complete trial"),
+                            (["export", "--study", "there", "--trial", "0"], "never trained"),
+                            (["report", "--study", "nosuch"], "'nosuch'")):
+        proc = sweep(*command, "--out", "x", cwd=tmp_path, check=False) \
+            if command[0] == "export" else sweep(*command, cwd=tmp_path, check=False)
+        assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "x").exists()
 
 
 def test_a_study_that_is_not_there_is_named(tmp_path):

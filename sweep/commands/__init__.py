@@ -11,7 +11,8 @@ from typing import Any
 from models.config import Config, parse_overrides
 
 # The order ``python -m sweep --help`` lists them in.
-NAMES = ("train", "start", "resume", "worker", "status", "dashboard", "bench")
+NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
+         "bench")
 
 
 def fixed_fields(items: list[str] | None, data: str | None = None,

@@ -30,6 +30,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "and re-run from its checkpoint")
     p.add_argument("--no-baseline", action="store_true",
                    help="do not enqueue the seed configuration as the first trial")
+    p.add_argument("--no-references", action="store_true",
+                   help="do not enqueue the literature's fixes (KL warm-up, cyclical annealing, "
+                        "free bits, calibrated decoder) after the baseline; they count toward "
+                        "--n-trials")
+    p.add_argument("--no-weights", action="store_true",
+                   help="do not keep the final weights of complete trials as artifacts")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each finished trial's last checkpoint")
 
@@ -39,7 +45,8 @@ def run(args: argparse.Namespace) -> int:
 
     start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
           fixed=fixed_fields(args.set, args.data, args.max_epochs),
-          baseline=not args.no_baseline, keep_checkpoints=args.keep_checkpoints,
+          baseline=not args.no_baseline, references=not args.no_references,
+          weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
           heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
           trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
     return 0

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import Config
+from sweep import configfile
 from sweep.commands import config_keys, fixed_fields
 from sweep.errors import UsageError
 
@@ -21,6 +22,9 @@ EPILOG = config_keys()
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--config", metavar="FILE",
+                   help="a TOML file of config fields, one flat table (as export writes); "
+                        "--set and --data win over it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a config field (keys below)")
     p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
@@ -30,15 +34,20 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="Lightning's progress bar on stderr (default: on a terminal)")
     p.add_argument("--log-dir", metavar="DIR",
                    help="also log every metric through Lightning's CSVLogger into DIR")
+    p.add_argument("--save", metavar="PATH",
+                   help="write the final weights here (load with sweep.weights.load_model)")
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = Config.from_dict(fixed_fields(args.set, args.data))
-    if args.json != "-" and not Path(args.json).resolve().parent.is_dir():
-        # Checked now: training first and failing to write would lose the metrics.
-        raise UsageError(f"--json {args.json}: directory {Path(args.json).parent} does not exist")
+    from_file = configfile.read_values(args.config) if args.config else {}
+    cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data)})
+    for flag, path in (("--json", args.json), ("--save", args.save)):
+        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
+            # Checked now: training first and failing to write would lose the run.
+            raise UsageError(f"{flag} {path}: directory {Path(path).parent} does not exist")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    metrics = train(cfg, args.threads, progress=progress, log_dir=args.log_dir)
+    metrics = train(cfg, args.threads, progress=progress, log_dir=args.log_dir,
+                    save=args.save)
     text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
     if args.json == "-":
         print(text)
@@ -60,11 +69,12 @@ def json_safe(value: Any) -> Any:
 
 
 def train(cfg: Config, threads: int | None = None, progress: bool = False,
-          log_dir: str | None = None) -> dict[str, Any]:
+          log_dir: str | None = None, save: str | None = None) -> dict[str, Any]:
     """Train ``cfg`` in this process and return its metrics, config and provenance.
 
     With ``log_dir``, Lightning's CSVLogger writes the per-step training and per-epoch
-    validation metrics to ``log_dir/version_N/metrics.csv``.
+    validation metrics to ``log_dir/version_N/metrics.csv``; with ``save``, the final
+    weights go to that file (``sweep.weights``).
     """
     from pytorch_lightning.loggers import CSVLogger
 
@@ -77,4 +87,8 @@ def train(cfg: Config, threads: int | None = None, progress: bool = False,
     quiet_logs()
     logger = CSVLogger(log_dir, name="") if log_dir else False
     result = fit(cfg, progress=progress, logger=logger)
+    if save:
+        from sweep.weights import save_weights
+
+        save_weights(result.module, save)
     return {**result.metrics, "config": cfg.to_dict(), **provenance()}

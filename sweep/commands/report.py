@@ -1,0 +1,48 @@
+"""``python -m sweep report``: the study's answer as one self-contained HTML page."""
+
+from __future__ import annotations
+
+import argparse
+
+HELP = "write the study's report: one self-contained HTML page plus its PNGs"
+PARENTS = ("storage", "threads")
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--study", help="study name (needed when the storage holds several)")
+    p.add_argument("--out", metavar="DIR", help="directory for report.html and the PNGs "
+                                                "(default: report-<study>)")
+    p.add_argument("--test-data", metavar="SPEC",
+                   help="also score the recommended trial, the baseline and the references "
+                        "on this dataset, which no trial saw (e.g. folder:data/test)")
+    p.add_argument("--no-upload", action="store_true",
+                   help="do not upload the page as a study artifact for optuna-dashboard")
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from models.config import Config
+    from sweep.export import open_study
+
+    if args.test_data:
+        Config(dataset=args.test_data)  # a bad spec is refused before anything loads
+    study, storage, url = open_study(args.storage, args.study)
+
+    from sweep import report
+    from sweep.evaluate import artifact_store, heldout_images
+    from sweep.logs import quiet_logs
+    from sweep.workers import threads_per_worker, use_threads
+
+    use_threads(threads_per_worker(1, args.threads))
+    quiet_logs()
+    store = artifact_store(url)
+    who = report.roles(study)
+    if args.test_data:
+        report.score_heldout(who, storage, store, heldout_images(args.test_data))
+    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+    path = report.build(study, storage, store, out, who)
+    if not args.no_upload:
+        report.upload(study, store, path)
+    print(path)
+    return 0

@@ -1,0 +1,53 @@
+"""A run's config as a TOML file: one flat table of ``Config`` fields, every field written.
+
+``export`` writes it; ``train --config FILE`` reads it (its ``--set``/``--data`` win over the
+file). A file may list only some fields: the rest keep ``Config``'s defaults. Anything wrong
+(no file, bad TOML, a table where a value belongs, an unknown key, a bad value) raises one
+of ``sweep.errors.BAD_INPUT`` naming the file and the key. Imports no torch.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+from models.config import Config, ConfigError
+from sweep.errors import UsageError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - pyproject installs tomli on Python 3.10
+    import tomli as tomllib
+
+
+def dumps(cfg: Config, header: str = "") -> str:
+    """``cfg`` as TOML, one ``key = value`` line per field, in ``Config``'s order."""
+    lines = [f"# {line}" for line in header.splitlines()]
+    for key, value in cfg.to_dict().items():
+        # JSON's strings and numbers are TOML's (repr keeps every digit of a float).
+        text = repr(value) if isinstance(value, float) else json.dumps(value)
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+def read_values(path: str | Path) -> dict[str, Any]:
+    """The Config fields in TOML file ``path``, checked (each value typed by ``Config``)."""
+    p = Path(path)
+    try:
+        with p.open("rb") as f:
+            data = tomllib.load(f)
+    except OSError as err:
+        raise UsageError(f"--config {p}: cannot read it ({err.strerror or err})") from None
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+        raise UsageError(f"--config {p}: invalid TOML: {err}") from None
+    for key, value in data.items():
+        if isinstance(value, (dict, list)):
+            raise ConfigError(key, f"expected a value, got a {type(value).__name__} (in {p}: "
+                                   "a config file is one flat table of Config fields)")
+    try:
+        Config.from_dict(data)
+    except ConfigError as err:
+        raise ConfigError(err.key, f"{str(err).split(': ', 1)[1]} (in {p})") from None
+    return data

@@ -1,0 +1,97 @@
+"""A trial's model back from the study, and its metrics on images no trial saw.
+
+``model_for`` loads the trial's ``weights.pt`` artifact, or, when the study kept none
+(``start --no-weights``, or a PRUNED trial), retrains the trial's config with a progress
+bar and says so. ``evaluate`` scores a model on any images through the module's own
+validation step (``trainer.validate``), so held-out numbers are the very metrics of
+``models.metrics``: the split of a ``--test-data`` spec (e.g. ``folder:data/test``, the
+CIFAR-10 copy's test set) stands beside the literature's test bits/dim.
+"""
+
+from __future__ import annotations
+
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+import pytorch_lightning as pl
+import torch
+from optuna.artifacts import download_artifact, get_all_artifact_meta
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.trial import FrozenTrial
+
+from models.config import Config
+from models.data import TensorBatches, load_images
+from models.module import VAE
+from sweep.errors import UsageError
+from sweep.recommend import trial_config
+from sweep.weights import load_model
+
+
+def artifact_store(url: str) -> ArtifactStore:
+    """The artifact store the study's workers write to (as ``dashboard`` reads it)."""
+    from optuna.artifacts import FileSystemArtifactStore
+
+    from sweep.storage import artifact_dir
+
+    path = artifact_dir(url)
+    path.mkdir(parents=True, exist_ok=True)
+    return FileSystemArtifactStore(str(path))
+
+
+def download_weights(trial: FrozenTrial, storage: optuna.storages.BaseStorage,
+                     store: ArtifactStore, dest: Path) -> bool:
+    """Write the trial's ``weights.pt`` artifact to ``dest``; False when it has none."""
+    metas = [m for m in get_all_artifact_meta(trial, storage=storage)
+             if m.filename == "weights.pt"]
+    if not metas:
+        return False
+    try:
+        download_artifact(artifact_store=store, artifact_id=metas[-1].artifact_id,
+                          file_path=str(dest))
+    except Exception as err:  # a store that lost the file: the caller retrains
+        print(f"trial {trial.number}: its weights artifact cannot be read ({err})",
+              file=sys.stderr)
+        return False
+    return True
+
+
+def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: ArtifactStore,
+              progress: bool = True) -> tuple[VAE, str]:
+    """The trial's trained VAE and where it came from ("saved weights" or "retrained")."""
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "weights.pt"
+        if download_weights(trial, storage, store, path):
+            return load_model(path), "saved weights"
+    from models.train import fit
+    from sweep.logs import quiet_logs
+
+    cfg = trial_config(trial)
+    print(f"trial {trial.number} has no saved weights ({trial.state.name}); retraining its "
+          f"config ({cfg.max_epochs} epoch(s))", file=sys.stderr, flush=True)
+    quiet_logs()
+    module = fit(cfg, progress=progress).module
+    return module.eval(), "retrained"
+
+
+def heldout_images(spec: str, data_dir: str = "data") -> torch.Tensor:
+    """The images of dataset spec ``spec`` (``--test-data``); bad specs raise BAD_INPUT."""
+    cfg = Config(dataset=spec, data_dir=data_dir)
+    return load_images(cfg)
+
+
+def evaluate(module: VAE, images: torch.Tensor, batch_size: int | None = None,
+             seed: int | None = None) -> dict[str, Any]:
+    """``module``'s validation metrics on all of ``images`` (uint8, (N, C, H, W))."""
+    if tuple(images.shape[1:]) != tuple(module.image_shape):
+        raise UsageError(f"--test-data: images of shape {tuple(images.shape[1:])}, the model "
+                         f"was trained on {tuple(module.image_shape)}")
+    pl.seed_everything(module.cfg.seed if seed is None else seed, verbose=False)
+    trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
+                         enable_model_summary=False, enable_checkpointing=False)
+    batches = TensorBatches(images, batch_size or module.cfg.batch_size, shuffle=False,
+                            drop_last=False)
+    trainer.validate(module, dataloaders=batches, verbose=False)
+    return {k: v for k, v in module.last_metrics.items() if k != "kl_per_dim"}

@@ -1,0 +1,98 @@
+"""``python -m sweep export``: take one trial away as ``config.toml``, ``weights.pt`` and
+``metrics.json``.
+
+``config.toml`` holds every ``Config`` field, so ``python -m sweep train --config
+DIR/config.toml`` trains the same run again (the same metrics on CPU); ``weights.pt`` is the
+trial's ``weights.pt`` artifact, or, when the study kept none, the weights of a retraining
+of its config (said on stderr, with a progress bar); ``metrics.json`` is everything the
+trial recorded (metrics, config, provenance, per-epoch history), with the held-out metrics
+of ``--test-data`` under ``"test"``.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweep import configfile
+from sweep.errors import UsageError
+from sweep.recommend import recommend, trial_config
+from sweep.storage import open_storage, resolve_storage_url
+
+
+def open_study(storage_arg: str | None, name: str | None
+               ) -> tuple[optuna.Study, optuna.storages.BaseStorage, str]:
+    """The study ``name`` (or the storage's only study) read-only, its storage and URL."""
+    url = resolve_storage_url(storage_arg)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
+                                                                  include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise UsageError(f"{len(names)} studies in {url} ({', '.join(names) or 'none'}); "
+                             "name one with --study")
+        name = names[0]
+    if name not in names:
+        raise UsageError(f"no study {name!r} in {url}")
+    return optuna.load_study(study_name=name, storage=storage), storage, url
+
+
+def pick(study: optuna.Study, which: str) -> FrozenTrial:
+    """Trial number ``which``, or the recommended trial for ``"best"``."""
+    trials = study.get_trials(deepcopy=False)
+    if which == "best":
+        chosen = recommend(trials)
+        if chosen is None:
+            raise UsageError(f"--trial best: study {study.study_name!r} has no complete trial "
+                             "that kept an active unit; name a trial number")
+    else:
+        chosen = next((t for t in trials if t.number == int(which)), None)
+        if chosen is None:
+            raise UsageError(f"--trial {which}: study {study.study_name!r} has no such trial")
+    if "config" not in chosen.user_attrs:
+        raise UsageError(f"--trial {which}: trial {chosen.number} is {chosen.state.name} "
+                         "and never trained (it has no config)")
+    return chosen
+
+
+def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any,
+           trial: FrozenTrial, out: Path, test_images: Any = None) -> dict[str, Any]:
+    """Write the three files into ``out``; returns what went into metrics.json."""
+    from sweep.evaluate import download_weights, evaluate, model_for
+    from sweep.weights import load_model, save_weights
+
+    out.mkdir(parents=True, exist_ok=True)
+    cfg = trial_config(trial)
+    (out / "config.toml").write_text(configfile.dumps(
+        cfg, f"study {study.study_name!r}, trial {trial.number} ({trial.state.name})\n"
+             f"python -m sweep train --config {out / 'config.toml'} trains it again"))
+    data: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
+                            "state": trial.state.name, "values": trial.values,
+                            **trial.user_attrs}
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "weights.pt"
+        if download_weights(trial, storage, store, saved):
+            shutil.copy(saved, out / "weights.pt")
+            data["weights"] = "saved weights"
+            module = load_model(out / "weights.pt") if test_images is not None else None
+        else:
+            module, data["weights"] = model_for(trial, storage, store)
+            save_weights(module, out / "weights.pt")
+            data["retrained"] = {k: v for k, v in module.last_metrics.items()
+                                 if k != "kl_per_dim"}
+    if test_images is not None and module is not None:
+        data["test"] = evaluate(module, test_images)
+    (out / "metrics.json").write_text(json.dumps(_json_safe(data), indent=2) + "\n")
+    return data
+
+
+def _json_safe(value: Any) -> Any:
+    from sweep.commands.train import json_safe
+
+    return json_safe(value)

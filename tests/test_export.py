@@ -1,0 +1,53 @@
+"""One small real study through the command line: status recommends, report writes and
+uploads its page, export takes the trial away, and train --config reproduces its metrics."""
+
+from __future__ import annotations
+
+import json
+
+import optuna
+import pytest
+import torch
+from optuna.artifacts import get_all_artifact_meta
+from test_cli import NO_COLLAPSE, sweep
+
+from sweep.weights import load_model
+
+
+def test_report_export_then_train_config_reproduces_the_trial(tmp_path):
+    toml = tmp_path / "warm.toml"
+    toml.write_text(NO_COLLAPSE.format(
+        "synthetic_size = 256\nwidth = 4\nlatent_dim = 8\nau_threshold = 0.0001"))
+    sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "2",
+          "--config", str(toml), "--study", "s", cwd=tmp_path)
+    status = sweep("status", cwd=tmp_path).stdout
+    assert "Recommended (lowest neg_elbo" in status and "Its config, every field: " in status
+
+    proc = sweep("report", "--study", "s", "--test-data", "synthetic", cwd=tmp_path)
+    page = tmp_path / "report-s" / "report.html"
+    assert proc.stdout.strip().splitlines()[-1] == str(page.relative_to(tmp_path))
+    assert "held-out bits/dim" in page.read_text()
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert [m.filename for m in get_all_artifact_meta(study)] == ["report-s.html"]
+
+    sweep("export", "--study", "s", "--out", "best", "--test-data", "synthetic", cwd=tmp_path)
+    saved = json.loads((tmp_path / "best" / "metrics.json").read_text())
+    assert saved["weights"] == "saved weights" and saved["state"] == "COMPLETE"
+    assert saved["test"]["active_units"] > 0 and "bits_per_dim" in saved["test"]
+    sweep("train", "--config", "best/config.toml", "--json", "again.json", "--save", "w.pt",
+          cwd=tmp_path)
+    again = json.loads((tmp_path / "again.json").read_text())
+    for key in ("mse", "rate", "neg_elbo", "bits_per_dim", "active_units"):
+        assert again[key] == pytest.approx(saved[key], rel=1e-5), key
+    exported = load_model(tmp_path / "best" / "weights.pt")
+    retrained = load_model(tmp_path / "w.pt")
+    for key, value in exported.state_dict().items():
+        assert torch.allclose(value, retrained.state_dict()[key], atol=1e-6), key
+
+    # A study that kept no weights: export retrains the config and says so.
+    sweep("start", "--data", "synthetic", "--n-trials", "1", "--max-epochs", "1",
+          "--config", str(toml), "--study", "bare", "--no-weights", cwd=tmp_path)
+    proc = sweep("export", "--study", "bare", "--trial", "0", "--out", "bare", cwd=tmp_path)
+    assert "has no saved weights" in proc.stderr
+    assert json.loads((tmp_path / "bare" / "metrics.json").read_text())["weights"] == "retrained"
+    assert (tmp_path / "bare" / "weights.pt").stat().st_size > 0

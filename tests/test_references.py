@@ -1,0 +1,45 @@
+"""The literature's fixes as reference trials: each expressed in the study's space, or
+skipped with a reason; enqueued labelled, within the trial budget."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+from optuna.trial import FixedTrial
+
+from models.config import Config
+from sweep.references import REFERENCES, enqueue_references, reference_params
+from sweep.space import fix, load_space, parse_space, suggest
+
+
+@pytest.mark.parametrize("ref", REFERENCES, ids=lambda r: r.label.split(",")[0])
+def test_every_reference_is_the_seed_plus_its_fix_in_the_default_space(ref):
+    space = fix(load_space(None), {"latent_dim": 64, "max_epochs": 2})
+    params = reference_params(space, ref)
+    assert isinstance(params, dict)
+    cfg = suggest(FixedTrial(params), space)
+    expected = Config(latent_dim=64, max_epochs=2).replace(**ref.changes)
+    assert cfg == expected
+
+
+def test_a_reference_the_space_cannot_express_is_skipped_with_its_reason():
+    space = parse_space({"fixed": {"likelihood": "mse"},
+                         "search": {"recon_reduction": {"choices": ["sum", "mean"]},
+                                    "kl_schedule": {"choices": ["constant", "linear"]},
+                                    "kl_warmup_steps": {"low": 1, "high": 20}}})
+    reasons = {r.label: reference_params(space, r) for r in REFERENCES}
+    assert "likelihood is fixed at 'mse'" in reasons[REFERENCES[3].label]
+    assert "free_bits is fixed at 0.0" in reasons[REFERENCES[2].label]
+    assert "kl_warmup_steps=1000 is outside search.kl_warmup_steps" in reasons[REFERENCES[0].label]
+
+
+def test_enqueue_labels_them_stays_within_room_and_does_not_repeat():
+    space = fix(load_space(None), {"latent_dim": 64})
+    study = optuna.create_study(directions=space.directions())
+    notes = enqueue_references(study, space, room=3)
+    waiting = study.get_trials()
+    assert [t.user_attrs["reference"] for t in waiting] == [r.label for r in REFERENCES[:3]]
+    assert notes == [f"reference skipped, no room in --n-trials: {REFERENCES[3].label}"]
+    assert waiting[2].system_attrs["fixed_params"]["free_bits"] == 0.25
+    enqueue_references(study, space, room=10)  # a second start adds only the missing one
+    assert [t.user_attrs["reference"] for t in study.get_trials()][3:] == [REFERENCES[3].label]
