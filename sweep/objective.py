@@ -23,7 +23,6 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.config import Config
 from models.train import FitResult, fit
-from sweep import settings as study_settings
 from sweep.artifacts import upload_trial_artifacts
 from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
 from sweep.provenance import provenance
@@ -37,6 +36,7 @@ class Objective:
     store: FileSystemArtifactStore
     checkpoint_root: Path
     keep_checkpoints: bool = False
+    keep_weights: bool = True  # upload final weights (settings.keep_weights; start --no-weights)
     on_epoch: Callable[[], None] | None = None  # e.g. redraw the live progress line
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
@@ -62,7 +62,7 @@ class Objective:
         # (the report scores them on held-out data), unless `start --no-weights`.
         complete = stop.state is None and (pruning is None or pruning.reason is None)
         labelled = "baseline" in trial.user_attrs or "reference" in trial.user_attrs
-        keep = study_settings.load(trial.study).keep_weights and (complete or labelled)
+        keep = self.keep_weights and (complete or labelled)
         upload_trial_artifacts(trial, self.store, result.module, result.datamodule.val_images,
                                result.metrics, result.history, weights=keep)
         if not self.keep_checkpoints:

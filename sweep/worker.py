@@ -69,6 +69,7 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
     objective = Objective(settings.space, load_images(base) if images is None else images,
                           FileSystemArtifactStore(str(artifacts)),
                           checkpoint_dir(url, name), settings.keep_checkpoints,
+                          settings.keep_weights,
                           on_epoch=progress.poll if show_progress else None)
     if progress.covered():
         return
