@@ -32,6 +32,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not enqueue the seed configuration as the first trial")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each finished trial's last checkpoint")
+    p.add_argument("--artifacts", metavar="URL",
+                   help="where every worker, on any machine, puts the trials' images and "
+                        "checkpoints: a shared folder (PATH or file:///PATH) or "
+                        "s3://BUCKET/PREFIX; kept in the study's settings (default: beside "
+                        "the SQLite file, or ./vae-sweep-artifacts for a server database)")
+    p.add_argument("--no-run", action="store_true",
+                   help="only create the study (or add the trials) and exit: "
+                        "`python -m sweep worker` processes run it")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -41,5 +49,6 @@ def run(args: argparse.Namespace) -> int:
           fixed=fixed_fields(args.set, args.data, args.max_epochs),
           baseline=not args.no_baseline, keep_checkpoints=args.keep_checkpoints,
           heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
-          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout,
+          artifacts=args.artifacts, run=not args.no_run)
     return 0
