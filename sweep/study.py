@@ -75,7 +75,7 @@ def start(config: str | Path | None = None, *, study: str | None = None,
           keep_checkpoints: bool = False, heartbeat: int = 10, gpus: str | None = None,
           workers: int | None = None, trials_per_gpu: int = 1, threads: int | None = None,
           timeout: float | None = None, artifacts: str | None = None,
-          run: bool = True) -> optuna.Study:
+          run: bool = True, if_new: bool = False) -> optuna.Study:
     """Create study ``study`` (or add ``n_trials`` to the one of that name) and run it.
 
     ``config`` is a sweep TOML (None: the built-in space); ``fixed`` are Config fields that
@@ -83,6 +83,7 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     ``artifacts``: the study's image and checkpoint store (``sweep.stores``), kept in its
     settings; None keeps the one it has (or the default beside the SQLite file).
     ``run=False`` only creates the study (and adds the trials): ``worker`` processes run it.
+    ``if_new=True`` leaves an existing study of that name as it is (adds no trials).
 
     Budgets add up: each ``start`` adds ``n_trials`` to the study's stored goal under the
     study lock, so two concurrent ``start --n-trials 3`` run 6 trials.
@@ -114,19 +115,28 @@ def start(config: str | Path | None = None, *, study: str | None = None,
                                       directions=space.directions(),  # type: ignore[arg-type]
                                       load_if_exists=True)
         old = created.user_attrs.get(study_settings.KEY)
-        if old and old["space"]["objectives"] != list(space.objectives):
+        if old and if_new:
+            print(f"study {name!r} in {url} exists: left as it is (--if-new)", flush=True)
+            n_trials = 0
+        elif old and old["space"]["objectives"] != list(space.objectives):
             raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
                              f"this config asks for {list(space.objectives)}")
         created.set_metric_names(list(space.objectives))
         done = results(created.get_trials(deepcopy=False))
         before = old["goal"] if old else 0
         goal = max(before, done) + n_trials
-        store = store or (old or {}).get("artifacts")
-        study_settings.save(created, Settings(space, goal, heartbeat, keep_checkpoints, store))
+        if old and if_new:
+            store = old.get("artifacts")
+        else:
+            store = store or (old or {}).get("artifacts")
+            study_settings.save(created, Settings(space, goal, heartbeat, keep_checkpoints,
+                                                  store))
         if baseline and n_trials > 0:
             created.enqueue_trial(baseline_params(space), user_attrs={"baseline": True},
                                   skip_if_exists=True)
-    if before > done:
+    if old and if_new:
+        pass
+    elif before > done:
         print(f"study {name!r} in {url} had {before - done} trial(s) still to run (running "
               f"elsewhere, or left by a stopped run): joined it with {n_trials} more, "
               f"{goal - done} to run", flush=True)

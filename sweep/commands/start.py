@@ -40,6 +40,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-run", action="store_true",
                    help="only create the study (or add the trials) and exit: "
                         "`python -m sweep worker` processes run it")
+    p.add_argument("--if-new", action="store_true",
+                   help="leave a study of that name as it is (no trials added): running the "
+                        "same start twice, as a compose file's one-shot service does, adds "
+                        "its trials once")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -50,5 +54,5 @@ def run(args: argparse.Namespace) -> int:
           baseline=not args.no_baseline, keep_checkpoints=args.keep_checkpoints,
           heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
           trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout,
-          artifacts=args.artifacts, run=not args.no_run)
+          artifacts=args.artifacts, run=not args.no_run, if_new=args.if_new)
     return 0
