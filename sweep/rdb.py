@@ -193,7 +193,14 @@ class SweepStorage(RDBStorage):
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
         if time.monotonic() - OUTAGE.ended_at < grace + (self.heartbeat_interval or 0):
             return []  # every heartbeat paused with the database: give them time to beat
-        return retrying(super()._get_stale_trial_ids)(study_id)
+        stale = retrying(super()._get_stale_trial_ids)(study_id)
+        for trial_id in stale:  # said while it can be: a finished trial takes no attrs
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                self.set_trial_user_attr(
+                    trial_id, "fail_reason",
+                    f"no heartbeat for over {grace} s: its worker was killed, or lost the "
+                    "database for longer than that")
+        return stale
 
     @contextlib.contextmanager
     def study_lock(self, study_name: str) -> Iterator[None]:

@@ -243,7 +243,7 @@ class Worker:
             values = self.objective(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
-        except TrialGone:
+        except (TrialGone, optuna.exceptions.UpdateFinishedTrialError):
             print(f"trial {trial.number} was failed under this worker (no heartbeat reached "
                   "the database in time); its re-run continues it", file=sys.stderr, flush=True)
             return None
