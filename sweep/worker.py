@@ -237,6 +237,7 @@ class Worker:
         """Run one trial and record it; returns the reason of an unexpected failure."""
         self.beat = Heartbeat(self.study, self.storage, trial._trial_id, self.settings.heartbeat)
         self.beat.start()
+        self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
         values: Any = None
         state, error = TrialState.COMPLETE, None
         try:
@@ -266,6 +267,9 @@ class Worker:
         frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
         if frozen.state == state:
             self.progress.report(self.study, frozen)
+        else:  # failed under us between the last epoch and now: its re-run counts instead
+            print(f"trial {trial.number} was finished ({frozen.state.name}) by another "
+                  "process before this worker told its result", file=sys.stderr, flush=True)
         return error
 
     def _attr(self, trial: optuna.Trial, key: str, value: Any) -> None:
