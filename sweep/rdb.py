@@ -61,6 +61,13 @@ def transient(err: BaseException) -> bool:
     return False
 
 
+def _root(err: BaseException) -> BaseException:
+    """The error at the bottom of the chain (Optuna wraps the driver's in its own)."""
+    while err.__cause__ is not None:
+        err = err.__cause__
+    return err
+
+
 def _full(err: BaseException) -> bool:
     text = str(err).lower()
     return "disk is full" in text or "no space left" in text or "disk full" in text
@@ -80,7 +87,8 @@ class _Outage:
             if self.down_since is None:
                 self.down_since = time.monotonic()
                 self.count += 1
-                reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
+                root = _root(err)
+                reason = (str(root).strip().splitlines() or [type(root).__name__])[0][:160]
                 print(f"storage unreachable ({reason}); retrying for up to "
                       f"{OUTAGE_WAIT_S:.0f} s", file=sys.stderr, flush=True)
 
@@ -170,6 +178,8 @@ _RETRIED = (
     "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
     "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial",
     "get_trial_params", "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
+    # What Optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls.
+    "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
 )
 
 

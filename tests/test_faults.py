@@ -20,6 +20,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
 from sweep.progress import results
+from sweep.storage import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TOML = """
@@ -83,7 +84,8 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
                     "--data", "synthetic", "--n-trials", str(GOAL), "--heartbeat", "1",
                     "--no-baseline", "--artifacts", str(store), "--no-run"], check=True,
                    capture_output=True, **common)
-    study = optuna.load_study(study_name=name, storage=url)
+    storage = open_storage(url, heartbeat_interval=None)  # postgresql:// with psycopg2
+    study = optuna.load_study(study_name=name, storage=storage)
     study.enqueue_trial({"lr": 1e-3})
     study.enqueue_trial({"lr": 1e-3 * 1.5})
     study.enqueue_trial({"lr": 1e12})  # the loss overflows to NaN
@@ -106,7 +108,7 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
     finally:
         if workers.poll() is None:
             workers.kill()
-    trials = optuna.load_study(study_name=name, storage=url).get_trials()
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert workers.returncode == 0, err
     assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err
     assert "met its goal" in err and "Traceback" not in err
@@ -129,4 +131,4 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
                     if t.state != TrialState.FAIL or t.number not in retried)
     assert sum(roots.values()) == GOAL and max(roots.values()) == 1
     if not url.startswith("sqlite"):
-        optuna.delete_study(study_name=name, storage=url)
+        optuna.delete_study(study_name=name, storage=storage)
