@@ -222,22 +222,33 @@ class SweepStorage(RDBStorage):
         key = int.from_bytes(hashlib.sha1(f"vae-sweep:{study_name}".encode()).digest()[:8],
                              "big", signed=True)
         backend = self.engine.dialect.name
-        conn = retrying(self.engine.connect)()
-        try:
-            if backend == "postgresql":
-                conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})
-                unlock = sqlalchemy.text("SELECT pg_advisory_unlock(:k)")
-            elif backend in ("mysql", "mariadb"):
-                conn.execute(sqlalchemy.text("SELECT GET_LOCK(:k, 600)"), {"k": str(key)})
-                unlock = sqlalchemy.text("SELECT RELEASE_LOCK(:k)")
-            else:  # a backend without named locks: Optuna's own row locks must do
-                unlock = None
-            conn.commit()
+        if backend == "postgresql":
+            lock = sqlalchemy.text("SELECT pg_advisory_lock(:k)")
+            unlock: Any = sqlalchemy.text("SELECT pg_advisory_unlock(:k)")
+            param: Any = key
+        elif backend in ("mysql", "mariadb"):
+            lock = sqlalchemy.text("SELECT GET_LOCK(:k, 600)")
+            unlock, param = sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), str(key)
+        else:  # a backend without named locks: Optuna's own row locks must do
             yield
-            if unlock is not None:
-                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
-                    conn.execute(unlock, {"k": key if backend == "postgresql" else str(key)})
-                    conn.commit()
+            return
+
+        def acquire() -> sqlalchemy.Connection:
+            conn = self.engine.connect()
+            try:
+                conn.execute(lock, {"k": param})
+                conn.commit()
+            except Exception:
+                conn.close()
+                raise
+            return conn
+
+        conn = retrying(acquire)()
+        try:
+            yield
+            with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                conn.execute(unlock, {"k": param})
+                conn.commit()
         finally:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()  # a lost connection releases a server's lock by itself

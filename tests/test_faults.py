@@ -32,7 +32,7 @@ width = 8
 depth = 2
 latent_dim = 8
 batch_size = 32
-max_epochs = 3
+max_epochs = 2
 recon_reduction = "sum"
 kl_schedule = "linear"
 kl_warmup_steps = 100000
@@ -41,7 +41,7 @@ low = 1e-3
 high = 1e12
 log = true
 """
-GOAL = 7
+GOAL = 6
 
 
 def children(pid: int) -> list[int]:
