@@ -29,7 +29,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_port(host: str, port: int) -> None:
     """Refuse a port that is out of range or taken, before the server starts."""
     if not 1 <= port <= 65535:
-        raise UsageError(f"--port must be in [1, {65535}], got {port}")
+        raise UsageError(f"--port must be in [1, 65535], got {port}")
     with socket.socket() as s:
         try:
             s.bind((host, port))
@@ -60,6 +60,8 @@ def run(args: argparse.Namespace) -> int:
     from sweep.storage import open_storage, resolve_storage_url
     from sweep.stores import FirstFound
 
+    if not args.print_command:
+        check_port(args.host, args.port)
     url = resolve_storage_url(args.storage)
     storage = open_storage(url, heartbeat_interval=None, must_exist=True)
     stores = stores_of(storage, url, args.artifacts)
@@ -72,7 +74,6 @@ def run(args: argparse.Namespace) -> int:
         print(shlex.join(["optuna-dashboard", url, "--host", args.host, "--port",
                           str(args.port), "--artifact-dir", str(folders[0])]))
         return 0
-    check_port(args.host, args.port)
     import optuna_dashboard
 
     store = stores[0].artifacts if len(stores) == 1 else FirstFound([s.artifacts for s in stores])
