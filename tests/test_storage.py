@@ -231,3 +231,23 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
             p.wait(timeout=60)
         if backend != "sqlite":
             optuna.delete_study(study_name="claim", storage=storage)
+
+
+@pytest.mark.parametrize("installed,url,driver", [
+    ({"psycopg2"}, "postgresql://u@h/db", "postgresql+psycopg2"),  # the [postgresql] extra
+    ({"psycopg", "psycopg2"}, "postgresql://u@h/db", "postgresql+psycopg"),  # SQLAlchemy's own
+    ({"pymysql"}, "mysql://u@h/db", "mysql+pymysql"),  # the [mysql] extra
+    ({"psycopg"}, "postgresql+psycopg2://u@h/db", "postgresql+psycopg2"),  # named: kept
+    (set(), "postgresql://u@h/db", "postgresql"),  # none: check_url names the missing one
+])
+def test_a_url_without_a_driver_gets_the_installed_one(monkeypatch, installed, url, driver):
+    import importlib.util
+
+    from sqlalchemy.engine import make_url
+
+    from sweep.storage import _MODULES, with_driver
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: real("os") if name in {
+        _MODULES[d] for d in installed} else None)
+    assert with_driver(make_url(url)).drivername == driver
