@@ -172,6 +172,14 @@ def _parse(url: str) -> URL:
     return parsed
 
 
+def shown(url: str) -> str:
+    """``url`` for messages, with any password hidden (``user:***@host``)."""
+    try:
+        return _shown(url, _parse(url))
+    except StorageError:
+        return _shown(url)
+
+
 def _shown(url: str, parsed: URL | None = None) -> str:
     """``url`` for messages, with any password hidden."""
     if parsed is not None and parsed.password:

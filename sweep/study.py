@@ -27,7 +27,7 @@ from sweep import settings as study_settings
 from sweep.errors import UsageError
 from sweep.settings import Settings
 from sweep.space import baseline_params, fix, load_space
-from sweep.storage import check_url, open_storage, resolve_storage_url
+from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
     WORKER_ID_ENV,
@@ -116,7 +116,8 @@ def start(config: str | Path | None = None, *, study: str | None = None,
                                       load_if_exists=True)
         old = created.user_attrs.get(study_settings.KEY)
         if old and if_new:
-            print(f"study {name!r} in {url} exists: left as it is (--if-new)", flush=True)
+            print(f"study {name!r} in {shown(url)} exists: left as it is (--if-new)",
+                  flush=True)
             n_trials = 0
         elif old and old["space"]["objectives"] != list(space.objectives):
             raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
@@ -137,11 +138,11 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     if old and if_new:
         pass
     elif before > done:
-        print(f"study {name!r} in {url} had {before - done} trial(s) still to run (running "
+        print(f"study {name!r} in {shown(url)} had {before - done} trial(s) still to run (running "
               f"elsewhere, or left by a stopped run): joined it with {n_trials} more, "
               f"{goal - done} to run", flush=True)
     else:
-        print(f"study {name!r} in {url}: {n_trials} trial(s) to run, objectives "
+        print(f"study {name!r} in {shown(url)}: {n_trials} trial(s) to run, objectives "
               f"{', '.join(space.objectives)}", flush=True)
     print(f"images and checkpoints: {_where(store, url, name)}", flush=True)
     if store is None and not url.startswith("sqlite"):
@@ -151,7 +152,7 @@ def start(config: str | Path | None = None, *, study: str | None = None,
         _run(url, name, slots, threads, timeout, images)
     else:
         print(f"run it from any machine: python -m sweep worker --study {name} "
-              f"--storage {url}", flush=True)
+              f"--storage {shown(url)}", flush=True)
     return created
 
 

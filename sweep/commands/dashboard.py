@@ -57,7 +57,7 @@ def stores_of(storage: object, url: str, override: str | None) -> list:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.storage import open_storage, resolve_storage_url
+    from sweep.storage import open_storage, resolve_storage_url, shown
     from sweep.stores import FirstFound
 
     if not args.print_command:
@@ -77,7 +77,7 @@ def run(args: argparse.Namespace) -> int:
     import optuna_dashboard
 
     store = stores[0].artifacts if len(stores) == 1 else FirstFound([s.artifacts for s in stores])
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url}, images from "
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {shown(url)}, images from "
           f"{', '.join(s.where for s in stores)}", flush=True)
     optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0
