@@ -300,6 +300,8 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
     quiet_logs()
     # This loop is the heartbeat-aware optimize that Optuna's warning asks ask() users for.
     warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+    # A re-run writes into its first run's checkpoint folder on purpose.
+    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     reader = open_storage(url, heartbeat_interval=None, must_exist=True)
     settings = study_settings.load(optuna.load_study(study_name=name, storage=reader))
     storage = open_with_heartbeat(url, settings.heartbeat)
