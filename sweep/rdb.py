@@ -212,6 +212,24 @@ class SweepStorage(RDBStorage):
                     "database for longer than that")
         return stale
 
+    def unclaimed_running(self, study_id: int) -> list[int]:
+        """RUNNING trials that never beat: taken by a worker that died before its first
+        heartbeat. Optuna's stale check skips them for good; read under the study lock (which
+        a worker holds from taking a trial to its first beat) they can only be orphans."""
+        from optuna.storages._rdb import models
+
+        def query() -> list[int]:
+            session = self.scoped_session()
+            try:
+                return [row[0] for row in session.query(models.TrialModel.trial_id).filter(
+                    models.TrialModel.study_id == study_id,
+                    models.TrialModel.state == TrialState.RUNNING,
+                    ~models.TrialModel.heartbeats.any()).all()]
+            finally:
+                session.close()
+
+        return retrying(query)()
+
     @contextlib.contextmanager
     def study_lock(self, study_name: str) -> Iterator[None]:
         """Held by one process of the whole study at a time (see the module docstring)."""

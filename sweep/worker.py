@@ -205,6 +205,7 @@ class Worker:
         """A trial to run; True: wait (the others run the last ones); False: done."""
         with self.storage.study_lock(self.study.study_name):
             optuna.storages.fail_stale_trials(self.study)
+            self._fail_orphans()
             trials = self.study.get_trials(deepcopy=False)
             goal = study_settings.load(self.study).goal  # a concurrent start may raise it
             waiting = sum(t.state == TrialState.WAITING for t in trials)
@@ -215,6 +216,15 @@ class Worker:
             # Stale detection only sees trials that beat once: beat before the lock goes.
             self.storage.record_heartbeat(trial._trial_id)
             return trial
+
+    def _fail_orphans(self) -> None:
+        """Fail and re-queue trials whose worker died between taking them and its first
+        heartbeat (see SweepStorage.unclaimed_running); the caller holds the study lock."""
+        for trial_id in self.storage.unclaimed_running(self.study._study_id):
+            reason = "its worker died while taking it (before its first heartbeat)"
+            self.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
+            if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
+                Requeue(reason)(self.study, self.storage.get_trial(trial_id))
 
     def run(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout

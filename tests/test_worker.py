@@ -139,3 +139,17 @@ def test_re_runs_are_bounded_and_say_what_they_re_run():
 ])
 def test_describe_names_the_fault_in_one_line(err, reason):
     assert describe(err) == reason
+
+
+def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_re_queued(tmp_path, tiny,
+                                                                           images):
+    study, storage, settings, stores = make(tmp_path, tiny, goal=1)
+    study.enqueue_trial({"lr": 1e-3})
+    orphan = study.ask()  # taken, then the worker died before it ever beat
+    worker = worker_of(study, storage, settings, stores, images)
+    rerun = worker.claim()  # Optuna's stale check would skip the orphan for good
+    assert isinstance(rerun, optuna.Trial) and rerun.number == 1
+    first = study.trials[orphan.number]
+    assert first.state == TrialState.FAIL and "before its first heartbeat" in \
+        first.user_attrs["fail_reason"]
+    assert study.trials[1].user_attrs["retry_of"] == 0
