@@ -258,9 +258,17 @@ class Worker:
             print(f"trial {trial.number} was failed under this worker (no heartbeat reached "
                   "the database in time); its re-run continues it", file=sys.stderr, flush=True)
             return None
-        except KeyboardInterrupt:
-            self._stop_interrupted(trial)
-            raise
+        except (KeyboardInterrupt, SystemExit) as err:
+            # Lightning answers SIGTERM with its own SystemExit when the signal lands where
+            # it, not our handler, sees it first: a signal received is an interruption.
+            if isinstance(err, SystemExit) and not RECEIVED:
+                raise
+            try:
+                self._stop_interrupted(trial)
+            except Exception as record_err:  # the stop goes on: the heartbeat check re-queues
+                print(f"trial {trial.number}: could not record the interruption "
+                      f"({describe(record_err)})", file=sys.stderr, flush=True)
+            raise KeyboardInterrupt(RECEIVED[0] if RECEIVED else "SIGINT") from None
         except Exception as err:  # a fault of this trial: record it, take the next one
             state, error = TrialState.FAIL, describe(err)
             if _is_oom(error):
