@@ -89,18 +89,25 @@ class LastCheckpoint(ModelCheckpoint):
             self.missing = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
 
 
-def usable_checkpoint(path: Path | None) -> tuple[str | None, str | None]:
+def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str | None]:
     """(``path`` if it can be resumed from, why it cannot). Lightning's own load is not told
     ``weights_only``: a file that loads with ``weights_only=True`` here names only the
-    tensors and containers that loader allows, so loading it fully runs nothing else."""
+    tensors and containers that loader allows, so loading it fully runs nothing else.
+
+    A checkpoint of the run's final epoch (its worker died between the last save and
+    recording the result) is not resumed: there is nothing left to train, so no validation
+    would run to give the metrics; the trial is trained again, to the same result."""
     if path is None or not path.exists():
         return None, None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; a killed writer leaves less
         return None, "not a whole checkpoint (a write was cut short)"
     try:
-        torch.load(path, map_location="cpu", weights_only=True)
+        state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
         return None, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+    epochs_done = int(state.get("epoch", -1)) + 1
+    if epochs_done >= cfg.max_epochs or 0 < cfg.max_steps <= int(state.get("global_step", 0)):
+        return None, f"the checkpoint is of the final epoch ({epochs_done}): trained again"
     return str(path), None
 
 
@@ -122,7 +129,7 @@ class Objective:
         cfg = suggest(trial, self.space)
         root = root_trial_number(trial)
         ckpt_dir = self.checkpoints.local_dir(root)
-        resume_from, refused = usable_checkpoint(self.checkpoints.fetch(root))
+        resume_from, refused = usable_checkpoint(self.checkpoints.fetch(root), cfg)
         if refused:
             trial.set_user_attr("checkpoint_refused", refused)
             self.checkpoints.remove(root)  # start from scratch, and write a good one

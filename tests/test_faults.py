@@ -94,11 +94,20 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
                                stderr=subprocess.PIPE, **common)
     try:
         ckpts = store / "checkpoints"
-        wait_for(lambda: len(list(ckpts.rglob("last.ckpt"))) >= 2, 240, workers)
-        pids = children(workers.pid)
-        assert len(pids) == 3
-        os.kill(pids[0], signal.SIGKILL)
-        os.kill(pids[1], signal.SIGTERM)
+        busy: list[int] = []
+
+        def two_workers_mid_trial() -> bool:
+            # Workers whose trial is running and has a checkpoint: the faults hit mid-trial.
+            busy[:] = [int(t.user_attrs["worker"].rsplit(":", 1)[1])
+                       for t in study.get_trials(states=(TrialState.RUNNING,))
+                       if "worker" in t.user_attrs
+                       and (ckpts / name / f"trial-{t.number}" / "last.ckpt").exists()]
+            return len(busy) >= 2
+
+        wait_for(two_workers_mid_trial, 240, workers)
+        assert set(busy) <= set(children(workers.pid))
+        os.kill(busy[0], signal.SIGKILL)
+        os.kill(busy[1], signal.SIGTERM)
         if ctl:
             subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True,
                            capture_output=True)

@@ -108,3 +108,20 @@ def test_a_store_that_cannot_take_the_images_leaves_the_metrics(tmp_path, tiny, 
     assert trial.state == TrialState.COMPLETE and trial.values == [trial.user_attrs["mse"],
                                                                     trial.user_attrs["rate"]]
     assert "No space left on device" in trial.user_attrs["artifacts_missing"]
+
+
+def test_a_checkpoint_of_the_final_epoch_is_trained_again_to_the_same_result(tmp_path, tiny,
+                                                                             images):
+    # The worker died between the last save and recording the result: nothing is left to
+    # train, so a resume would give no metrics; the re-run trains again, to the same values.
+    s = study()
+    store = FileSystemArtifactStore(str(tmp_path))
+    space = space_of(tiny, 1)
+    first = s.ask()
+    values = Objective(space, images, store, tmp_path / "ckpt", keep_checkpoints=True)(first)
+    Requeue("test")(s, s.tell(first, state=TrialState.FAIL))
+    rerun = s.ask()
+    again = Objective(space, images, store, tmp_path / "ckpt")(rerun)
+    attrs = s.trials[1].user_attrs
+    assert "final epoch" in attrs["checkpoint_refused"] and attrs["resumed_from"] is None
+    assert again == pytest.approx(values, rel=1e-6)
