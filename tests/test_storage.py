@@ -193,7 +193,7 @@ for r in range(rounds):
 """
 
 
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, backend):
     """Optuna pops a WAITING trial with a read then a write; SQLite has no row lock to hold
     between them, so without the claim lock 2-3 of the 3 processes got the same trial."""
