@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import os
+import signal
 import sys
 import warnings
 from collections.abc import Sequence
@@ -17,7 +18,7 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from sweep.commands import NAMES
-from sweep.errors import BAD_INPUT
+from sweep.errors import BAD_INPUT, RunError
 from sweep.storage import STORAGE_ENV
 from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed
 
@@ -81,17 +82,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except WorkerFailed as err:
+    except (WorkerFailed, RunError) as err:
         print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
         return 1
     except KeyboardInterrupt as err:
         study = getattr(err, "study", None)  # sweep.study.Interrupted
+        how = getattr(err, "signal", "SIGINT")
         if study is None:
             print("interrupted", file=sys.stderr)
         elif WORKER_ID_ENV not in os.environ:  # a worker's parent tells the user, once
-            print(f"\ninterrupted: `python -m sweep resume --study {study}` continues "
-                  "from the trials' last checkpoints", file=sys.stderr)
-        return 130
+            print(f"\ninterrupted by {how}: `python -m sweep resume --study {study}` "
+                  "continues from the trials' last checkpoints", file=sys.stderr)
+        return 128 + int(getattr(signal, how, signal.SIGINT))
 
 
 def run_main(argv: Sequence[str] | None = None) -> Any:

@@ -29,3 +29,16 @@ class StorageError(UsageError):
 
 
 BAD_INPUT: tuple[type[Exception], ...] = (UsageError, ConfigError)
+
+
+class RunError(RuntimeError):
+    """A run that could not go on (not bad input): one line, exit 1."""
+
+
+class DatabaseFull(RunError):
+    """The database has no room left (SQLite "database or disk is full", PostgreSQL "No space
+    left on device"): waiting does not help, so it is not retried."""
+
+
+class WorkerError(RunError):
+    """A worker stopped: several trials in a row failed with unexpected errors."""

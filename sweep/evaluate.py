@@ -30,15 +30,13 @@ from sweep.recommend import trial_config
 from sweep.weights import load_model
 
 
-def artifact_store(url: str) -> ArtifactStore:
-    """The artifact store the study's workers write to (as ``dashboard`` reads it)."""
-    from optuna.artifacts import FileSystemArtifactStore
+def artifact_store(url: str, study: optuna.Study) -> ArtifactStore:
+    """The artifact store the study's workers write to: the one its settings name
+    (``start --artifacts``), else the folder beside the SQLite file (as ``dashboard`` reads)."""
+    from sweep import settings as study_settings
+    from sweep.stores import open_stores
 
-    from sweep.storage import artifact_dir
-
-    path = artifact_dir(url)
-    path.mkdir(parents=True, exist_ok=True)
-    return FileSystemArtifactStore(str(path))
+    return open_stores(study_settings.load(study).artifacts, url, study.study_name).artifacts
 
 
 def download_weights(trial: FrozenTrial, storage: optuna.storages.BaseStorage,

@@ -92,6 +92,12 @@ class Progress:
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
         """Optuna callback after each trial of this worker."""
+        self.report(study, trial)
+        if self.covered():
+            study.stop()
+
+    def report(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A line for a trial this worker finished, then the counts."""
         if self.echo:
             if trial.values:
                 names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
@@ -101,5 +107,3 @@ class Progress:
                            or trial.user_attrs.get("fail_reason") or "")
             self._print(f"trial {trial.number} {trial.state.name}: {what}", final=True)
             self.poll()
-        if self.covered():
-            study.stop()

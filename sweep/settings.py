@@ -1,5 +1,6 @@
 """A study's settings: what ``start`` was given, kept in the study's user attrs so that
-``resume`` and every worker, on any machine, rebuild exactly the same trials.
+``resume`` and every worker, on any machine, rebuild exactly the same trials and write their
+images and checkpoints to the same store (``artifacts``, see ``sweep.stores``).
 
 The search space already holds the command line's fields: ``--set``, ``--data`` and
 ``--max-epochs`` are folded into its ``[fixed]`` table by ``space.fix`` (the command line
@@ -30,6 +31,9 @@ class Settings:
     heartbeat: int = 10  # seconds between heartbeats; a trial silent for 3x is failed
     keep_checkpoints: bool = False
     keep_weights: bool = True  # upload final weights as an artifact (see sweep.objective)
+    # Where images and checkpoints go (sweep.stores): an absolute folder or s3://BUCKET/PREFIX;
+    # None: beside the SQLite file (studies made before stores existed read the same way).
+    artifacts: str | None = None
 
     def __post_init__(self) -> None:
         if self.goal < 0:
@@ -46,13 +50,14 @@ class Settings:
 
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "goal": self.goal, "heartbeat": self.heartbeat,
-                "keep_checkpoints": self.keep_checkpoints, "keep_weights": self.keep_weights}
+                "keep_checkpoints": self.keep_checkpoints, "keep_weights": self.keep_weights,
+                "artifacts": self.artifacts}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         return cls(space=Space.from_dict(data["space"]), goal=data["goal"],
                    heartbeat=data["heartbeat"], keep_checkpoints=data["keep_checkpoints"],
-                   keep_weights=data.get("keep_weights", True))  # absent in older studies
+                   keep_weights=data["keep_weights"], artifacts=data.get("artifacts"))
 
 
 def save(study: optuna.Study, settings: Settings) -> None:

@@ -3,19 +3,28 @@
 Supported URLs: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (one file
 for the workers of one machine), and any other SQLAlchemy URL whose dialect and driver are
 installed (``postgresql://...``, ``mysql+pymysql://...``) for workers on several machines.
+A URL without a driver uses the one that is installed: ``postgresql://`` means psycopg 3
+to SQLAlchemy 2.1, and the ``[postgresql]`` extra installs psycopg2, so ``postgresql://``
+becomes ``postgresql+psycopg2://`` when only psycopg2 is there (``mysql://`` likewise
+becomes ``mysql+pymysql://``).
 SQLite is set up for several local worker processes: WAL journal mode (readers never block
 the writer; the mode is stored in the file) and a 60 s busy timeout, so a worker waits for
 the write lock instead of failing with "database is locked". Every storage is an RDBStorage
-with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna.
+with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna;
+it is a ``sweep.rdb.SweepStorage``: retried through database outages, with an atomic claim
+of queued trials on SQLite and a study-wide lock.
 
 A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
 created raises StorageError, one line naming the URL (password hidden), before anything
-is written. Artifacts and checkpoints live beside the SQLite file (see artifact_dir).
+is written. A study's artifacts and checkpoints live where its settings say (see
+``sweep.stores``); ``artifact_dir`` and ``checkpoint_dir`` are the defaults: beside the
+SQLite file, or in the working directory for a server database.
 """
 
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import os
 import re
 import sqlite3
@@ -39,6 +48,12 @@ SQLITE_TIMEOUT_S = 60
 _NON_SQLITE_ARTIFACTS = "vae-sweep-artifacts"
 _NON_SQLITE_CHECKPOINTS = "vae-sweep-checkpoints"
 _EXPECTED = "expected sqlite:///path.db, postgresql://... or mysql://..."
+# A URL without a driver gets the first of these that is installed (SQLAlchemy's own
+# default first, so a machine with psycopg 3 keeps it).
+DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("mysqldb", "pymysql"),
+           "mariadb": ("mysqldb", "pymysql")}
+_MODULES = {"psycopg": "psycopg", "psycopg2": "psycopg2", "mysqldb": "MySQLdb",
+            "pymysql": "pymysql"}
 
 
 def resolve_storage_url(arg: str | None) -> str:
@@ -60,24 +75,28 @@ def open_storage(
     ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
     ``must_exist``: commands that only read a study must not create an empty SQLite file.
     """
-    import optuna
     import sqlalchemy.exc
+
+    from sweep.rdb import SweepStorage
 
     parsed = check_url(url)
     shown = _shown(url, parsed)
     engine_kwargs: dict[str, Any]
+    lock_file = None
     if parsed.get_backend_name() == "sqlite":
         if must_exist and not Path(str(parsed.database)).is_file():
             raise StorageError(f"{shown}: no such database file")
         _prepare_sqlite(parsed, shown)
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        lock_file = Path(f"{parsed.database}-lock")
     else:  # a server may drop idle connections during a long trial: test each before use
         engine_kwargs = {"pool_pre_ping": True}
     kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
                               "heartbeat_interval": heartbeat_interval,
                               "grace_period": grace_period}
     try:
-        return optuna.storages.RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        return SweepStorage(parsed.render_as_string(hide_password=False),
+                            lock_file=lock_file, engine_kwargs=engine_kwargs, **kwargs)
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise StorageError(f"{shown}: cannot open storage: {reason}") from None
@@ -86,13 +105,24 @@ def open_storage(
 def check_url(url: str) -> URL:
     """``url`` parsed, with its driver importable; StorageError otherwise. Writes nothing:
     commands call it first, before any slow import."""
-    parsed = _parse(url)
+    parsed = with_driver(_parse(url))
     try:  # the dialect loads its DB-API module only when the engine is made: check it now
         parsed.get_dialect().import_dbapi()
     except ImportError as err:
         raise StorageError(f"{_shown(url, parsed)}: its database driver is not installed "
                            f"({err})") from None
     return parsed
+
+
+def with_driver(parsed: URL) -> URL:
+    """``parsed`` with an installed driver when it names none (see the module docstring)."""
+    backend = parsed.get_backend_name()
+    if "+" in parsed.drivername or backend not in DRIVERS:
+        return parsed
+    for driver in DRIVERS[backend]:
+        if importlib.util.find_spec(_MODULES[driver]) is not None:
+            return parsed.set(drivername=f"{backend}+{driver}")
+    return parsed  # none installed: check_url names the missing driver
 
 
 def artifact_dir(url: str) -> Path:
@@ -111,10 +141,15 @@ def checkpoint_dir(url: str, study_name: str) -> Path:
     """
     db = _sqlite_path(url)
     root = db.parent / f"{db.stem}-checkpoints" if db else Path(_NON_SQLITE_CHECKPOINTS)
+    return root / safe_name(study_name)
+
+
+def safe_name(study_name: str) -> str:
+    """``study_name`` as a file name (see checkpoint_dir)."""
     safe = re.sub(r"[^A-Za-z0-9._-]", "_", study_name)
     if safe != study_name or safe in ("", ".", ".."):
         safe = f"{safe}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
-    return root / safe
+    return safe
 
 
 def _parse(url: str) -> URL:
@@ -135,6 +170,14 @@ def _parse(url: str) -> URL:
         # An in-memory database is private to one connection: no worker could share it.
         raise StorageError(f"{url}: an SQLite storage needs a file path ({_EXPECTED})")
     return parsed
+
+
+def shown(url: str) -> str:
+    """``url`` for messages, with any password hidden (``user:***@host``)."""
+    try:
+        return _shown(url, _parse(url))
+    except StorageError:
+        return _shown(url)
 
 
 def _shown(url: str, parsed: URL | None = None) -> str:

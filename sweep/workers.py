@@ -4,13 +4,15 @@
 (the CUDA_VISIBLE_DEVICES it gets), ``threads_per_worker`` divides the cores among them so
 that N CPU workers do not each start a thread per core (measured on 2 cores: one tiny fit
 took 0.72 s with one thread and 3.8-32 s with torch's default under load). ``run_slots``
-runs a single slot in this process, or one ``python -m sweep worker`` process per slot and
-shows the study's progress while they run.
+runs a single slot in this process, or one ``python -m sweep worker`` process per slot, shows
+the study's progress while they run, passes SIGTERM/SIGINT on to them, and names each one
+that died with its exit code.
 """
 
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -23,7 +25,7 @@ WORKER_ID_ENV = "VAE_SWEEP_WORKER_ID"
 
 
 class WorkerFailed(RuntimeError):
-    """A worker process ended with a non-zero exit code."""
+    """The study's goal was not met: worker processes died, or the storage failed."""
 
 
 def check_slot_flags(gpus: str | None, workers: int | None, per_gpu: int) -> None:
@@ -98,32 +100,61 @@ def worker_env(index: int, gpu: str | None, threads: int) -> dict[str, str]:
     return env
 
 
+def exit_words(code: int) -> str:
+    """A worker's exit code in words: ``killed by SIGKILL``, ``exit 1``."""
+    if code < 0:
+        try:
+            return f"killed by {signal.Signals(-code).name}"
+        except ValueError:
+            return f"killed by signal {-code}"
+    if code in STOPPED:
+        return f"stopped by {STOPPED[code]} (its trial re-queued)"
+    return f"exit {code}"
+
+
+# What a worker that was stopped by a signal exits with (128 + the signal), having recorded
+# and re-queued its trial: not a crash.
+STOPPED = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}
+
+
 def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
               timeout: float | None, run_here: Callable[[], None],
-              poll: Callable[[], None]) -> None:
+              poll: Callable[[], None]) -> list[str]:
     """Run one worker per slot: ``run_here`` in this process when there is a single slot,
     else one subprocess each, calling ``poll`` (the progress line) while they run.
 
-    Raises WorkerFailed naming each worker that exited non-zero; on Ctrl-C waits for the
-    workers, which had the same signal and record their trials as failed, then re-raises.
+    Returns a line for each worker process that did not end well (``worker 2 (pid 77):
+    killed by SIGKILL``). SIGTERM or SIGINT to this process is passed on to every worker,
+    which records and re-queues its trial and exits; once all have, KeyboardInterrupt is
+    raised with the signal's name.
     """
     if len(slots) == 1:
         if slots[0] is not None:  # before torch initialises CUDA in this process
             os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
         use_threads(threads)
         run_here()
-        return
+        return []
     procs = [subprocess.Popen(worker_command(study, storage, threads, timeout),
                               env=worker_env(i, gpu, threads)) for i, gpu in enumerate(slots)]
+    received: list[str] = []
+
+    def forward(signum: int, frame: object) -> None:
+        if not received:
+            received.append(signal.Signals(signum).name)
+        for p in procs:
+            if p.poll() is None:
+                p.send_signal(signum)
+
+    old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
         while any(p.poll() is None for p in procs):
             poll()
             time.sleep(1)
         poll()
-    except KeyboardInterrupt:
-        for p in procs:
-            p.wait()
-        raise
-    failed = [f"worker {i} (exit {p.returncode})" for i, p in enumerate(procs) if p.returncode]
-    if failed:
-        raise WorkerFailed(", ".join(failed))
+    finally:
+        for s, handler in old.items():
+            signal.signal(s, handler)
+    if received:
+        raise KeyboardInterrupt(received[0])
+    return [f"worker {i} (pid {p.pid}): {exit_words(p.returncode)}"
+            for i, p in enumerate(procs) if p.returncode]

@@ -233,8 +233,11 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # even where the test runner ignores it
 
 
-@pytest.mark.parametrize("sig,left", [(signal.SIGKILL, TrialState.RUNNING),
-                                      (signal.SIGINT, TrialState.FAIL)], ids=["kill-9", "ctrl-c"])
+@pytest.mark.parametrize("sig,left", [
+    (signal.SIGKILL, [TrialState.RUNNING]),
+    (signal.SIGINT, [TrialState.FAIL, TrialState.WAITING]),
+    (signal.SIGTERM, [TrialState.FAIL, TrialState.WAITING]),
+], ids=["kill-9", "ctrl-c", "sigterm"])
 def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_path, sig, left):
     toml = tmp_path / "slow.toml"
     toml.write_text('objectives = ["mse"]\n' + NO_COLLAPSE.format(
@@ -252,11 +255,15 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     db = tmp_path / "sweeps.db"
-    # kill -9 leaves the trial RUNNING for the heartbeat to fail; Ctrl-C fails it at once
-    assert states(db, "k") == [left]
-    if sig == signal.SIGINT:
-        assert proc.returncode == 130 and "python -m sweep resume --study k" in err
-        assert "KeyboardInterrupt" in err and "Traceback" not in err
+    # kill -9 leaves the trial RUNNING for the heartbeat to fail; Ctrl-C and SIGTERM (kill,
+    # systemd, docker stop) fail it at once, saying why, and queue its re-run
+    assert states(db, "k") == left
+    if sig != signal.SIGKILL:
+        name = signal.Signals(sig).name
+        assert proc.returncode == 128 + sig and "python -m sweep resume --study k" in err
+        assert f"interrupted by {name}" in err and "Traceback" not in err
+        first = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials[0]
+        assert first.user_attrs["fail_reason"].startswith(f"interrupted by {name}")
 
     sweep("resume", "--study", "k", cwd=tmp_path)
     trials = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials

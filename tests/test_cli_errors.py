@@ -45,6 +45,8 @@ BAD = [
     (["start", "--config", "missing.toml"], "missing.toml"),
     (["start", "--data", "folder:empty"], "dataset"),
     (["start", "--no-such-flag"], "--no-such-flag"),
+    (["start", "--artifacts", "http://host/x"], "--artifacts"),
+    (["start", "--artifacts", "s3://"], "--artifacts"),
     # readers of a study that is not there
     (["resume", "--study", "x"], "sqlite:///sweeps.db"),
     (["worker", "--study", "x"], "sqlite:///sweeps.db"),

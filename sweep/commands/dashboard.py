@@ -1,9 +1,10 @@
 """``python -m sweep dashboard``: optuna-dashboard on the study storage, with the artifact
-store the trials wrote their images to."""
+stores the trials wrote their images to (each study's own, from its settings)."""
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import socket
 
 from sweep.errors import UsageError
@@ -17,6 +18,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--host", default="127.0.0.1",
                    help="address to bind (default: 127.0.0.1, this machine only; 0.0.0.0 "
                         "lets anyone who reaches this machine read and change the studies)")
+    p.add_argument("--artifacts", metavar="URL",
+                   help="read images from this store instead of the ones the studies' "
+                        "settings name (after moving the store; see README, Many machines)")
+    p.add_argument("--print-command", action="store_true",
+                   help="print the plain optuna-dashboard command that serves the same "
+                        "storage and images, and exit")
 
 
 def check_port(host: str, port: int) -> None:
@@ -31,16 +38,46 @@ def check_port(host: str, port: int) -> None:
                              f"({err.strerror or err})") from None
 
 
+def stores_of(storage: object, url: str, override: str | None) -> list:
+    """The stores of every study in ``storage`` (``override`` alone when given)."""
+    import optuna
+
+    from sweep import settings as study_settings
+    from sweep.stores import normalize, open_stores
+
+    if override:
+        return [open_stores(normalize(override), url, "")]
+    found: dict[str | None, object] = {}
+    for summary in optuna.study.get_all_study_summaries(storage):  # type: ignore[arg-type]
+        data = summary.user_attrs.get(study_settings.KEY) or {}
+        store = data.get("artifacts")
+        if store not in found:
+            found[store] = open_stores(store, url, summary.study_name)
+    return list(found.values()) or [open_stores(None, url, "")]
+
+
 def run(args: argparse.Namespace) -> int:
-    import optuna_dashboard
-    from optuna.artifacts import FileSystemArtifactStore
+    from sweep.storage import open_storage, resolve_storage_url, shown
+    from sweep.stores import FirstFound
 
-    from sweep.storage import artifact_dir, open_storage, resolve_storage_url
-
-    check_port(args.host, args.port)
+    if not args.print_command:
+        check_port(args.host, args.port)
     url = resolve_storage_url(args.storage)
     storage = open_storage(url, heartbeat_interval=None, must_exist=True)
-    store = FileSystemArtifactStore(str(artifact_dir(url)))
-    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {url}", flush=True)
+    stores = stores_of(storage, url, args.artifacts)
+    if args.print_command:
+        folders = [s.artifact_folder for s in stores if s.artifact_folder is not None]
+        if len(folders) != len(stores) or len(folders) > 1:
+            print("# optuna-dashboard takes one --artifact-dir; these studies keep images in "
+                  f"{', '.join(s.where for s in stores)}: use python -m sweep dashboard")
+            return 0
+        print(shlex.join(["optuna-dashboard", url, "--host", args.host, "--port",
+                          str(args.port), "--artifact-dir", str(folders[0])]))
+        return 0
+    import optuna_dashboard
+
+    store = stores[0].artifacts if len(stores) == 1 else FirstFound([s.artifacts for s in stores])
+    print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {shown(url)}, images from "
+          f"{', '.join(s.where for s in stores)}", flush=True)
     optuna_dashboard.run_server(storage, host=args.host, port=args.port, artifact_store=store)
     return 0

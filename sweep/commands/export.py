@@ -43,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     quiet_logs()
     images = heldout_images(args.test_data) if args.test_data else None
     out = Path(args.out)
-    data = export(study, storage, artifact_store(url), trial, out, images)
+    data = export(study, storage, artifact_store(url, study), trial, out, images)
     print(f"trial {trial.number} ({data['weights']}) -> {out}/config.toml, weights.pt, "
           "metrics.json")
     return 0

@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
 
     use_threads(threads_per_worker(1, args.threads))
     quiet_logs()
-    store = artifact_store(url)
+    store = artifact_store(url, study)
     who = report.roles(study)
     if args.test_data:
         report.score_heldout(who, storage, store, heldout_images(args.test_data))

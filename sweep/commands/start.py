@@ -38,6 +38,18 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                    help="do not keep the final weights of complete trials as artifacts")
     p.add_argument("--keep-checkpoints", action="store_true",
                    help="keep each finished trial's last checkpoint")
+    p.add_argument("--artifacts", metavar="URL",
+                   help="where every worker, on any machine, puts the trials' images and "
+                        "checkpoints: a shared folder (PATH or file:///PATH) or "
+                        "s3://BUCKET/PREFIX; kept in the study's settings (default: beside "
+                        "the SQLite file, or ./vae-sweep-artifacts for a server database)")
+    p.add_argument("--no-run", action="store_true",
+                   help="only create the study (or add the trials) and exit: "
+                        "`python -m sweep worker` processes run it")
+    p.add_argument("--if-new", action="store_true",
+                   help="leave a study of that name as it is (no trials added): running the "
+                        "same start twice, as a compose file's one-shot service does, adds "
+                        "its trials once")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -48,5 +60,6 @@ def run(args: argparse.Namespace) -> int:
           baseline=not args.no_baseline, references=not args.no_references,
           weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
           heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
-          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout,
+          artifacts=args.artifacts, run=not args.no_run, if_new=args.if_new)
     return 0

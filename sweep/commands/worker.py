@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import argparse
 
-HELP = "join an existing study from this machine and run trials until its goal is met"
+HELP = ("join a study from this machine (any machine that reaches its storage) and run its "
+        "trials until its stored budget is spent")
 PARENTS = ("storage", "run")
 
 

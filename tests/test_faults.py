@@ -1,0 +1,143 @@
+"""A study survives the faults of real machines: 3 workers, one killed with SIGKILL and one
+stopped with SIGTERM mid-trial, a trial whose loss is NaN, and (on PostgreSQL, when CI says
+how to stop its server) the database down for a few seconds. The study finishes its
+budget, every fault is in the trials' attrs, and no finished trial is lost or duplicated.
+(Out of memory is raised in-process: tests/test_worker.py.)"""
+
+import os
+import shlex
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import TrialState
+
+from sweep.progress import results
+from sweep.storage import open_storage
+
+ROOT = Path(__file__).resolve().parent.parent
+TOML = """
+objectives = ["mse"]
+pruner = "none"
+[fixed]
+synthetic_size = 512
+width = 8
+depth = 2
+latent_dim = 8
+batch_size = 32
+max_epochs = 2
+recon_reduction = "sum"
+kl_schedule = "linear"
+kl_warmup_steps = 100000
+[search.lr]
+low = 1e-3
+high = 3e-3
+log = true
+"""
+GOAL = 6
+
+
+def children(pid: int) -> list[int]:
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return sorted(found)
+
+
+def wait_for(check, seconds: float, proc: subprocess.Popen) -> None:
+    deadline = time.monotonic() + seconds
+    while not check():
+        assert proc.poll() is None, proc.communicate()
+        assert time.monotonic() < deadline, "timed out"
+        time.sleep(0.2)
+
+
+@pytest.fixture
+def backend(tmp_path):
+    url = os.environ.get("VAE_SWEEP_TEST_POSTGRES_URL")
+    ctl = os.environ.get("VAE_SWEEP_TEST_POSTGRES_CTL")
+    if url and ctl:
+        return url, ctl
+    return f"sqlite:///{tmp_path}/faults.db", None
+
+
+def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backend):
+    url, ctl = backend
+    name = f"faults-{uuid.uuid4().hex[:6]}"  # a server database outlives the test
+    (tmp_path / "f.toml").write_text(TOML)
+    env = dict(os.environ, PYTHONPATH=str(ROOT), VAE_SWEEP_STORAGE=url)
+    store = tmp_path / "store"
+    common = dict(cwd=tmp_path, env=env, text=True)
+    subprocess.run([sys.executable, "-m", "sweep", "start", "--study", name, "--config", "f.toml",
+                    "--data", "synthetic", "--n-trials", str(GOAL), "--heartbeat", "1",
+                    "--no-baseline", "--artifacts", str(store), "--no-run"], check=True,
+                   capture_output=True, **common)
+    storage = open_storage(url, heartbeat_interval=None)  # postgresql:// with psycopg2
+    study = optuna.load_study(study_name=name, storage=storage)
+    study.enqueue_trial({"lr": 1e-3})
+    study.enqueue_trial({"lr": 1e-3 * 1.5})
+    study.enqueue_trial({"lr": 1e12})  # outside the search, as enqueued trials may be: NaN
+    workers = subprocess.Popen([sys.executable, "-m", "sweep", "worker", "--study", name,
+                                "--workers", "3"], stdout=subprocess.PIPE,
+                               stderr=subprocess.PIPE, **common)
+    try:
+        ckpts = store / "checkpoints"
+        busy: list[int] = []
+
+        def two_workers_mid_trial() -> bool:
+            # Workers whose trial is running and has a checkpoint: the faults hit mid-trial.
+            busy[:] = [int(t.user_attrs["worker"].rsplit(":", 1)[1])
+                       for t in study.get_trials(states=(TrialState.RUNNING,))
+                       if "worker" in t.user_attrs
+                       and (ckpts / name / f"trial-{t.number}" / "last.ckpt").exists()]
+            return len(busy) >= 2
+
+        wait_for(two_workers_mid_trial, 240, workers)
+        assert set(busy) <= set(children(workers.pid))
+        os.kill(busy[0], signal.SIGKILL)
+        os.kill(busy[1], signal.SIGTERM)
+        if ctl:
+            subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True,
+                           capture_output=True)
+            time.sleep(6)  # the outage itself: the workers must wait it out
+            subprocess.run(shlex.split(ctl) + ["start"], check=True, capture_output=True)
+        out, err = workers.communicate(timeout=400)
+    finally:
+        if workers.poll() is None:
+            workers.kill()
+    trials = optuna.load_study(study_name=name, storage=storage).get_trials()
+    assert workers.returncode == 0, err
+    assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err
+    assert "met its goal" in err and "Traceback" not in err
+    if ctl:
+        assert "storage unreachable" in err and "storage reachable again" in err
+    states = Counter(t.state for t in trials)
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
+    assert results(trials) == GOAL
+    reasons = [t.user_attrs.get("fail_reason", "") for t in trials if t.state == TrialState.FAIL]
+    assert any(r.startswith("interrupted by SIGTERM") for r in reasons), reasons
+    assert any(r.startswith("no heartbeat") for r in reasons), reasons
+    assert any("nan" in r.lower() for r in reasons), reasons
+    reruns = [t for t in trials if "retry_of" in t.user_attrs]
+    assert len(reruns) >= 2 and all(t.user_attrs["retry_reason"] for t in reruns)
+    assert any(t.user_attrs.get("resumed_from") for t in reruns)
+    # Each chain of re-runs (named by its first trial) ends in one result, never two.
+    history = RetryHeartbeatStaleTrialCallback.retry_history
+    retried = {n for t in trials for n in history(t)}
+    roots = Counter((history(t) or [t.number])[0] for t in trials
+                    if t.state != TrialState.FAIL or t.number not in retried)
+    assert sum(roots.values()) == GOAL and max(roots.values()) == 1
+    if not url.startswith("sqlite"):
+        optuna.delete_study(study_name=name, storage=storage)

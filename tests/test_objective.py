@@ -1,0 +1,127 @@
+"""The objective's checkpoints: a resumed trial reproduces the uninterrupted one (random states
+restored), a corrupt or refused checkpoint restarts the trial from scratch, and a store that
+cannot take the images leaves the metrics recorded with the miss noted."""
+
+import optuna
+import pytest
+import torch
+from optuna.artifacts import FileSystemArtifactStore
+from optuna.trial import TrialState
+
+from sweep.objective import Objective
+from sweep.space import parse_space
+from sweep.worker import Requeue
+
+METRICS = ("mse", "rate", "neg_elbo", "active_units", "mutual_info")
+
+
+def space_of(tiny: dict, epochs: int = 3):
+    # A KL warm-up longer than the run: no collapse stop; no pruner: every epoch runs.
+    return parse_space({"objectives": ["mse", "rate"], "search": {}, "pruner": "none",
+                        "fixed": {**tiny, "max_epochs": epochs, "kl_schedule": "linear",
+                                  "kl_warmup_steps": 100_000}})
+
+
+def study() -> optuna.Study:
+    return optuna.create_study(directions=["minimize", "minimize"])
+
+
+def interrupted_then_resumed(tmp_path, space, images, *, spoil=None):
+    """Trial 0 stopped at the end of its second epoch (its checkpoint is the first's), then
+    re-queued and run again from the same checkpoint folder; returns the re-run."""
+    s = study()
+    store = FileSystemArtifactStore(str(tmp_path))
+    epochs = []
+
+    def stop_at_second_epoch():
+        epochs.append(1)
+        if len(epochs) == 2:
+            raise KeyboardInterrupt
+
+    cut = Objective(space, images, store, tmp_path / "ckpt", on_epoch=stop_at_second_epoch)
+    trial = s.ask()
+    with pytest.raises(KeyboardInterrupt):
+        cut(trial)
+    last = tmp_path / "ckpt" / "trial-0" / "last.ckpt"
+    assert last.exists()
+    if spoil is not None:
+        spoil(last)
+    Requeue("test")(s, s.tell(trial, state=TrialState.FAIL))
+    again = Objective(space, images, store, tmp_path / "ckpt")
+    rerun = s.ask()
+    s.tell(rerun, again(rerun))
+    return s.trials[1]
+
+
+def test_a_resumed_trial_reproduces_the_uninterrupted_one(tmp_path, tiny, images):
+    space = space_of(tiny)
+    whole = study()
+    whole.optimize(Objective(space, images, FileSystemArtifactStore(str(tmp_path)),
+                             tmp_path / "whole"), n_trials=1)
+    expected = whole.trials[0].user_attrs
+    rerun = interrupted_then_resumed(tmp_path, space, images)
+    got = rerun.user_attrs
+    assert rerun.state == TrialState.COMPLETE
+    assert got["resumed_from"].endswith("trial-0/last.ckpt") and got["start_epoch"] == 1
+    assert got["retry_of"] == 0 and got["retry"] == 1
+    for key in METRICS:
+        assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
+    assert [h["epoch"] for h in got["history"]] == [0, 1, 2]
+    assert got["history"][-1]["rate"] == pytest.approx(expected["history"][-1]["rate"], rel=1e-5)
+
+
+def test_checkpoints_load_with_weights_only(tmp_path, tiny, images):
+    s = study()
+    Objective(space_of(tiny, 1), images, FileSystemArtifactStore(str(tmp_path)),
+              tmp_path / "ckpt", keep_checkpoints=True)(s.ask())
+    state = torch.load(tmp_path / "ckpt" / "trial-0" / "last.ckpt", weights_only=True)
+    assert "RandomState" in str(list(state["callbacks"]))
+
+
+@pytest.mark.parametrize("spoil,why", [
+    (lambda p: p.write_bytes(p.read_bytes()[:200]), "not a whole checkpoint"),
+    # A pickle naming a global the weights-only loader refuses (it would run on load).
+    (lambda p: torch.save({"state_dict": {}, "evil": print}, p), "Unpickl"),
+], ids=["truncated", "refused"])
+def test_a_bad_checkpoint_restarts_the_trial_from_scratch(tmp_path, tiny, images, spoil, why):
+    rerun = interrupted_then_resumed(tmp_path, space_of(tiny, 2), images, spoil=spoil)
+    assert rerun.state == TrialState.COMPLETE
+    assert rerun.user_attrs["resumed_from"] is None and rerun.user_attrs["start_epoch"] == 0
+    assert why in rerun.user_attrs["checkpoint_refused"]
+
+
+class FullStore:
+    def write(self, artifact_id, content_body):
+        raise OSError(28, "No space left on device")
+
+    def open_reader(self, artifact_id):
+        raise FileNotFoundError(artifact_id)
+
+    def remove(self, artifact_id):
+        pass
+
+
+def test_a_store_that_cannot_take_the_images_leaves_the_metrics(tmp_path, tiny, images):
+    s = study()
+    s.optimize(Objective(space_of(tiny, 1), images, FullStore(), tmp_path / "ckpt"), n_trials=1)
+    trial = s.trials[0]
+    assert trial.state == TrialState.COMPLETE and trial.values == [trial.user_attrs["mse"],
+                                                                    trial.user_attrs["rate"]]
+    assert "No space left on device" in trial.user_attrs["artifacts_missing"]
+
+
+def test_a_checkpoint_of_the_final_epoch_is_trained_again_to_the_same_result(tmp_path, tiny,
+                                                                             images):
+    # The worker died between the last save and recording the result: nothing is left to
+    # train, so a resume would give no metrics; the re-run trains again, to the same values.
+    s = study()
+    store = FileSystemArtifactStore(str(tmp_path))
+    space = space_of(tiny, 1)
+    first = s.ask()
+    values = Objective(space, images, store, tmp_path / "ckpt", keep_checkpoints=True)(first)
+    Requeue("test")(s, s.tell(first, state=TrialState.FAIL))
+    rerun = s.ask()
+    again = Objective(space, images, store, tmp_path / "ckpt")(rerun)
+    attrs = s.trials[1].user_attrs
+    assert "final epoch" in attrs["checkpoint_refused"] and attrs["resumed_from"] is None
+    assert again == pytest.approx(values, rel=1e-6)
