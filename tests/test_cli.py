@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import json
 import os
+import shlex
 import signal
 import sqlite3
 import subprocess
@@ -332,6 +333,29 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     finally:
         server.kill()
         server.wait()
+    # The README's plain optuna-dashboard command, as --print-command gives it, serves the
+    # same image (the console script sits beside this Python).
+    printed = sweep("dashboard", "--port", str(port + 1), "--print-command", cwd=tmp_path)
+    command = shlex.split(printed.stdout.strip().splitlines()[-1])
+    assert command[0] == "optuna-dashboard" and "--artifact-dir" in command
+    command[0] = str(Path(sys.executable).with_name("optuna-dashboard"))
+    plain = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                             stderr=subprocess.DEVNULL)
+    base = f"http://127.0.0.1:{port + 1}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                png = get(f"/artifacts/{trial['study_id']}/{trial['trial_id']}/"
+                          f"{names['reconstructions.png']['artifact_id']}")
+                break
+            except OSError:
+                assert time.monotonic() < deadline and plain.poll() is None
+                time.sleep(0.2)
+        assert png[:8] == b"\x89PNG\r\n\x1a\n"
+    finally:
+        plain.kill()
+        plain.wait()
 
 
 @pytest.mark.parametrize("command", [["resume", "--study", "x"], ["status"]])
