@@ -23,7 +23,7 @@ from optuna.trial import FrozenTrial
 from sweep import configfile
 from sweep.errors import UsageError
 from sweep.recommend import recommend, trial_config
-from sweep.storage import open_storage, resolve_storage_url
+from sweep.storage import open_storage, resolve_storage_url, shown
 
 
 def open_study(storage_arg: str | None, name: str | None
@@ -35,11 +35,12 @@ def open_study(storage_arg: str | None, name: str | None
                                                                   include_best_trial=False)]
     if name is None:
         if len(names) != 1:
-            raise UsageError(f"{len(names)} studies in {url} ({', '.join(names) or 'none'}); "
+            raise UsageError(f"{len(names)} studies in {shown(url)} "
+                             f"({', '.join(names) or 'none'}); "
                              "name one with --study")
         name = names[0]
     if name not in names:
-        raise UsageError(f"no study {name!r} in {url}")
+        raise UsageError(f"no study {name!r} in {shown(url)}")
     return optuna.load_study(study_name=name, storage=storage), storage, url
 
 

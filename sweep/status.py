@@ -14,7 +14,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
 from sweep.errors import UsageError
-from sweep.storage import open_storage, resolve_storage_url
+from sweep.storage import open_storage, resolve_storage_url, shown
 
 
 def _fmt(value: Any) -> str:
@@ -79,15 +79,16 @@ def status(storage_url: str | None, study_name: str | None) -> str:
                                                                   include_best_trial=False)]
     if study_name is None:
         if len(names) != 1:
-            raise UsageError(f"{len(names)} studies in {url} ({', '.join(names) or 'none'}); "
+            raise UsageError(f"{len(names)} studies in {shown(url)} "
+                             f"({', '.join(names) or 'none'}); "
                              "name one with --study")
         study_name = names[0]
     if study_name not in names:
-        raise UsageError(f"no study {study_name!r} in {url}")
+        raise UsageError(f"no study {study_name!r} in {shown(url)}")
     study = optuna.load_study(study_name=study_name, storage=storage)
     knobs = list(study_settings.load(study).space.params)
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    out = [f"study {study_name!r} ({url}): "
+    out = [f"study {study_name!r} ({shown(url)}): "
            + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
     best = front(study)
     names_ = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]

@@ -220,7 +220,7 @@ def _load(url: str, name: str) -> tuple[optuna.Study, Settings]:
     try:
         loaded = optuna.load_study(study_name=name, storage=storage)
     except KeyError:
-        raise UsageError(f"no study {name!r} in {url}") from None
+        raise UsageError(f"no study {name!r} in {shown(url)}") from None
     return loaded, study_settings.load(loaded)
 
 
