@@ -23,25 +23,6 @@ from optuna.trial import FrozenTrial
 from sweep import configfile
 from sweep.errors import UsageError
 from sweep.recommend import recommend, trial_config
-from sweep.storage import open_storage, resolve_storage_url, shown
-
-
-def open_study(storage_arg: str | None, name: str | None
-               ) -> tuple[optuna.Study, optuna.storages.BaseStorage, str]:
-    """The study ``name`` (or the storage's only study) read-only, its storage and URL."""
-    url = resolve_storage_url(storage_arg)
-    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                  include_best_trial=False)]
-    if name is None:
-        if len(names) != 1:
-            raise UsageError(f"{len(names)} studies in {shown(url)} "
-                             f"({', '.join(names) or 'none'}); "
-                             "name one with --study")
-        name = names[0]
-    if name not in names:
-        raise UsageError(f"no study {name!r} in {shown(url)}")
-    return optuna.load_study(study_name=name, storage=storage), storage, url
 
 
 def pick(study: optuna.Study, which: str) -> FrozenTrial:

@@ -13,8 +13,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
-from sweep.errors import UsageError
-from sweep.storage import open_storage, resolve_storage_url, shown
+from sweep.storage import open_study, shown
 
 
 def _fmt(value: Any) -> str:
@@ -73,19 +72,8 @@ def answer(study: optuna.Study) -> str:
 
 
 def status(storage_url: str | None, study_name: str | None) -> str:
-    url = resolve_storage_url(storage_url)
-    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
-    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
-                                                                  include_best_trial=False)]
-    if study_name is None:
-        if len(names) != 1:
-            raise UsageError(f"{len(names)} studies in {shown(url)} "
-                             f"({', '.join(names) or 'none'}); "
-                             "name one with --study")
-        study_name = names[0]
-    if study_name not in names:
-        raise UsageError(f"no study {study_name!r} in {shown(url)}")
-    study = optuna.load_study(study_name=study_name, storage=storage)
+    study, _, url = open_study(storage_url, study_name)
+    study_name = study.study_name
     knobs = list(study_settings.load(study).space.params)
     counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
     out = [f"study {study_name!r} ({shown(url)}): "

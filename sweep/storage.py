@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import StorageError
+from sweep.errors import StorageError, UsageError
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -211,3 +211,23 @@ def _prepare_sqlite(parsed: URL, shown: str) -> None:
     if mode.lower() != "wal":  # e.g. on a network file system, which has no shared memory
         warnings.warn(f"{shown}: SQLite kept journal mode {mode!r} instead of WAL; "
                       "concurrent workers may hit 'database is locked'", stacklevel=3)
+
+
+def open_study(storage_arg: str | None, name: str | None
+               ) -> tuple[optuna.Study, optuna.storages.BaseStorage, str]:
+    """Study ``name`` (or the storage's only study) for reading, its storage and URL: what
+    ``status``, ``report`` and ``export`` read. UsageError naming what is missing."""
+    import optuna
+
+    url = resolve_storage_url(storage_arg)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
+                                                                  include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise UsageError(f"{len(names)} studies in {shown(url)} "
+                             f"({', '.join(names) or 'none'}); name one with --study")
+        name = names[0]
+    if name not in names:
+        raise UsageError(f"no study {name!r} in {shown(url)}")
+    return optuna.load_study(study_name=name, storage=storage), storage, url

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
-    from sweep.export import export, open_study, pick
+    from sweep.export import export, pick
+    from sweep.storage import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads

@@ -23,7 +23,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
-    from sweep.export import open_study
+    from sweep.storage import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
