@@ -16,6 +16,8 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.recommend import recommend
+
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
 
@@ -36,10 +38,13 @@ def best_summary(study: optuna.Study) -> str:
         return "best: none yet"
     if not front:
         return "best: none yet"
-    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    top = max(front, key=lambda t: t.user_attrs.get("active_units", 0))
-    values = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, top.values, strict=False))
-    return f"Pareto front: {len(front)} trial(s); most active units: trial {top.number} ({values})"
+    # The trial status and report recommend, by the same rule, so the line never names another.
+    top = recommend(study.get_trials(deepcopy=False))
+    if top is None:
+        return f"Pareto front: {len(front)} trial(s); none to recommend yet"
+    return (f"Pareto front: {len(front)} trial(s); recommended: trial {top.number} "
+            f"({top.user_attrs['bits_per_dim']:.4g} bits/dim, "
+            f"{top.user_attrs.get('active_units', 0)} active units)")
 
 
 class Progress:
