@@ -101,8 +101,11 @@ def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center",
                    ncol=min(len(series), 4), fontsize=8, frameon=False)
     fig.suptitle(title, fontsize=11)
-    fig.tight_layout(rect=(0, 0.06 * (1 + (len(series) - 1) // 4) if len(series) > 1 else 0,
-                           1, 1))
+    legend_rows = (len(series) + 3) // 4 if len(series) > 1 else 0
+    # Fixed margins, not tight_layout: measuring every tick label made up half of a 1-epoch
+    # trial's time outside its fit on a 2-core machine (0.3 s of 0.6 s for this chart).
+    fig.subplots_adjust(left=0.045, right=0.99, top=0.84, bottom=0.17 + 0.08 * legend_rows,
+                        wspace=0.28)
     fig.savefig(path)
     plt.close(fig)
 
@@ -110,12 +113,15 @@ def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
 def kl_bar_chart(kl_per_dim: list[float], threshold_units: int, path: Path) -> None:
     fig, ax = plt.subplots(figsize=(8, 3), dpi=DPI)
     order = sorted(range(len(kl_per_dim)), key=lambda i: -kl_per_dim[i])
-    ax.bar(range(len(order)), [kl_per_dim[i] for i in order], width=1.0, color="#4c72b0")
+    # One filled step outline, not a Rectangle per dim: 256 bars took 0.5 s to draw.
+    ax.stairs([kl_per_dim[i] for i in order], range(len(order) + 1), fill=True,
+              color="#4c72b0")
+    ax.set_xlim(0, len(order))
     ax.set_xlabel("latent dim (sorted by KL)")
     ax.set_ylabel("KL, nats / image")
     ax.set_title(f"KL per latent dim: {sum(kl_per_dim):.3g} nats total, "
                  f"{threshold_units} active units")
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.17)
     fig.savefig(path)
     plt.close(fig)
 
