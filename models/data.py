@@ -32,6 +32,7 @@ __all__ = ["ImageDataModule", "TensorBatches", "load_images", "split"]
 
 # Fixed, not cfg.seed: every trial of a sweep must train and validate on the same images.
 SYNTHETIC_SEED = 20240917
+SYNTHETIC_HELD_OUT_SEED = SYNTHETIC_SEED + 1  # ``--test-data synthetic``: images no trial saw
 # The train/validation split's seed, fixed for the same reason: trials with different
 # cfg.seed are scored on the same validation images (cfg.seed drives only the training
 # shuffle, the initialisation and the posterior samples).
@@ -48,24 +49,31 @@ CACHE_PREFIX = ".vae-sweep-cache-"
 DECODE_BLOCK = 1024  # images a decoding thread stacks at a time (bounds the extra memory)
 
 
-def load_images(cfg: Config) -> torch.Tensor:
-    """All images of ``cfg.dataset`` as one uint8 tensor (N, C, H, W), decoded once."""
+def load_images(cfg: Config, held_out: bool = False) -> torch.Tensor:
+    """All images of ``cfg.dataset`` as one uint8 tensor (N, C, H, W), decoded once.
+
+    ``held_out``: images no trial trains or validates on, for scoring a finished model: a
+    torchvision dataset's test split (``train=False``), synthetic images from another seed.
+    A folder is what it names either way (point it at the test folder, e.g. data/test).
+    """
     spec = cfg.dataset
     if spec == "synthetic":
-        return synthetic_images(cfg.synthetic_size)
+        return synthetic_images(cfg.synthetic_size,
+                                seed=SYNTHETIC_HELD_OUT_SEED if held_out else SYNTHETIC_SEED)
     if spec in TORCHVISION:
-        return _torchvision_images(spec, cfg.data_dir)
+        return _torchvision_images(spec, cfg.data_dir, train=not held_out)
     return _folder_images(os.path.expanduser(spec[len("folder:"):]))  # Config checked the spec
 
 
-def synthetic_images(n: int, size: int = SYNTHETIC_SIZE) -> torch.Tensor:
+def synthetic_images(n: int, size: int = SYNTHETIC_SIZE, seed: int = SYNTHETIC_SEED
+                     ) -> torch.Tensor:
     """``n`` RGB images of 1-3 coloured ellipses/rectangles on a smooth colour gradient.
 
     Each image is a handful of independent factors (background colours and direction;
     per shape: kind, centre, size, colour), so a VAE has real latent structure to find.
     Generated all at once: the only Python loop is over the 3 shape slots, not images.
     """
-    g = torch.Generator().manual_seed(SYNTHETIC_SEED)
+    g = torch.Generator().manual_seed(seed)
 
     def rand(*shape: int) -> torch.Tensor:
         return torch.rand(*shape, generator=g)
@@ -98,11 +106,11 @@ def synthetic_images(n: int, size: int = SYNTHETIC_SIZE) -> torch.Tensor:
     return img.mul(255).round_().clamp_(0, 255).to(torch.uint8)
 
 
-def _torchvision_images(name: str, data_dir: str) -> torch.Tensor:
+def _torchvision_images(name: str, data_dir: str, train: bool = True) -> torch.Tensor:
     existed = os.path.exists(data_dir)
     try:
         dataset = getattr(torchvision.datasets, TORCHVISION[name])(
-            root=data_dir, train=True, download=True)
+            root=data_dir, train=train, download=True)
     except Exception as exc:  # offline, partial or corrupt download: all mean "not here"
         if not existed:  # bad input writes nothing: no empty or half-downloaded data dir
             shutil.rmtree(data_dir, ignore_errors=True)

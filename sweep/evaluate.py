@@ -75,9 +75,10 @@ def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: A
 
 
 def heldout_images(spec: str, data_dir: str = "data") -> torch.Tensor:
-    """The images of dataset spec ``spec`` (``--test-data``); bad specs raise BAD_INPUT."""
+    """The held-out images of dataset spec ``spec`` (``--test-data``): a torchvision
+    dataset's test split, a folder as it is; bad specs raise BAD_INPUT."""
     cfg = Config(dataset=spec, data_dir=data_dir)
-    return load_images(cfg)
+    return load_images(cfg, held_out=True)
 
 
 def evaluate(module: VAE, images: torch.Tensor, batch_size: int | None = None,

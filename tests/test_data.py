@@ -368,3 +368,25 @@ def test_torchvision_arrays_become_nchw(monkeypatch):
     images = load_images(Config(dataset="fashion-mnist"))
     assert images.shape == (5, 1, 28, 28) and torch.equal(images[:, 0], mnist)
 
+
+
+def test_held_out_images_are_a_test_split_no_trial_saw(monkeypatch):
+    """``--test-data`` scores on images outside training: torchvision's train=False split,
+    synthetic images from another seed (same shape and kind, none the same)."""
+    asked = []
+    train_split = np.zeros((4, 32, 32, 3), dtype=np.uint8)
+    test_split = np.full((3, 32, 32, 3), 7, dtype=np.uint8)
+
+    def cifar(root, train, download):
+        asked.append(train)
+        return FakeDataset(train_split if train else test_split)
+
+    monkeypatch.setattr(torchvision.datasets, "CIFAR10", cifar)
+    assert len(load_images(Config(dataset="cifar10"))) == 4
+    held = load_images(Config(dataset="cifar10"), held_out=True)
+    assert asked == [True, False] and len(held) == 3 and int(held[0, 0, 0, 0]) == 7
+
+    cfg = Config(dataset="synthetic", synthetic_size=64)
+    seen, unseen = load_images(cfg), load_images(cfg, held_out=True)
+    assert seen.shape == unseen.shape
+    assert not any(torch.equal(a, b) for a in unseen for b in seen)

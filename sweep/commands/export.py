@@ -21,7 +21,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
     p.add_argument("--test-data", metavar="SPEC",
                    help="also score the trial on this dataset, which no trial saw "
-                        "(e.g. folder:data/test); written under \"test\" in metrics.json")
+                        "(a folder such as folder:data/test, a torchvision name's test split, or "
+                        "synthetic images of another seed); written under \"test\" in "
+                        "metrics.json")
 
 
 def run(args: argparse.Namespace) -> int:
