@@ -61,8 +61,10 @@ def reference_params(space: Space, ref: Reference) -> dict[str, Any] | str:
 
 def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str]:
     """Enqueue up to ``room`` references not already in ``study``; one line per reference
-    that was skipped, for the user."""
-    present = {t.user_attrs.get("reference") for t in study.get_trials(deepcopy=False)}
+    that was skipped, for the user. A reference whose config a trial already enqueued runs
+    (the baseline, when ``[fixed]`` applies that very fix) is not run twice."""
+    trials = study.get_trials(deepcopy=False)
+    present = {t.user_attrs.get("reference") for t in trials}
     notes: list[str] = []
     for ref in REFERENCES:
         params = reference_params(space, ref)
@@ -70,6 +72,11 @@ def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str
             notes.append(f"reference skipped, not in this space: {ref.label}: {params}")
             continue
         if ref.label in present:  # enqueued by an earlier start of this study
+            continue
+        same = next((t.number for t in trials if t.system_attrs.get("fixed_params") == params),
+                    None)
+        if same is not None:
+            notes.append(f"reference skipped, trial {same} already runs its config: {ref.label}")
             continue
         if room <= 0:
             notes.append(f"reference skipped, no room in --n-trials: {ref.label}")

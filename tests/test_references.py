@@ -9,7 +9,7 @@ from optuna.trial import FixedTrial
 
 from models.config import Config
 from sweep.references import REFERENCES, enqueue_references, reference_params
-from sweep.space import fix, load_space, parse_space, suggest
+from sweep.space import baseline_params, fix, load_space, parse_space, suggest
 
 
 @pytest.mark.parametrize("ref", REFERENCES, ids=lambda r: r.label.split(",")[0])
@@ -43,3 +43,15 @@ def test_enqueue_labels_them_stays_within_room_and_does_not_repeat():
     assert waiting[2].system_attrs["fixed_params"]["free_bits"] == 0.25
     enqueue_references(study, space, room=10)  # a second start adds only the missing one
     assert [t.user_attrs["reference"] for t in study.get_trials()][3:] == [REFERENCES[3].label]
+
+
+def test_a_reference_the_baseline_already_runs_is_not_run_twice():
+    """[fixed] that applies the calibrated decoder makes the baseline that very config."""
+    space = fix(load_space(None), {"likelihood": "gaussian", "sigma_mode": "optimal",
+                                   "recon_reduction": "sum"})
+    study = optuna.create_study(directions=space.directions())
+    study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True})
+    notes = enqueue_references(study, space, room=10)
+    labels = [t.user_attrs.get("reference") for t in study.get_trials()]
+    assert labels == [None, *(r.label for r in REFERENCES[:3])]
+    assert notes == [f"reference skipped, trial 0 already runs its config: {REFERENCES[3].label}"]
