@@ -87,16 +87,25 @@ def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
                  path: Path) -> None:
     """Four panels (CURVES) against the epoch, one line per (label, history)."""
     fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4), dpi=DPI)
+    last = max((r["epoch"] + 1 for _, h in series for r in h if r.get("epoch") is not None),
+               default=1)
     for ax, (key, name) in zip(axes, CURVES, strict=True):
+        values = []
         for i, (label, history) in enumerate(series):
             rows = [r for r in history if r.get(key) is not None]
+            values += [float(r[key]) for r in rows]
             ax.plot([r["epoch"] + 1 for r in rows], [float(r[key]) for r in rows], marker="o",
                     markersize=3, lw=2.5 if i < 2 and len(series) > 2 else 1.5, label=label)
         ax.set_xlabel("epoch")
-        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        # Whole epochs only; a fixed half-epoch margin, or one point gets ticks at 0.95-1.05.
+        ax.set_xlim(0.5, last + 0.5)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True, min_n_ticks=1))
         ax.set_title(name, fontsize=10)
-        if key == "rate":
+        # A log-like scale only when the rate spans decades (a collapse beside a healthy run):
+        # within one decade symlog has no tick to label.
+        if key == "rate" and values and max(values) > 30 * max(min(values), 1.0):
             ax.set_yscale("symlog", linthresh=1.0)
+            ax.set_ylim(bottom=0)  # a rate is never negative; autoscale pads below 0
     if len(series) > 1:
         fig.legend(*axes[0].get_legend_handles_labels(), loc="lower center",
                    ncol=min(len(series), 4), fontsize=8, frameon=False)
