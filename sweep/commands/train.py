@@ -14,6 +14,7 @@ from models.config import Config
 from sweep import configfile
 from sweep.commands import config_keys, fixed_fields
 from sweep.errors import UsageError
+from sweep.workers import check_threads
 
 HELP = "train one configuration (no study) and print its metrics as JSON"
 PARENTS = ("threads",)
@@ -39,6 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_threads(args.threads)  # before torch is imported: a bad flag answers at once
     from_file = configfile.read_values(args.config) if args.config else {}
     cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data)})
     for flag, path in (("--json", args.json), ("--save", args.save)):
