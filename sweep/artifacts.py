@@ -93,8 +93,9 @@ def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
         values = []
         for i, (label, history) in enumerate(series):
             rows = [r for r in history if r.get(key) is not None]
-            values += [float(r[key]) for r in rows]
-            ax.plot([r["epoch"] + 1 for r in rows], [float(r[key]) for r in rows], marker="o",
+            ys = [float(r[key]) for r in rows]
+            values += ys
+            ax.plot([r["epoch"] + 1 for r in rows], ys, marker="o",
                     markersize=3, lw=2.5 if i < 2 and len(series) > 2 else 1.5, label=label)
         ax.set_xlabel("epoch")
         # Whole epochs only; a fixed half-epoch margin, or one point gets ticks at 0.95-1.05.

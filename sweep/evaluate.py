@@ -76,7 +76,8 @@ def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: A
 
 def heldout_images(spec: str, data_dir: str = "data") -> torch.Tensor:
     """The held-out images of dataset spec ``spec`` (``--test-data``): a torchvision
-    dataset's test split, a folder as it is; bad specs raise BAD_INPUT."""
+    dataset's test split, synthetic images of another seed, a folder as it is; bad specs
+    raise BAD_INPUT."""
     cfg = Config(dataset=spec, data_dir=data_dir)
     return load_images(cfg, held_out=True)
 
