@@ -26,20 +26,16 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any
 
-import matplotlib
+import optuna
+import torch
+from matplotlib.ticker import MaxNLocator
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
+from torchvision.utils import make_grid
 
-matplotlib.use("Agg")  # headless: workers have no display
-
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from optuna.artifacts._protocol import ArtifactStore  # noqa: E402
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
-
-from models.module import VAE  # noqa: E402
-from sweep.weights import save_weights  # noqa: E402
+from models.module import VAE
+from sweep.figures import agg_figure  # headless, and no process-wide backend
+from sweep.weights import save_weights
 
 N_IMAGES = 8
 SCALE = 4  # screen pixels per image pixel: a 32 x 32 image shows at 128 x 128
@@ -56,9 +52,8 @@ def labelled_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str, path: Pa
     row labelled on its left, shown ``scale`` times their size with sharp pixels."""
     width = max(g.shape[2] for _, g in rows) * scale / DPI
     heights = [g.shape[1] * scale / DPI for _, g in rows]
-    fig, axes = plt.subplots(len(rows), 1, squeeze=False, dpi=DPI,
-                             figsize=(width + 1.6, sum(heights) + 0.3 * len(rows) + 0.5),
-                             gridspec_kw={"height_ratios": heights})
+    fig = agg_figure(dpi=DPI, figsize=(width + 1.6, sum(heights) + 0.3 * len(rows) + 0.5))
+    axes = fig.subplots(len(rows), 1, squeeze=False, gridspec_kw={"height_ratios": heights})
     for ax, (label, grid) in zip(axes[:, 0], rows, strict=True):
         ax.imshow(grid.permute(1, 2, 0).clamp(0, 1).numpy(), interpolation="nearest")
         ax.set_xticks([])
@@ -69,7 +64,6 @@ def labelled_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str, path: Pa
     fig.suptitle(title, fontsize=11)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
@@ -86,7 +80,8 @@ def reconstruction_rows(module: VAE, images: torch.Tensor) -> list[tuple[str, to
 def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
                  path: Path) -> None:
     """Four panels (CURVES) against the epoch, one line per (label, history)."""
-    fig, axes = plt.subplots(1, len(CURVES), figsize=(4 * len(CURVES), 3.4), dpi=DPI)
+    fig = agg_figure(figsize=(4 * len(CURVES), 3.4), dpi=DPI)
+    axes = fig.subplots(1, len(CURVES))
     last = max((r["epoch"] + 1 for _, h in series for r in h if r.get("epoch") is not None),
                default=1)
     for ax, (key, name) in zip(axes, CURVES, strict=True):
@@ -117,11 +112,11 @@ def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
     fig.subplots_adjust(left=0.045, right=0.99, top=0.84, bottom=0.17 + 0.08 * legend_rows,
                         wspace=0.28)
     fig.savefig(path)
-    plt.close(fig)
 
 
 def kl_bar_chart(kl_per_dim: list[float], threshold_units: int, path: Path) -> None:
-    fig, ax = plt.subplots(figsize=(8, 3), dpi=DPI)
+    fig = agg_figure(figsize=(8, 3), dpi=DPI)
+    ax = fig.subplots()
     order = sorted(range(len(kl_per_dim)), key=lambda i: -kl_per_dim[i])
     # One filled step outline, not a Rectangle per dim: 256 bars took 0.5 s to draw.
     ax.stairs([kl_per_dim[i] for i in order], range(len(order) + 1), fill=True,
@@ -133,7 +128,6 @@ def kl_bar_chart(kl_per_dim: list[float], threshold_units: int, path: Path) -> N
                  f"{threshold_units} active units")
     fig.subplots_adjust(left=0.1, right=0.98, top=0.88, bottom=0.17)
     fig.savefig(path)
-    plt.close(fig)
 
 
 def write_csv(history: list[dict[str, Any]], path: Path) -> None:

@@ -1,6 +1,8 @@
 """The report's charts (``sweep.report``): the rate-distortion plane and parameter importance.
 
-Each function draws one PNG from plain data; the report decides what goes in.
+Each function draws one PNG from plain data; the report decides what goes in. Figures are
+drawn by Agg on figures of their own (``agg_figure``), never through pyplot: no backend is
+chosen for the process, so a notebook's stays the user's, and a worker needs no display.
 """
 
 from __future__ import annotations
@@ -8,14 +10,19 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-import matplotlib
-
-matplotlib.use("Agg")
-
-import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
 
 DPI = 110
+
+
+def agg_figure(**kwargs: Any) -> Figure:
+    """A ``Figure`` (same arguments) drawn by Agg, whatever pyplot's backend is."""
+    fig = Figure(**kwargs)
+    FigureCanvasAgg(fig)
+    return fig
 
 
 @dataclass(frozen=True)
@@ -41,7 +48,8 @@ def rd_front(points: Sequence[Point]) -> list[Point]:
 
 def rd_plane(points: Sequence[Point], front: Sequence[Point], path: Path) -> None:
     """Rate (x, symlog) against mse (y), colour = active units; stopped trials as x."""
-    fig, ax = plt.subplots(figsize=(8, 5.5), dpi=DPI)
+    fig = agg_figure(figsize=(8, 5.5), dpi=DPI)
+    ax = fig.subplots()
     vmax = max([p.active_units for p in points] + [1])
     for stopped, marker, name in ((False, "o", "complete"), (True, "X", "collapsed / pruned "
                                                                         "(at its last epoch)")):
@@ -75,14 +83,13 @@ def rd_plane(points: Sequence[Point], front: Sequence[Point], path: Path) -> Non
     ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def importance_chart(importances: dict[str, dict[str, float]], path: Path) -> None:
     """One horizontal bar panel per objective: each param's share of the variance."""
-    fig, axes = plt.subplots(1, len(importances), squeeze=False, dpi=DPI,
-                             figsize=(4.5 * len(importances), 0.35 * max(
-                                 len(v) for v in importances.values()) + 1.4))
+    fig = agg_figure(dpi=DPI, figsize=(4.5 * len(importances), 0.35 * max(
+        len(v) for v in importances.values()) + 1.4))
+    axes = fig.subplots(1, len(importances), squeeze=False)
     for ax, (objective, values) in zip(axes[0], importances.items(), strict=True):
         names = list(values)[::-1]
         ax.barh(names, [values[n] for n in names], color="#4c72b0")
@@ -91,4 +98,3 @@ def importance_chart(importances: dict[str, dict[str, float]], path: Path) -> No
         ax.set_xlabel("importance (fANOVA)")
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
