@@ -1,9 +1,11 @@
 """The sweep service: search space, storage, Optuna study runner and command line.
 
 ``sweep.start``, ``sweep.resume`` and ``sweep.join`` run studies from Python exactly as the
-commands of the same names do (see ``sweep.study``).
+commands of the same names do (see ``sweep.study``), and return a ``Sweep`` to read the
+answer from (``sweep.handle``); ``sweep.load`` opens one without running anything.
 """
 
-from sweep.study import join, resume, start
+from sweep.handle import Sweep, load
+from sweep.study import RunOptions, join, resume, start
 
-__all__ = ["join", "resume", "start"]
+__all__ = ["RunOptions", "Sweep", "join", "load", "resume", "start"]

@@ -111,16 +111,16 @@ def child(job_json: str) -> None:
 
     job = json.loads(job_json)
     torch.set_num_threads(job["threads"])
-    quiet_logs()
     cfg = Config.from_dict(job["config"])
     images = load_images(cfg)
     images = images.repeat(-(-job["n"] // len(images)), 1, 1, 1)[:job["n"]]
     options = {"accelerator": job["accelerator"], "precision": job["precision"],
                "channels_last": job["channels_last"]}
-    fit(cfg.replace(max_steps=WARMUP_STEPS), images=images, **options)
-    print("ready", flush=True)
-    sys.stdin.readline()
-    m = fit(cfg.replace(max_steps=job["steps"]), images=images, **options).metrics
+    with quiet_logs():
+        fit(cfg.replace(max_steps=WARMUP_STEPS), images=images, **options)
+        print("ready", flush=True)
+        sys.stdin.readline()
+        m = fit(cfg.replace(max_steps=job["steps"]), images=images, **options).metrics
     print(json.dumps({"images_per_sec": m["images_per_sec"]}), flush=True)
 
 

@@ -20,13 +20,11 @@ project's decoded-image cache is filled before timing (what every run after the 
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import random
 import sys
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -68,13 +66,6 @@ def subset_folder(root: Path, n: int, dest: Path) -> Path:
     return dest
 
 
-@contextlib.contextmanager
-def stdout_to_stderr() -> Iterator[None]:
-    """``sweep.start`` reports on stdout; the bench keeps stdout for its JSON."""
-    with contextlib.redirect_stdout(sys.stderr):
-        yield
-
-
 def run_start(dest: Path, root: Path, fixed: dict[str, Any], space: dict[str, Any],
               n_trials: int, baseline_trial: bool) -> tuple[float, list[FrozenTrial], float]:
     """``sweep.start`` into a fresh SQLite file: (wall seconds, trials, start time)."""
@@ -86,12 +77,11 @@ def run_start(dest: Path, root: Path, fixed: dict[str, Any], space: dict[str, An
     fields = {**fixed, "dataset": f"folder:{root}"}
     load_images(Config.from_dict(fields))  # fill the decode cache before the clock starts
     started = time.time()
-    with stdout_to_stderr():
-        study = sweep.start(config, study=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
-                            n_trials=n_trials, fixed=fields, baseline=baseline_trial,
-                            threads=torch.get_num_threads())
+    done = sweep.start(config, study=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
+                       n_trials=n_trials, fixed=fields, baseline=baseline_trial,
+                       options=sweep.RunOptions(threads=torch.get_num_threads()))
     wall = time.time() - started
-    return wall, study.get_trials(deepcopy=False), started
+    return wall, done.study.get_trials(deepcopy=False), started
 
 
 def sweep_overhead(cfg: Config, root: Path, dest: Path, device: torch.device) -> dict[str, Any]:

@@ -2,7 +2,9 @@
 shared flags in parent parsers.
 
 Every bad input ends with exit code 2 and one line on stderr naming what is wrong, before
-anything is written (``sweep.errors.BAD_INPUT``).
+anything is written (``sweep.errors.BAD_INPUT``): the library names its parameters
+(``n_trials must be >= 0``), ``FLAGS`` turns them into the flags that set them. The sweep's
+events (the ``sweep`` logger) are printed while a command runs (``sweep.logs.printed``).
 """
 
 from __future__ import annotations
@@ -18,9 +20,43 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from sweep.commands import NAMES
-from sweep.errors import BAD_INPUT, RunError
+from sweep.errors import BAD_INPUT, ParamError, RunError
+from sweep.logs import printed
 from sweep.storage import STORAGE_ENV
 from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed
+
+# The library's parameters (ParamError.param, and others named in its message) as the
+# command line sets them: the one place where the two sets of names meet.
+FLAGS = {
+    "space": "--config",
+    "study": "--study",
+    "storage": "--storage",
+    "n_trials": "--n-trials",
+    "heartbeat": "--heartbeat",
+    "artifacts": "--artifacts",
+    "gpus": "--gpus",
+    "workers": "--workers",
+    "trials_per_gpu": "--trials-per-gpu",
+    "threads": "--threads",
+    "timeout": "--timeout",
+    "trial": "--trial",
+    "test_data": "--test-data",
+}
+
+
+def flag(param: str) -> str:
+    return FLAGS.get(param, param)
+
+
+def gpu_ids(text: str) -> list[int]:
+    """``--gpus 0,1`` as the library's ``gpus=[0, 1]``."""
+    try:
+        ids = [int(g) for g in text.split(",") if g.strip()]
+    except ValueError:
+        ids = []
+    if not ids or min(ids) < 0:
+        raise argparse.ArgumentTypeError(f"expected GPU ids like 0,1, got {text!r}")
+    return ids
 
 
 class Parser(argparse.ArgumentParser):
@@ -39,7 +75,8 @@ def _parents() -> dict[str, Parser]:
                          help=f"CPU threads per training process (default: ${THREADS_ENV}, "
                               "else the cores divided among this machine's workers)")
     run = Parser(add_help=False, parents=[threads])
-    run.add_argument("--gpus", help="comma-separated GPU ids (default: every visible GPU)")
+    run.add_argument("--gpus", type=gpu_ids,
+                     help="comma-separated GPU ids (default: every visible GPU)")
     run.add_argument("--workers", type=int, help="worker processes on a machine without GPUs")
     run.add_argument("--trials-per-gpu", type=int, default=1,
                      help="worker slots per GPU (default: 1)")
@@ -68,17 +105,22 @@ def build_parser() -> argparse.ArgumentParser:
                            epilog=getattr(module, "EPILOG", None),
                            parents=[parents[k] for k in module.PARENTS])
         module.add_arguments(p)
-        p.set_defaults(run=module.run)
+        p.set_defaults(run=module.run, events_on_stderr=getattr(module, "STDOUT_IS_DATA", False))
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    # Heartbeats and their retry callback are the crash-safety we rely on, not an experiment
-    # the user opted into: Optuna's "is experimental" warnings would only clutter stderr.
-    warnings.filterwarnings("ignore", message=".*is (an )?experimental")
     try:
-        return int(args.run(args))
+        with warnings.catch_warnings(), printed(args.events_on_stderr):
+            # Heartbeats and their retry callback are the crash-safety we rely on, not an
+            # experiment the user opted into: Optuna's "is experimental" warnings would only
+            # clutter stderr.
+            warnings.filterwarnings("ignore", message=".*is (an )?experimental")
+            return int(args.run(args))
+    except ParamError as err:
+        print(f"python -m sweep {args.command}: error: {err.render(flag)}", file=sys.stderr)
+        return 2
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2

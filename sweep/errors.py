@@ -7,11 +7,32 @@ knows nothing of the sweep; ``BAD_INPUT`` is what the command line catches.
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 from models.config import ConfigError
 
 
 class UsageError(ValueError):
     """Bad input the user can fix: a flag, a study name, a port. One line, exit 2."""
+
+
+class ParamError(UsageError):
+    """A bad argument of a library call, named as the parameter: ``n_trials must be >= 0``.
+
+    ``message`` follows the parameter's name and may name other parameters as ``{name}``;
+    ``render`` writes every name through another table, as the command line does to name
+    its flags (``--n-trials must be >= 0``).
+    """
+
+    def __init__(self, param: str, message: str) -> None:
+        self.param = param
+        self.message = message
+        super().__init__(self.render(lambda name: name))
+
+    def render(self, name: Callable[[str], str]) -> str:
+        rest = re.sub(r"\{([a-z_]+)\}", lambda m: name(m[1]), self.message)
+        return f"{name(self.param)} {rest}"
 
 
 class SpaceError(UsageError):
@@ -38,6 +59,11 @@ class RunError(RuntimeError):
 class DatabaseFull(RunError):
     """The database has no room left (SQLite "database or disk is full", PostgreSQL "No space
     left on device"): waiting does not help, so it is not retried."""
+
+
+class NoWeights(RunError):
+    """The trial kept no weights (PRUNED, or a study started without them): its model needs
+    a retraining that the caller did not allow (``retrain=True``)."""
 
 
 class WorkerError(RunError):

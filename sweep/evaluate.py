@@ -1,16 +1,16 @@
 """A trial's model back from the study, and its metrics on images no trial saw.
 
 ``model_for`` loads the trial's ``weights.pt`` artifact, or, when the study kept none
-(``start --no-weights``, or a PRUNED trial), retrains the trial's config with a progress
-bar and says so. ``evaluate`` scores a model on any images through the module's own
-validation step (``trainer.validate``), so held-out numbers are the very metrics of
-``models.metrics``: the split of a ``--test-data`` spec (e.g. ``folder:data/test``, the
-CIFAR-10 copy's test set) stands beside the literature's test bits/dim.
+(``start --no-weights``, or a PRUNED trial), retrains the trial's config and says so (or,
+with ``retrain=False``, raises ``NoWeights``). ``evaluate`` scores a model on any images
+through the module's own validation step (``trainer.validate``), so held-out numbers are
+the very metrics of ``models.metrics``: the split of a ``--test-data`` spec (e.g.
+``folder:data/test``, the CIFAR-10 copy's test set) stands beside the literature's test bits/dim.
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -25,9 +25,11 @@ from optuna.trial import FrozenTrial
 from models.config import Config
 from models.data import TensorBatches, load_images
 from models.module import VAE
-from sweep.errors import UsageError
+from sweep.errors import NoWeights, ParamError
 from sweep.recommend import trial_config
 from sweep.weights import load_model
+
+log = logging.getLogger(__name__)
 
 
 def artifact_store(url: str, study: optuna.Study) -> ArtifactStore:
@@ -50,15 +52,15 @@ def download_weights(trial: FrozenTrial, storage: optuna.storages.BaseStorage,
         download_artifact(artifact_store=store, artifact_id=metas[-1].artifact_id,
                           file_path=str(dest))
     except Exception as err:  # a store that lost the file: the caller retrains
-        print(f"trial {trial.number}: its weights artifact cannot be read ({err})",
-              file=sys.stderr)
+        log.warning("trial %d: its weights artifact cannot be read (%s)", trial.number, err)
         return False
     return True
 
 
 def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: ArtifactStore,
-              progress: bool = True) -> tuple[VAE, str]:
-    """The trial's trained VAE and where it came from ("saved weights" or "retrained")."""
+              progress: bool = True, retrain: bool = True) -> tuple[VAE, str]:
+    """The trial's trained VAE and where it came from ("saved weights" or "retrained");
+    ``retrain=False``: NoWeights instead of a retraining."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "weights.pt"
         if download_weights(trial, storage, store, path):
@@ -67,10 +69,16 @@ def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: A
     from sweep.logs import quiet_logs
 
     cfg = trial_config(trial)
-    print(f"trial {trial.number} has no saved weights ({trial.state.name}); retraining its "
-          f"config ({cfg.max_epochs} epoch(s))", file=sys.stderr, flush=True)
-    quiet_logs()
-    module = fit(cfg, progress=progress).module
+    if not retrain:
+        raise NoWeights(f"trial {trial.number} ({trial.state.name}) kept no weights: its model "
+                        f"must be trained again ({cfg.max_epochs} epoch(s)); pass retrain=True "
+                        "to do so")
+    log.warning("trial %d has no saved weights (%s); retraining its config (%d epoch(s))",
+                trial.number, trial.state.name, cfg.max_epochs)
+    from sweep.workers import environ_kept
+
+    with quiet_logs(), environ_kept():
+        module = fit(cfg, progress=progress).module
     return module.eval(), "retrained"
 
 
@@ -86,7 +94,7 @@ def evaluate(module: VAE, images: torch.Tensor, batch_size: int | None = None,
              seed: int | None = None) -> dict[str, Any]:
     """``module``'s validation metrics on all of ``images`` (uint8, (N, C, H, W))."""
     if tuple(images.shape[1:]) != tuple(module.image_shape):
-        raise UsageError(f"--test-data: images of shape {tuple(images.shape[1:])}, the model "
+        raise ParamError("test_data", f"has images of shape {tuple(images.shape[1:])}, the model "
                          f"was trained on {tuple(module.image_shape)}")
     pl.seed_everything(module.cfg.seed if seed is None else seed, verbose=False)
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,

@@ -13,8 +13,8 @@ noted (``checkpoint_missing``, ``artifacts_missing``) and the trial's metrics st
 
 from __future__ import annotations
 
+import logging
 import random
-import sys
 import time
 import zipfile
 from collections.abc import Callable
@@ -36,6 +36,8 @@ from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
 from sweep.provenance import provenance
 from sweep.space import Space, suggest
 from sweep.stores import CheckpointStore, FolderCheckpoints
+
+log = logging.getLogger(__name__)
 
 
 class RandomState(pl.Callback):
@@ -157,8 +159,7 @@ class Objective:
         except Exception as err:  # the store is full or unreachable: the metrics still count
             why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
             trial.set_user_attr("artifacts_missing", why)
-            print(f"trial {trial.number}: images not stored ({why})", file=sys.stderr,
-                  flush=True)
+            log.warning("trial %d: images not stored (%s)", trial.number, why)
         if not self.keep_checkpoints:
             self.checkpoints.remove(root)
         if stop.state == "FAIL":

@@ -1,13 +1,14 @@
 """Progress of a study: counts by state, a line per finished trial, the best so far.
 
-On a terminal the running counts are redrawn in place; otherwise each change is one plain
-log line. ``results`` is what the trial goal counts: finished trials, where a failed trial
-that was re-run counts once (through its re-run).
+Each is a record of the ``sweep.progress`` logger; the counts carry ``redraw``, so the command
+line's handler redraws them in place on a terminal (``sweep.logs.Console``); otherwise each
+change is one plain log line. ``results`` is what the trial goal counts: finished trials,
+where a failed trial that was re-run counts once (through its re-run).
 """
 
 from __future__ import annotations
 
-import sys
+import logging
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -17,6 +18,8 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.recommend import recommend
+
+log = logging.getLogger(__name__)
 
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -50,7 +53,6 @@ def best_summary(study: optuna.Study) -> str:
 class Progress:
     def __init__(self, study: optuna.Study, goal: int | None = None, echo: bool = True) -> None:
         self.study, self.goal, self.echo = study, goal, echo
-        self.tty = sys.stdout.isatty()
         self.last = ""
         self.started = time.monotonic()
 
@@ -82,13 +84,10 @@ class Progress:
         return results(trials) + running >= self.goal
 
     def _print(self, line: str, final: bool) -> None:
-        if self.tty and not final:
-            print(f"\r\033[K{line}", end="", flush=True)
-        else:
-            print(("\r\033[K" if self.tty else "") + line, flush=True)
+        log.info("%s", line, extra={"redraw": not final})
 
     def poll(self) -> None:
-        """Print the counts when they changed (the parent of several workers calls this)."""
+        """Log the counts when they changed (the parent of several workers calls this)."""
         line = f"[{time.monotonic() - self.started:6.0f}s] {self.counts()} | "
         line += best_summary(self.study)
         if line.split("] ", 1)[1] != self.last.split("] ", 1)[-1]:

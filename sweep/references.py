@@ -8,8 +8,8 @@ CIFAR-10 against a KL summed over latent dims, which is the imbalance that drown
 ``start`` enqueues them right after the baseline (``--no-references`` skips them), labelled
 by ``reference = "<label>"`` in their user attrs, so the report can put the seed, each fix
 and the sweep's pick side by side, and the sampler (TPE) starts from these known-good regions.
-They count toward ``--n-trials``: a study of N trials runs at most N - 1 of them after the
-baseline. A reference the study's space cannot express (a field it changes is neither
+They count toward ``n_trials`` (``--n-trials``): a study of N trials runs at most N - 1 of
+them after the baseline. A reference the study's space cannot express (a field it changes is neither
 searched with that value in range nor fixed at that value) is skipped with one line.
 """
 
@@ -79,7 +79,7 @@ def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str
             notes.append(f"reference skipped, trial {same} already runs its config: {ref.label}")
             continue
         if room <= 0:
-            notes.append(f"reference skipped, no room in --n-trials: {ref.label}")
+            notes.append(f"reference skipped, no room in n_trials: {ref.label}")
             continue
         study.enqueue_trial(params, user_attrs={"reference": ref.label})
         room -= 1

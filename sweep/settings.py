@@ -14,7 +14,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config
-from sweep.errors import UsageError
+from sweep.errors import ParamError, UsageError
 from sweep.space import Space
 
 if TYPE_CHECKING:
@@ -37,9 +37,9 @@ class Settings:
 
     def __post_init__(self) -> None:
         if self.goal < 0:
-            raise UsageError(f"--n-trials must be >= 0, got {self.goal}")
+            raise ParamError("n_trials", f"must be >= 0, got {self.goal}")
         if not 1 <= self.heartbeat <= MAX_HEARTBEAT_S:
-            raise UsageError(f"--heartbeat must be in [1, {MAX_HEARTBEAT_S}] seconds, "
+            raise ParamError("heartbeat", f"must be in [1, {MAX_HEARTBEAT_S}] seconds, "
                              f"got {self.heartbeat}")
 
     @property

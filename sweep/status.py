@@ -1,19 +1,119 @@
-"""``python -m sweep status``: trials by state, the Pareto front as a table with the params
+"""A study's status as data (``read_status``), and ``python -m sweep status``'s text as a
+rendering of it (``render``): trials by state, the Pareto front as a table with the params
 the study searched (read from its stored space), and the answer to the seed question: did
 the baseline collapse, how did each reference fix do, and which trial to take (the rule of
-``sweep.recommend``), with its complete config."""
+``sweep.recommend``), with its complete config.
+
+``Status.to_dict()`` is the same data as plain JSON-ready values.
+"""
 
 from __future__ import annotations
 
+import dataclasses
 from collections import Counter
 from typing import Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from models.config import Config
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
 from sweep.storage import open_study, shown
+
+# What the answer says of each trial it names, in this order.
+SHOWN = ("bits_per_dim", "neg_elbo", "mse", "rate", "active_units")
+# Besides those, what ``Recommendation.metrics`` holds when the trial has it.
+METRICS = (*SHOWN, "bits_per_dim_own", "neg_elbo_own", "mutual_info")
+
+
+@dataclasses.dataclass(frozen=True)
+class Recommendation:
+    """The trial to take (``sweep.recommend``): its number, complete config and metrics
+    (validation: ``bits_per_dim``, ``neg_elbo`` and ``rate`` in nats per image, ``mse`` per
+    pixel, ``active_units``...)."""
+
+    trial: int
+    config: Config
+    metrics: dict[str, Any]
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> Recommendation:
+        return cls(t.number, rec_rule.trial_config(t),
+                   {k: t.user_attrs[k] for k in METRICS if k in t.user_attrs})
+
+
+@dataclasses.dataclass(frozen=True)
+class Named:
+    """A trial the answer names (the baseline, a reference): how it ended, and its metrics."""
+
+    trial: int
+    fate: str
+    metrics: dict[str, Any]
+    label: str | None = None  # a reference's label
+
+    @classmethod
+    def of(cls, t: FrozenTrial) -> Named:
+        return cls(t.number, rec_rule.fate(t), {k: t.user_attrs.get(k) for k in SHOWN},
+                   t.user_attrs.get("reference"))
+
+
+@dataclasses.dataclass(frozen=True)
+class Row:
+    """A trial of the front: its objective values, other metrics, and searched params."""
+
+    trial: int
+    values: list[float]
+    metrics: dict[str, Any]
+    params: dict[str, Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class Status:
+    study: str
+    storage: str  # the URL as shown (password hidden)
+    counts: dict[str, int]  # trials by state name
+    objectives: list[str]
+    metrics: list[str]  # the front's columns besides the objectives
+    params: list[str]  # the searched params
+    multi_objective: bool
+    front: list[Row]  # the Pareto front (multi-objective), else the best trial
+    baseline: Named | None  # the seed configuration, once it reached an epoch
+    references: list[Named]  # each reference that reached an epoch
+    recommended: Recommendation | None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values (each config as its fields)."""
+        return dataclasses.asdict(self)
+
+
+def front(study: optuna.Study) -> list[FrozenTrial]:
+    if len(study.directions) == 1:
+        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        return [study.best_trial] if done else []
+    return sorted(study.best_trials, key=lambda t: t.values[0])
+
+
+def read_status(study: optuna.Study, url: str) -> Status:
+    """The status of ``study``, stored at ``url``."""
+    trials = study.get_trials(deepcopy=False)
+    knobs = list(study_settings.load(study).space.params)
+    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
+    extra = [m for m in ("active_units", "rate", "neg_elbo") if m not in names]
+    counts = Counter(t.state.name for t in trials)
+    base = rec_rule.baseline(trials)
+    best = rec_rule.recommend(trials)
+    return Status(
+        study=study.study_name, storage=shown(url), counts=dict(sorted(counts.items())),
+        objectives=list(names), metrics=extra, params=knobs,
+        multi_objective=len(study.directions) > 1,
+        front=[Row(t.number, list(t.values), {m: t.user_attrs.get(m) for m in extra},
+                   {k: t.params.get(k) for k in knobs}) for t in front(study)],
+        baseline=Named.of(base) if base is not None and rec_rule.reached_an_epoch(base)
+        else None,
+        references=[Named.of(t) for t in rec_rule.references(trials)
+                    if rec_rule.reached_an_epoch(t)],
+        recommended=None if best is None else Recommendation.of(best))
 
 
 def _fmt(value: Any) -> str:
@@ -30,65 +130,50 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def front(study: optuna.Study) -> list[FrozenTrial]:
-    if len(study.directions) == 1:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [study.best_trial] if done else []
-    return sorted(study.best_trials, key=lambda t: t.values[0])
-
-
-def _line(t: FrozenTrial) -> str:
-    a = t.user_attrs
+def _line(a: dict[str, Any]) -> str:
     return (f"bits/dim {_fmt(a.get('bits_per_dim'))}, neg_elbo {_fmt(a.get('neg_elbo'))} nats, "
             f"mse {_fmt(a.get('mse'))}, rate {_fmt(a.get('rate'))} nats, "
             f"{_fmt(a.get('active_units'))} active units")
 
 
-def answer(study: optuna.Study) -> str:
-    """The baseline's fate, each reference, and the recommended trial (``sweep.recommend``)
-    with its complete config."""
-    trials = study.get_trials(deepcopy=False)
-    base = rec_rule.baseline(trials)
+def answer(s: Status) -> str:
+    """The baseline's fate, each reference, and the recommended trial with its complete
+    config."""
     lines = []
-    if base is not None and rec_rule.reached_an_epoch(base):
-        lines.append(f"Baseline (the seed configuration, trial {base.number}): "
-                     f"{rec_rule.fate(base)}; {_line(base)}.")
-    for t in rec_rule.references(trials):
-        if rec_rule.reached_an_epoch(t):
-            lines.append(f"Reference {t.user_attrs['reference']} (trial {t.number}): "
-                         f"{rec_rule.fate(t)}; {_line(t)}.")
-    best = rec_rule.recommend(trials)
+    if s.baseline is not None:
+        lines.append(f"Baseline (the seed configuration, trial {s.baseline.trial}): "
+                     f"{s.baseline.fate}; {_line(s.baseline.metrics)}.")
+    for r in s.references:
+        lines.append(f"Reference {r.label} (trial {r.trial}): {r.fate}; {_line(r.metrics)}.")
+    best = s.recommended
     if best is None:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
-    cfg = rec_rule.trial_config(best)
     lines.append(f"Recommended (lowest neg_elbo among complete trials with active units): "
-                 f"trial {best.number}; {_line(best)}.")
+                 f"trial {best.trial}; {_line(best.metrics)}.")
     lines.append("Its config, every field: "
-                 + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
-    lines.append(f"Take it: python -m sweep export --study {study.study_name} "
-                 f"--trial {best.number} --out DIR")
+                 + " ".join(f"{k}={v}" for k, v in best.config.to_dict().items()))
+    lines.append(f"Take it: python -m sweep export --study {s.study} "
+                 f"--trial {best.trial} --out DIR")
     return "\n".join(lines)
 
 
-def status(storage_url: str | None, study_name: str | None) -> str:
-    study, _, url = open_study(storage_url, study_name)
-    study_name = study.study_name
-    knobs = list(study_settings.load(study).space.params)
-    counts = Counter(t.state.name for t in study.get_trials(deepcopy=False))
-    out = [f"study {study_name!r} ({shown(url)}): "
-           + ", ".join(f"{n} {s.lower()}" for s, n in sorted(counts.items()))]
-    best = front(study)
-    names_ = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    extra = [m for m in ("active_units", "rate", "neg_elbo") if m not in names_]
-    header = ["trial", *names_, *extra, *knobs]
-    rows = [[str(t.number), *(_fmt(v) for v in t.values),
-             *(_fmt(t.user_attrs.get(m)) for m in extra),
-             *(_fmt(t.params.get(k)) for k in knobs)] for t in best]
-    title = "Pareto front" if len(study.directions) > 1 else "Best trial"
-    out.append(f"\n{title} ({len(best)} trial(s)):")
+def render(s: Status) -> str:
+    """``python -m sweep status``'s text."""
+    out = [f"study {s.study!r} ({s.storage}): "
+           + ", ".join(f"{n} {state.lower()}" for state, n in s.counts.items())]
+    header = ["trial", *s.objectives, *s.metrics, *s.params]
+    rows = [[str(r.trial), *(_fmt(v) for v in r.values),
+             *(_fmt(r.metrics[m]) for m in s.metrics),
+             *(_fmt(r.params[k]) for k in s.params)] for r in s.front]
+    title = "Pareto front" if s.multi_objective else "Best trial"
+    out.append(f"\n{title} ({len(s.front)} trial(s)):")
     out.append(table(rows, header) if rows else "(no completed trial yet)")
-    text = answer(study)
-    if text:
-        out.append("\n" + text)
+    out.append("\n" + answer(s))
     return "\n".join(out)
+
+
+def status(storage_url: str | None, study_name: str | None) -> str:
+    """The status text of study ``study_name`` (or the storage's only study)."""
+    study, _, url = open_study(storage_url, study_name)
+    return render(read_status(study, url))

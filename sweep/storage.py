@@ -125,6 +125,15 @@ def with_driver(parsed: URL) -> URL:
     return parsed  # none installed: check_url names the missing driver
 
 
+def pinned(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute, so that a handle kept open (in a
+    notebook) reads the same file, and the artifacts beside it, after a change of directory."""
+    db = _sqlite_path(url)
+    if db is None or db.is_absolute():
+        return url
+    return f"sqlite:///{db.resolve()}"
+
+
 def artifact_dir(url: str) -> Path:
     """The FileSystemArtifactStore's directory: ``<db dir>/<db stem>-artifacts`` for SQLite,
     else ``./vae-sweep-artifacts``. Not created here (the store does not create it either)."""

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
-from sweep.errors import UsageError
+from sweep.errors import ParamError, UsageError
 from sweep.storage import artifact_dir, checkpoint_dir, safe_name
 
 if TYPE_CHECKING:
@@ -36,21 +36,21 @@ S3 = "s3://"
 
 def normalize(url: str) -> str:
     """The store URL as settings keep it: ``s3://bucket[/prefix]`` or an absolute path.
-    UsageError (exit 2) for anything else."""
+    ParamError (exit 2) for anything else."""
     if url.startswith(S3):
         parsed = urlparse(url)
         if not parsed.netloc:
-            raise UsageError(f"--artifacts {url}: an S3 URL needs a bucket (s3://BUCKET/PREFIX)")
+            raise ParamError("artifacts", f"{url}: an S3 URL needs a bucket (s3://BUCKET/PREFIX)")
         prefix = parsed.path.strip("/")
         return f"{S3}{parsed.netloc}" + (f"/{prefix}" if prefix else "")
     if url.startswith("file://"):
         url = urlparse(url).path
     elif "://" in url or not url:
-        raise UsageError(f"--artifacts {url!r}: expected a folder path, file:///path or "
+        raise ParamError("artifacts", f"{url!r}: expected a folder path, file:///path or "
                          "s3://BUCKET/PREFIX")
     path = Path(url).expanduser().resolve()
     if path.exists() and not path.is_dir():
-        raise UsageError(f"--artifacts {url}: not a folder")
+        raise ParamError("artifacts", f"{url}: not a folder")
     return str(path)
 
 

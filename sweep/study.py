@@ -1,22 +1,31 @@
-"""The Python API of a sweep: ``start``, ``resume`` and ``join`` a study. The commands of the
-same names are thin wrappers around these, so a study runs the same from Python::
+"""The Python API of a sweep: ``start``, ``resume`` and ``join`` a study, each returning a
+``Sweep`` (``sweep.handle``). The commands of the same names are thin wrappers around these,
+so a study runs the same from Python::
 
     import sweep
-    study = sweep.start("sweep.toml", study="cifar", n_trials=20, fixed={"max_epochs": 3})
-    study = sweep.resume("cifar")
+    s = sweep.start("sweep.toml", study="cifar", n_trials=20, fixed={"max_epochs": 3},
+                    options=sweep.RunOptions(gpus=[0, 1]))
+    s = sweep.resume("cifar")
 
 Every argument is checked before torch is imported or anything is written: bad input raises
-one of ``sweep.errors.BAD_INPUT`` naming it. A run that ends without meeting the study's goal
-because workers died raises ``WorkerFailed`` (each dead worker named with its exit code);
-SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once every worker has recorded and
-re-queued its trial (``resume`` continues them from their last checkpoints).
+one of ``sweep.errors.BAD_INPUT``, a ``ParamError`` naming the parameter. A run that ends
+without meeting the study's goal because workers died raises ``WorkerFailed`` (each dead
+worker named with its exit code); SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once
+every worker has recorded and re-queued its trial (``resume`` continues them from their last
+checkpoints).
+
+What happens is told through the ``sweep`` logger (``logging``; the command line prints
+it). A run leaves the calling process as it found it: its signal handlers, environment,
+torch thread count, warning filters and log levels are restored when it ends.
 """
 
 from __future__ import annotations
 
+import copy
+import dataclasses
+import logging
 import math
 import os
-import sys
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -24,10 +33,10 @@ from typing import TYPE_CHECKING, Any
 
 from models.config import Config
 from sweep import settings as study_settings
-from sweep.errors import UsageError
+from sweep.errors import ParamError, UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
-from sweep.space import baseline_params, fix, load_space
+from sweep.space import Space, baseline_params, fix, load_space, parse_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
@@ -44,7 +53,10 @@ if TYPE_CHECKING:
     import optuna
     import torch
 
+    from sweep.handle import Sweep
     from sweep.stores import CheckpointStore
+
+log = logging.getLogger(__name__)
 
 
 class Interrupted(KeyboardInterrupt):
@@ -62,26 +74,56 @@ def default_study_name(dataset: str) -> str:
     return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
 
 
-def _check_run_flags(gpus: str | None, workers: int | None, trials_per_gpu: int,
-                     threads: int | None, timeout: float | None) -> None:
-    check_slot_flags(gpus, workers, trials_per_gpu)
-    check_threads(threads)
-    if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
-        raise UsageError(f"--timeout must be a positive number of seconds, got {timeout}")
+@dataclasses.dataclass(frozen=True)
+class RunOptions:
+    """How this machine runs a study's trials; checked when made (``ParamError``).
+
+    ``gpus``: the GPU ids to use, ``trials_per_gpu`` workers each (default: every visible
+    GPU); ``workers``: worker processes on a machine without GPUs (excludes ``gpus``);
+    ``threads``: CPU threads per worker (default: $VAE_SWEEP_THREADS, else the cores divided
+    among the workers); ``timeout``: seconds after which no trial starts.
+    """
+
+    gpus: list[int] | None = None
+    workers: int | None = None
+    trials_per_gpu: int = 1
+    threads: int | None = None
+    timeout: float | None = None
+
+    def __post_init__(self) -> None:
+        check_slot_flags(self.gpus, self.workers, self.trials_per_gpu)
+        check_threads(self.threads)
+        timeout = self.timeout
+        if timeout is not None and not (math.isfinite(timeout) and timeout > 0):
+            raise ParamError("timeout", f"must be a positive number of seconds, got {timeout}")
+
+    def slots(self) -> list[str | None]:
+        import torch
+
+        return worker_slots(self.gpus, self.workers, self.trials_per_gpu,
+                            torch.cuda.device_count())
 
 
-def start(config: str | Path | None = None, *, study: str | None = None,
-          storage: str | None = None, n_trials: int = 20,
+def _space(space: str | Path | Mapping[str, Any] | Space | None) -> Space:
+    if isinstance(space, Space):
+        return space
+    if isinstance(space, Mapping):
+        return parse_space(copy.deepcopy(dict(space)))
+    return load_space(space)
+
+
+def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
+          study: str | None = None, storage: str | None = None, n_trials: int = 20,
           fixed: Mapping[str, Any] | None = None, baseline: bool = True,
-          keep_checkpoints: bool = False, heartbeat: int = 10, gpus: str | None = None,
-          workers: int | None = None, trials_per_gpu: int = 1, threads: int | None = None,
-          timeout: float | None = None, artifacts: str | None = None,
-          run: bool = True, if_new: bool = False, references: bool = True,
-          weights: bool = True) -> optuna.Study:
-    """Create study ``study`` (or add ``n_trials`` to the one of that name) and run it.
+          references: bool = True, weights: bool = True, keep_checkpoints: bool = False,
+          heartbeat: int = 10, artifacts: str | None = None,
+          options: RunOptions | None = None, run: bool = True, if_new: bool = False) -> Sweep:
+    """Create study ``study`` (or add ``n_trials`` to the one of that name) and run it;
+    returns its ``Sweep``.
 
-    ``config`` is a sweep TOML (None: the built-in space); ``fixed`` are Config fields that
-    win over the file (the command line's ``--set``, ``--data``, ``--max-epochs``).
+    ``space``: a sweep TOML file, the same description as a dict, or a ``Space`` (None: the
+    built-in space); ``fixed`` are Config fields that win over it (the command line's
+    ``--set``, ``--data``, ``--max-epochs``). ``options``: how this machine runs the trials.
     ``artifacts``: the study's image and checkpoint store (``sweep.stores``), kept in its
     settings; None keeps the one it has (or the default beside the SQLite file).
     ``run=False`` only creates the study (and adds the trials): ``worker`` processes run it.
@@ -94,34 +136,46 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     """
     url = resolve_storage_url(storage)
     check_url(url)
-    _check_run_flags(gpus, workers, trials_per_gpu, threads, timeout)
+    options = options or RunOptions()
     Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
-    space = fix(load_space(config), dict(fixed or {}))
+    space = fix(_space(space), dict(fixed or {}))
     store = normalize_store(artifacts) if artifacts else None
     settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
                         keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store)
     name = study or default_study_name(settings.base.dataset)
 
-    import optuna
-    import torch
-
     from models.data import load_images
     from sweep.logs import quiet_logs
+
+    images = load_images(settings.base) if run else None  # bad data fails before any write
+    slots = options.slots()
+    with quiet_logs():
+        _create(url, name, settings, n_trials, baseline, references, if_new)
+        if run:
+            _run(url, name, slots, options, images)
+        else:
+            log.info("run it from any machine: python -m sweep worker --study %s "
+                     "--storage %s", name, shown(url))
+    return _handle(url, name)
+
+
+def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bool,
+            references: bool, if_new: bool) -> None:
+    """Create the study, or add ``n_trials`` to it, under the study lock."""
+    import optuna
+
     from sweep.progress import results
     from sweep.worker import open_with_heartbeat
 
-    images = load_images(settings.base) if run else None  # bad data fails before any write
-    slots = worker_slots(gpus, workers, trials_per_gpu, torch.cuda.device_count())
-    quiet_logs()
-    beating = open_with_heartbeat(url, heartbeat)
+    space, store = settings.space, settings.artifacts
+    beating = open_with_heartbeat(url, settings.heartbeat)
     with beating.study_lock(name):
         created = optuna.create_study(study_name=name, storage=beating,
                                       directions=space.directions(),  # type: ignore[arg-type]
                                       load_if_exists=True)
         old = created.user_attrs.get(study_settings.KEY)
         if old and if_new:
-            print(f"study {name!r} in {shown(url)} exists: left as it is (--if-new)",
-                  flush=True)
+            log.info("study %r in %s exists: left as it is (if_new)", name, shown(url))
             n_trials = 0
         elif old and old["space"]["objectives"] != list(space.objectives):
             raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
@@ -134,33 +188,28 @@ def start(config: str | Path | None = None, *, study: str | None = None,
             store = old.get("artifacts")
         else:
             store = store or (old or {}).get("artifacts")
-            study_settings.save(created, Settings(space, goal, heartbeat, keep_checkpoints,
-                                                  weights, store))
+            study_settings.save(created, dataclasses.replace(settings, goal=goal,
+                                                             artifacts=store))
         if baseline and n_trials > 0:
             created.enqueue_trial(baseline_params(space), user_attrs={"baseline": True},
                                   skip_if_exists=True)
         if references and n_trials > 0:  # they count toward n_trials, after the baseline
             for line in enqueue_references(created, space, n_trials - int(baseline)):
-                print(line, flush=True)
+                log.info("%s", line)
     if old and if_new:
         pass
     elif before > done:
-        print(f"study {name!r} in {shown(url)} had {before - done} trial(s) still to run (running "
-              f"elsewhere, or left by a stopped run): joined it with {n_trials} more, "
-              f"{goal - done} to run", flush=True)
+        log.info("study %r in %s had %d trial(s) still to run (running elsewhere, or left by a "
+                 "stopped run): joined it with %d more, %d to run", name, shown(url),
+                 before - done, n_trials, goal - done)
     else:
-        print(f"study {name!r} in {shown(url)}: {n_trials} trial(s) to run, objectives "
-              f"{', '.join(space.objectives)}", flush=True)
-    print(f"images and checkpoints: {_where(store, url, name)}", flush=True)
+        log.info("study %r in %s: %d trial(s) to run, objectives %s", name, shown(url),
+                 n_trials, ", ".join(space.objectives))
+    log.info("images and checkpoints: %s", _where(store, url, name))
     if store is None and not url.startswith("sqlite"):
-        print("note: they stay on this machine; pass --artifacts (a shared folder or "
-              "s3://BUCKET) when workers run on several machines", flush=True)
-    if run:
-        _run(url, name, slots, threads, timeout, images)
-    else:
-        print(f"run it from any machine: python -m sweep worker --study {name} "
-              f"--storage {shown(url)}", flush=True)
-    return created
+        log.info("note: they stay on this machine; give the study a shared artifact store "
+                 "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
+                 "machines")
 
 
 def _where(store: str | None, url: str, name: str) -> str:
@@ -169,48 +218,53 @@ def _where(store: str | None, url: str, name: str) -> str:
     return open_stores(store, url, name).where if store is None else store
 
 
-def resume(study: str, *, storage: str | None = None, gpus: str | None = None,
-           workers: int | None = None, trials_per_gpu: int = 1, threads: int | None = None,
-           timeout: float | None = None) -> optuna.Study:
+def resume(study: str, *, storage: str | None = None,
+           options: RunOptions | None = None) -> Sweep:
     """Continue a stopped study with its stored settings; trials that a crash, kill -9 or
-    Ctrl-C left unfinished re-run from their last checkpoint."""
+    Ctrl-C left unfinished re-run from their last checkpoint. Returns its ``Sweep``."""
     url = resolve_storage_url(storage)
-    _check_run_flags(gpus, workers, trials_per_gpu, threads, timeout)
-    loaded, settings = _load(url, study)
+    options = options or RunOptions()
+    _, settings = _load(url, study)
 
     import optuna
-    import torch
 
     from sweep.logs import quiet_logs
     from sweep.progress import results
     from sweep.stores import open_stores
     from sweep.worker import open_with_heartbeat
 
-    slots = worker_slots(gpus, workers, trials_per_gpu, torch.cuda.device_count())
-    quiet_logs()
-    beating = optuna.load_study(study_name=study,
-                                storage=open_with_heartbeat(url, settings.heartbeat))
-    stores = open_stores(settings.artifacts, url, study)
-    retry_unfinished(beating, stores.checkpoints, grace=3 * settings.heartbeat)
-    done = results(beating.get_trials(deepcopy=False))
-    print(f"resuming study {study!r}: {done}/{settings.goal} trials done", flush=True)
-    _run(url, study, slots, threads, timeout)
-    return loaded
+    slots = options.slots()
+    with quiet_logs():
+        beating = optuna.load_study(study_name=study,
+                                    storage=open_with_heartbeat(url, settings.heartbeat))
+        stores = open_stores(settings.artifacts, url, study)
+        retry_unfinished(beating, stores.checkpoints, grace=3 * settings.heartbeat)
+        done = results(beating.get_trials(deepcopy=False))
+        log.info("resuming study %r: %d/%d trials done", study, done, settings.goal)
+        _run(url, study, slots, options)
+    return _handle(url, study)
 
 
-def join(study: str, *, storage: str | None = None, gpus: str | None = None,
-         workers: int | None = None, trials_per_gpu: int = 1, threads: int | None = None,
-         timeout: float | None = None) -> optuna.Study:
-    """Run trials of an existing study from this machine until its stored goal is met."""
+def join(study: str, *, storage: str | None = None,
+         options: RunOptions | None = None) -> Sweep:
+    """Run trials of an existing study from this machine until its stored goal is met;
+    returns its ``Sweep``."""
     url = resolve_storage_url(storage)
-    _check_run_flags(gpus, workers, trials_per_gpu, threads, timeout)
-    loaded, _ = _load(url, study)
+    options = options or RunOptions()
+    _load(url, study)
 
-    import torch
+    from sweep.logs import quiet_logs
 
-    slots = worker_slots(gpus, workers, trials_per_gpu, torch.cuda.device_count())
-    _run(url, study, slots, threads, timeout)
-    return loaded
+    slots = options.slots()
+    with quiet_logs():
+        _run(url, study, slots, options)
+    return _handle(url, study)
+
+
+def _handle(url: str, name: str) -> Sweep:
+    from sweep.handle import load
+
+    return load(name, storage=url)
 
 
 def _load(url: str, name: str) -> tuple[optuna.Study, Settings]:
@@ -224,8 +278,8 @@ def _load(url: str, name: str) -> tuple[optuna.Study, Settings]:
     return loaded, study_settings.load(loaded)
 
 
-def _run(url: str, name: str, slots: list[str | None], threads: int | None,
-         timeout: float | None, images: torch.Tensor | None = None) -> None:
+def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
+         images: torch.Tensor | None = None) -> None:
     """This machine's workers: one in this process, or one process per slot with progress.
 
     Raises Interrupted on SIGINT/SIGTERM (once the workers have recorded their trials) and
@@ -234,7 +288,7 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
     import optuna
 
     from sweep.progress import Progress, results
-    from sweep.worker import RECEIVED, run_worker
+    from sweep.worker import run_worker
 
     # A worker process started by another's run_slots reports nothing itself: its parent
     # draws the progress line for all of them.
@@ -243,14 +297,16 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
     reader = optuna.load_study(study_name=name,
                                storage=open_storage(url, heartbeat_interval=None))
     progress = Progress(reader, study_settings.load(reader).goal)
+    timeout = options.timeout
     started = time.monotonic()
     try:
-        dead = run_slots(slots, threads_per_worker(len(slots), threads), name, url, timeout,
+        dead = run_slots(slots, threads_per_worker(len(slots), options.threads), name, url,
+                         timeout,
                          run_here=lambda: run_worker(url, name, worker_id, timeout,
                                                      images=images, show_progress=not child),
                          poll=progress.poll)
-    except KeyboardInterrupt as err:
-        how = RECEIVED[0] if RECEIVED else (str(err.args[0]) if err.args else "SIGINT")
+    except KeyboardInterrupt as err:  # the worker, or run_slots, names the signal it got
+        how = str(err.args[0]) if err.args else "SIGINT"
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None
     if child:
         return
@@ -258,15 +314,14 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
     done = results(reader.get_trials(deepcopy=False))
     timed_out = timeout is not None and time.monotonic() - started >= timeout
     for line in dead:
-        print(f"{line}", file=sys.stderr, flush=True)
+        log.warning("%s", line)
     if done >= goal:
         if dead:
-            print(f"study {name!r} met its goal ({done}/{goal}) despite the above",
-                  file=sys.stderr, flush=True)
+            log.warning("study %r met its goal (%d/%d) despite the above", name, done, goal)
         return
     if timed_out and not dead:
-        print(f"--timeout reached: {done}/{goal} trials done; `python -m sweep resume "
-              f"--study {name}` continues", flush=True)
+        log.info("timeout reached: %d/%d trials done; `python -m sweep resume --study %s` "
+                 "continues", done, goal, name)
         return
     raise WorkerFailed(f"study {name!r} stopped at {done}/{goal} trials"
                        f"{' (' + '; '.join(dead) + ')' if dead else ''}; "

@@ -29,10 +29,10 @@ from __future__ import annotations
 
 import errno
 import gc
+import logging
 import os
 import signal
 import socket
-import sys
 import threading
 import time
 import warnings
@@ -55,6 +55,8 @@ if TYPE_CHECKING:
     import torch
 
     from sweep.rdb import SweepStorage
+
+log = logging.getLogger(__name__)
 
 MAX_RETRY = 3  # re-runs of a trial whose worker died or was stopped, before it stays FAIL
 MAX_ERRORS = 3  # unexpected errors in a row before a worker gives up
@@ -110,26 +112,26 @@ def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
 
 
-RECEIVED: list[str] = []  # the signal that stopped this worker, once one has
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    if RECEIVED:  # the first one is being handled: a worker checkpoints and marks once
-        return
-    RECEIVED.append(signal.Signals(signum).name)
-    raise KeyboardInterrupt(RECEIVED[0])
-
-
 @contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, systemd, ``docker stop``) and SIGINT raise KeyboardInterrupt once,
-    in the main thread: Lightning then stops the fit gracefully and the trial is marked."""
+def signals_interrupt() -> Iterator[list[str]]:
+    """For one run: SIGTERM (``kill``, systemd, ``docker stop``) and SIGINT raise
+    KeyboardInterrupt once, in the main thread: Lightning then stops the fit gracefully and
+    the trial is marked. Yields the run's own record of the signal received (empty until
+    one is); the handlers in place before are back once the run ends."""
+    received: list[str] = []
+
+    def interrupt(signum: int, frame: Any) -> None:
+        if received:  # the first one is being handled: a worker checkpoints and marks once
+            return
+        received.append(signal.Signals(signum).name)
+        raise KeyboardInterrupt(received[0])
+
     if threading.current_thread() is not threading.main_thread():
-        yield
+        yield received
         return
-    old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield
+        yield received
     finally:
         for s, handler in old.items():
             signal.signal(s, handler)
@@ -189,9 +191,11 @@ class Worker:
     """The claim/run/tell loop (see the module docstring)."""
 
     def __init__(self, study: optuna.Study, storage: SweepStorage, objective: Any,
-                 settings: study_settings.Settings, progress: Progress) -> None:
+                 settings: study_settings.Settings, progress: Progress,
+                 received: list[str] | None = None) -> None:
         self.study, self.storage, self.objective = study, storage, objective
         self.settings, self.progress = settings, progress
+        self.received = [] if received is None else received  # see signals_interrupt
         self.beat: Heartbeat | None = None
         objective.on_epoch = self.on_epoch
 
@@ -255,25 +259,25 @@ class Worker:
         except optuna.TrialPruned:
             state = TrialState.PRUNED
         except (TrialGone, optuna.exceptions.UpdateFinishedTrialError):
-            print(f"trial {trial.number} was failed under this worker (no heartbeat reached "
-                  "the database in time); its re-run continues it", file=sys.stderr, flush=True)
+            log.warning("trial %d was failed under this worker (no heartbeat reached the "
+                        "database in time); its re-run continues it", trial.number)
             return None
         except (KeyboardInterrupt, SystemExit) as err:
             # Lightning answers SIGTERM with its own SystemExit when the signal lands where
             # it, not our handler, sees it first: a signal received is an interruption.
-            if isinstance(err, SystemExit) and not RECEIVED:
+            if isinstance(err, SystemExit) and not self.received:
                 raise
             try:
                 self._stop_interrupted(trial)
             except Exception as record_err:  # the stop goes on: the heartbeat check re-queues
-                print(f"trial {trial.number}: could not record the interruption "
-                      f"({describe(record_err)})", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt(RECEIVED[0] if RECEIVED else "SIGINT") from None
+                log.warning("trial %d: could not record the interruption (%s)",
+                            trial.number, describe(record_err))
+            raise KeyboardInterrupt(self.received[0] if self.received else "SIGINT") from None
         except Exception as err:  # a fault of this trial: record it, take the next one
             state, error = TrialState.FAIL, describe(err)
             if _is_oom(error):
                 _free_memory()
-            print(f"trial {trial.number} FAIL: {error}", file=sys.stderr, flush=True)
+            log.warning("trial %d FAIL: %s", trial.number, error)
         finally:
             self.beat.stop()
         values = values if isinstance(values, (tuple, list)) else (
@@ -286,8 +290,8 @@ class Worker:
         if frozen.state == state:
             self.progress.report(self.study, frozen)
         else:  # failed under us between the last epoch and now: its re-run counts instead
-            print(f"trial {trial.number} was finished ({frozen.state.name}) by another "
-                  "process before this worker told its result", file=sys.stderr, flush=True)
+            log.warning("trial %d was finished (%s) by another process before this worker "
+                        "told its result", trial.number, frozen.state.name)
         return error
 
     def _attr(self, trial: optuna.Trial, key: str, value: Any) -> None:
@@ -297,7 +301,7 @@ class Worker:
             pass  # failed under us meanwhile: its re-run has the story
 
     def _stop_interrupted(self, trial: optuna.Trial) -> None:
-        how = RECEIVED[0] if RECEIVED else "SIGINT"
+        how = self.received[0] if self.received else "SIGINT"
         reason = f"interrupted by {how}; its re-run continues from the last epoch checkpoint"
         self._attr(trial, "fail_reason", reason)
         frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
@@ -310,16 +314,23 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
     """Run trials of study ``name`` until its budget is spent (or ``timeout`` seconds pass).
 
     ``images``: the study's data when the caller has loaded it already (else loaded here).
+    Log levels, warning filters and signal handlers are the caller's again once it returns.
     """
+    with quiet_logs(), warnings.catch_warnings():
+        # This loop is the heartbeat-aware optimize that Optuna's warning asks ask() users for.
+        warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
+        # A re-run writes into its first run's checkpoint folder on purpose.
+        warnings.filterwarnings("ignore",
+                                message="Checkpoint directory .* exists and is not empty")
+        _run_worker(url, name, worker_id, timeout, images, show_progress)
+
+
+def _run_worker(url: str, name: str, worker_id: int, timeout: float | None,
+                images: torch.Tensor | None, show_progress: bool) -> None:
     from models.data import load_images
     from sweep.objective import Objective
     from sweep.stores import open_stores
 
-    quiet_logs()
-    # This loop is the heartbeat-aware optimize that Optuna's warning asks ask() users for.
-    warnings.filterwarnings("ignore", message="Heartbeat of storage is supposed")
-    # A re-run writes into its first run's checkpoint folder on purpose.
-    warnings.filterwarnings("ignore", message="Checkpoint directory .* exists and is not empty")
     reader = open_storage(url, heartbeat_interval=None, must_exist=True)
     settings = study_settings.load(optuna.load_study(study_name=name, storage=reader))
     storage = open_with_heartbeat(url, settings.heartbeat)
@@ -334,5 +345,5 @@ def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
                           stores.artifacts, stores.checkpoints, settings.keep_checkpoints,
                           settings.keep_weights,
                           on_epoch=progress.poll if show_progress else None)
-    with signals_interrupt():
-        Worker(study, storage, objective, settings, progress).run(timeout)
+    with signals_interrupt() as received:
+        Worker(study, storage, objective, settings, progress, received).run(timeout)

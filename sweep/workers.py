@@ -1,12 +1,13 @@
 """How a machine's share of a study is laid out: worker slots, threads, and the processes.
 
-``worker_slots`` maps ``--gpus``/``--workers``/``--trials-per-gpu`` to one entry per worker
+``worker_slots`` maps ``gpus``/``workers``/``trials_per_gpu`` to one entry per worker
 (the CUDA_VISIBLE_DEVICES it gets), ``threads_per_worker`` divides the cores among them so
 that N CPU workers do not each start a thread per core (measured on 2 cores: one tiny fit
 took 0.72 s with one thread and 3.8-32 s with torch's default under load). ``run_slots``
-runs a single slot in this process, or one ``python -m sweep worker`` process per slot, shows
-the study's progress while they run, passes SIGTERM/SIGINT on to them, and names each one
-that died with its exit code.
+runs a single slot that needs no device of its own in this process, else one ``python -m sweep
+worker`` process per slot, shows the study's progress while they run, passes SIGTERM/SIGINT on
+to them, and names each one that died with its exit code. The calling process keeps its
+environment and, once the run is over, its torch thread count.
 """
 
 from __future__ import annotations
@@ -16,9 +17,10 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
-from sweep.errors import UsageError
+from sweep.errors import ParamError
 
 THREADS_ENV = "VAE_SWEEP_THREADS"
 WORKER_ID_ENV = "VAE_SWEEP_WORKER_ID"
@@ -28,39 +30,42 @@ class WorkerFailed(RuntimeError):
     """The study's goal was not met: worker processes died, or the storage failed."""
 
 
-def check_slot_flags(gpus: str | None, workers: int | None, per_gpu: int) -> None:
-    """Refuse flags that cannot lay out workers (before anything is imported or written)."""
+def check_slot_flags(gpus: list[int] | None, workers: int | None, per_gpu: int) -> None:
+    """Refuse values that cannot lay out workers (before anything is imported or written)."""
     if per_gpu < 1:
-        raise UsageError(f"--trials-per-gpu must be >= 1, got {per_gpu}")
+        raise ParamError("trials_per_gpu", f"must be >= 1, got {per_gpu}")
     if gpus is not None:
         if workers is not None:
-            raise UsageError("--gpus and --workers exclude each other; "
-                             "use --trials-per-gpu for several workers per GPU")
-        if not [g for g in gpus.split(",") if g.strip()]:
-            raise UsageError(f"--gpus needs GPU ids like 0,1, got {gpus!r}")
+            raise ParamError("gpus", "and {workers} exclude each other; "
+                                     "use {trials_per_gpu} for several workers per GPU")
+        if not gpus or any(not isinstance(g, int) or g < 0 for g in gpus):
+            raise ParamError("gpus", f"needs GPU ids like [0, 1], got {gpus!r}")
     if workers is not None and workers < 1:
-        raise UsageError(f"--workers must be >= 1, got {workers}")
+        raise ParamError("workers", f"must be >= 1, got {workers}")
 
 
-def worker_slots(gpus: str | None, workers: int | None, per_gpu: int,
+def worker_slots(gpus: list[int] | None, workers: int | None, per_gpu: int,
                  device_count: int) -> list[str | None]:
     """One entry per worker: the CUDA_VISIBLE_DEVICES value it gets (None: leave as is).
 
-    ``--gpus 0,1`` gives ``per_gpu`` workers to each listed GPU; ``--workers N`` runs N
+    ``gpus=[0, 1]`` gives ``per_gpu`` workers to each listed GPU; ``workers=N`` runs N
     workers on what the machine has (CPU here); with neither, every visible GPU gets
-    ``per_gpu`` workers, and a machine without one runs a single worker in this process.
+    ``per_gpu`` workers, and a machine with no GPU, or one that a single worker takes,
+    runs that worker in this process.
     """
     check_slot_flags(gpus, workers, per_gpu)
     if gpus is not None:
-        return [g.strip() for g in gpus.split(",") if g.strip() for _ in range(per_gpu)]
+        return [str(g) for g in gpus for _ in range(per_gpu)]
     if workers is not None:
         return [None] * workers
+    if device_count == 1 and per_gpu == 1:  # the only GPU it sees: nothing to pin
+        return [None]
     return [str(g) for g in range(device_count) for _ in range(per_gpu)] or [None]
 
 
 def check_threads(threads: int | None) -> None:
     if threads is not None and threads < 1:
-        raise UsageError(f"--threads must be >= 1, got {threads}")
+        raise ParamError("threads", f"must be >= 1, got {threads}")
 
 
 def threads_per_worker(workers: int, threads: int | None = None, cores: int | None = None
@@ -83,6 +88,36 @@ def use_threads(threads: int) -> None:
     import torch
 
     torch.set_num_threads(threads)
+
+
+@contextmanager
+def environ_kept() -> Iterator[None]:
+    """The environment as it was before, once the block ends: Lightning's seed_everything
+    writes PL_GLOBAL_SEED and PL_SEED_WORKERS into it at every fit."""
+    before = dict(os.environ)
+    try:
+        yield
+    finally:
+        for key in set(os.environ) - set(before):
+            del os.environ[key]
+        for key, value in before.items():
+            if os.environ.get(key) != value:
+                os.environ[key] = value
+
+
+@contextmanager
+def threads_for_run(threads: int) -> Iterator[None]:
+    """torch at ``threads`` intra-op threads for the run, and the caller's environment and
+    thread count back after it."""
+    import torch
+
+    before = torch.get_num_threads()
+    use_threads(threads)
+    try:
+        with environ_kept():
+            yield
+    finally:
+        use_threads(before)
 
 
 def worker_command(study: str, storage: str, threads: int, timeout: float | None) -> list[str]:
@@ -120,19 +155,21 @@ STOPPED = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}
 def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
               timeout: float | None, run_here: Callable[[], None],
               poll: Callable[[], None]) -> list[str]:
-    """Run one worker per slot: ``run_here`` in this process when there is a single slot,
-    else one subprocess each, calling ``poll`` (the progress line) while they run.
+    """Run one worker per slot: ``run_here`` in this process when there is a single slot
+    that is not pinned to a GPU, else one subprocess each, calling ``poll`` (the progress
+    line) while they run.
 
     Returns a line for each worker process that did not end well (``worker 2 (pid 77):
     killed by SIGKILL``). SIGTERM or SIGINT to this process is passed on to every worker,
     which records and re-queues its trial and exits; once all have, KeyboardInterrupt is
     raised with the signal's name.
     """
-    if len(slots) == 1:
-        if slots[0] is not None:  # before torch initialises CUDA in this process
-            os.environ["CUDA_VISIBLE_DEVICES"] = slots[0]
-        use_threads(threads)
-        run_here()
+    if slots == [None]:
+        # A slot pinned to a GPU runs in a process of its own even when it is the only one:
+        # CUDA_VISIBLE_DEVICES only works before CUDA starts, and set here it would stay set
+        # in the caller (a notebook's kernel) after the run.
+        with threads_for_run(threads):
+            run_here()
         return []
     procs = [subprocess.Popen(worker_command(study, storage, threads, timeout),
                               env=worker_env(i, gpu, threads)) for i, gpu in enumerate(slots)]

@@ -7,6 +7,7 @@ from optuna.trial import TrialState
 from models.config import Config
 from models.train import fit
 from sweep.callbacks import EpochProgress
+from sweep.logs import printed
 from sweep.progress import Progress, results
 
 
@@ -42,8 +43,10 @@ def test_the_line_shows_how_far_each_running_trial_is(capsys):
     progress = Progress(study, goal=3)
     assert progress.counts() == ("0/3 done: 0 complete, 0 pruned, 0 failed, "
                                  "2 running (#0 2/5 epochs), 0 queued")
-    progress.poll()
-    progress.poll()  # unchanged: not printed again
+    with printed():  # as the command line shows the sweep's log
+        progress.poll()
+        progress.poll()  # unchanged: not printed again
+    progress.poll()  # nothing prints outside the command line
     out = capsys.readouterr().out.splitlines()
     assert len(out) == 1 and out[0].endswith("queued | best: none yet")
 

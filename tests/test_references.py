@@ -39,7 +39,7 @@ def test_enqueue_labels_them_stays_within_room_and_does_not_repeat():
     notes = enqueue_references(study, space, room=3)
     waiting = study.get_trials()
     assert [t.user_attrs["reference"] for t in waiting] == [r.label for r in REFERENCES[:3]]
-    assert notes == [f"reference skipped, no room in --n-trials: {REFERENCES[3].label}"]
+    assert notes == [f"reference skipped, no room in n_trials: {REFERENCES[3].label}"]
     assert waiting[2].system_attrs["fixed_params"]["free_bits"] == 0.25
     enqueue_references(study, space, room=10)  # a second start adds only the missing one
     assert [t.user_attrs["reference"] for t in study.get_trials()][3:] == [REFERENCES[3].label]

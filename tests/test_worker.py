@@ -92,7 +92,7 @@ def test_the_budget_is_claimed_exactly_and_queued_trials_first(tmp_path, tiny, i
     assert isinstance(worker.claim(), optuna.Trial)
 
 
-def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, images, capsys):
+def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, images, caplog):
     study, storage, settings, stores = make(tmp_path, tiny, goal=1)
     worker = worker_of(study, storage, settings, stores, images)
     objective = worker.objective
@@ -105,7 +105,8 @@ def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, imag
     worker.objective = failed_meanwhile
     trial = worker.claim()
     assert worker.run_trial(trial) is None
-    assert "was failed under this worker" in capsys.readouterr().err
+    said = [(r.name, r.levelname) for r in caplog.records if "was failed under this" in r.message]
+    assert said == [("sweep.worker", "WARNING")]
     assert study.trials[0].state == TrialState.FAIL
 
 

@@ -3,32 +3,36 @@ processes, the threads each gets, and the environment a worker process starts wi
 
 import pytest
 
-from sweep.errors import UsageError
+from sweep.errors import ParamError
 from sweep.study import default_study_name
 from sweep.workers import THREADS_ENV, threads_per_worker, worker_env, worker_slots
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
-    ("0,1", None, 1, 0, ["0", "1"]),
-    ("2, 3,", None, 2, 8, ["2", "2", "3", "3"]),  # only the listed GPUs, K workers each
+    ([0, 1], None, 1, 0, ["0", "1"]),
+    ([2, 3], None, 2, 8, ["2", "2", "3", "3"]),  # only the listed GPUs, K workers each
+    ([0], None, 1, 1, ["0"]),  # named: pinned (so run in a process of its own)
     (None, 3, 1, 0, [None, None, None]),  # CPU workers leave CUDA_VISIBLE_DEVICES alone
     (None, None, 1, 2, ["0", "1"]),  # default: every visible GPU
     (None, None, 3, 1, ["0", "0", "0"]),
+    (None, None, 1, 1, [None]),  # the only GPU, one worker: nothing to pin, in this process
     (None, None, 1, 0, [None]),  # no GPU: one worker, in the calling process
 ])
 def test_worker_slots(gpus, workers, per_gpu, visible, slots):
     assert worker_slots(gpus, workers, per_gpu, visible) == slots
 
 
-@pytest.mark.parametrize("gpus,workers,per_gpu,flag", [
-    ("0", 2, 1, "--gpus"),
-    (None, 0, 1, "--workers"),
-    (None, None, 0, "--trials-per-gpu"),
-    (",", None, 1, "--gpus"),
+@pytest.mark.parametrize("gpus,workers,per_gpu,message", [
+    ([0], 2, 1, "gpus and workers exclude each other; use trials_per_gpu"),
+    (None, 0, 1, "workers must be >= 1, got 0"),
+    (None, None, 0, "trials_per_gpu must be >= 1, got 0"),
+    ([], None, 1, "gpus needs GPU ids like [0, 1], got []"),
+    ([-1], None, 1, "gpus needs GPU ids like [0, 1], got [-1]"),
 ])
-def test_worker_slots_refuse_bad_flags(gpus, workers, per_gpu, flag):
-    with pytest.raises(UsageError, match=flag):
+def test_worker_slots_refuse_bad_values_naming_the_parameter(gpus, workers, per_gpu, message):
+    with pytest.raises(ParamError) as err:
         worker_slots(gpus, workers, per_gpu, 4)
+    assert str(err.value).startswith(message)
 
 
 @pytest.mark.parametrize("workers,threads,cores,expected", [
@@ -44,7 +48,7 @@ def test_threads_come_from_the_environment_unless_given(monkeypatch):
     monkeypatch.setenv(THREADS_ENV, "5")
     assert threads_per_worker(2, None, 8) == 5
     assert threads_per_worker(2, 1, 8) == 1
-    with pytest.raises(UsageError, match="--threads"):
+    with pytest.raises(ParamError, match="^threads must be >= 1"):
         threads_per_worker(1, 0, 8)
 
 

@@ -1,14 +1,19 @@
 """One module per command of ``python -m sweep``: each holds its ``HELP``, the shared flag
 groups it takes (``PARENTS``, built in ``sweep.cli``), ``add_arguments(parser)`` and
-``run(args) -> int``. Modules import nothing heavy at the top, so that bad input is refused
-before torch loads; the work itself lives in the modules of ``sweep`` they call.
+``run(args) -> int``; ``STDOUT_IS_DATA = True`` sends the sweep's events to stderr. Modules
+import nothing heavy at the top, so that bad input is refused before torch loads; the work
+itself lives in the modules of ``sweep`` they call.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import argparse
+from typing import TYPE_CHECKING, Any
 
 from models.config import Config, parse_overrides
+
+if TYPE_CHECKING:
+    from sweep.study import RunOptions
 
 # The order ``python -m sweep --help`` lists them in.
 NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
@@ -25,6 +30,14 @@ def fixed_fields(items: list[str] | None, data: str | None = None,
     if max_epochs is not None:
         values["max_epochs"] = max_epochs
     return values
+
+
+def run_options(args: argparse.Namespace) -> RunOptions:
+    """The flags of the ``run`` group as the library's ``RunOptions``."""
+    from sweep.study import RunOptions
+
+    return RunOptions(gpus=args.gpus, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
+                      threads=args.threads, timeout=args.timeout)
 
 
 def config_keys() -> str:

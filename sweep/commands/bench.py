@@ -14,6 +14,7 @@ from sweep.errors import UsageError
 HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; the "
         "sweep's overhead and time to answer; GPU rows")
 PARENTS = ("threads",)
+STDOUT_IS_DATA = True  # the JSON: the sweep's events go to stderr
 EPILOG = ("The CPU measurement on the CIFAR-10 copy: python -m sweep bench --data "
           "folder:data/train --steps 100 --repeats 5 --subset 5000 --trials 12 --epochs 2 "
           "--json bench.json")
@@ -86,13 +87,14 @@ def run(args: argparse.Namespace) -> int:
     from sweep.workers import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, args.threads))
-    quiet_logs()
     workers = baseline.DEFAULT_WORKERS if args.baseline_workers is None \
         else args.baseline_workers
-    result = bench(Options(data=args.data, batch_size=args.batch_size, steps=args.steps,
-                           repeats=args.repeats, device=args.device, baseline_workers=workers,
-                           subset=args.subset, trials=args.trials, epochs=args.epochs,
-                           margin=args.margin, trials_per_gpu=ks, skip_sweep=args.no_sweep))
+    with quiet_logs():
+        result = bench(Options(data=args.data, batch_size=args.batch_size, steps=args.steps,
+                               repeats=args.repeats, device=args.device,
+                               baseline_workers=workers, subset=args.subset,
+                               trials=args.trials, epochs=args.epochs, margin=args.margin,
+                               trials_per_gpu=ks, skip_sweep=args.no_sweep))
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")

@@ -43,10 +43,10 @@ def run(args: argparse.Namespace) -> int:
     from sweep.workers import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, args.threads))
-    quiet_logs()
-    images = heldout_images(args.test_data) if args.test_data else None
-    out = Path(args.out)
-    data = export(study, storage, artifact_store(url, study), trial, out, images)
+    with quiet_logs():
+        images = heldout_images(args.test_data) if args.test_data else None
+        out = Path(args.out)
+        data = export(study, storage, artifact_store(url, study), trial, out, images)
     print(f"trial {trial.number} ({data['weights']}) -> {out}/config.toml, weights.pt, "
           "metrics.json")
     return 0

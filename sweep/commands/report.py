@@ -36,14 +36,14 @@ def run(args: argparse.Namespace) -> int:
     from sweep.workers import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, args.threads))
-    quiet_logs()
-    store = artifact_store(url, study)
-    who = report.roles(study)
-    if args.test_data:
-        report.score_heldout(who, storage, store, heldout_images(args.test_data))
-    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
-    path = report.build(study, storage, store, out, who)
-    if not args.no_upload:
-        report.upload(study, store, path)
+    with quiet_logs():
+        store = artifact_store(url, study)
+        who = report.roles(study)
+        if args.test_data:
+            report.score_heldout(who, storage, store, heldout_images(args.test_data))
+        out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+        path = report.build(study, storage, store, out, who)
+        if not args.no_upload:
+            report.upload(study, store, path)
     print(path)
     return 0

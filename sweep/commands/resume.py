@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sweep.commands import run_options
+
 HELP = ("continue a stopped study with its stored settings; unfinished trials re-run from "
         "their last checkpoint")
 PARENTS = ("storage", "run")
@@ -16,6 +18,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sweep.study import resume
 
-    resume(args.study, storage=args.storage, gpus=args.gpus, workers=args.workers,
-           trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+    resume(args.study, storage=args.storage, options=run_options(args))
     return 0

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import argparse
 
-from sweep.commands import config_keys, fixed_fields
+from sweep.commands import config_keys, fixed_fields, run_options
 from sweep.space import METRICS
 
 HELP = "start a study, or add trials to the one of that name"
@@ -59,7 +59,6 @@ def run(args: argparse.Namespace) -> int:
           fixed=fixed_fields(args.set, args.data, args.max_epochs),
           baseline=not args.no_baseline, references=not args.no_references,
           weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
-          heartbeat=args.heartbeat, gpus=args.gpus, workers=args.workers,
-          trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout,
-          artifacts=args.artifacts, run=not args.no_run, if_new=args.if_new)
+          heartbeat=args.heartbeat, options=run_options(args), artifacts=args.artifacts,
+          run=not args.no_run, if_new=args.if_new)
     return 0

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -50,24 +49,14 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     metrics = train(cfg, args.threads, progress=progress, log_dir=args.log_dir,
                     save=args.save)
+    from sweep.export import json_safe
+
     text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
     if args.json == "-":
         print(text)
     else:
         Path(args.json).write_text(text + "\n")
     return 0
-
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as null: JSON has no such numbers (a diverged run's
-    metrics must still parse)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value
 
 
 def train(cfg: Config, threads: int | None = None, progress: bool = False,
@@ -86,9 +75,9 @@ def train(cfg: Config, threads: int | None = None, progress: bool = False,
     from sweep.workers import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, threads))
-    quiet_logs()
     logger = CSVLogger(log_dir, name="") if log_dir else False
-    result = fit(cfg, progress=progress, logger=logger)
+    with quiet_logs():
+        result = fit(cfg, progress=progress, logger=logger)
     if save:
         from sweep.weights import save_weights
 

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import argparse
 
+from sweep.commands import run_options
+
 HELP = ("join a study from this machine (any machine that reaches its storage) and run its "
         "trials until its stored budget is spent")
 PARENTS = ("storage", "run")
@@ -17,6 +19,5 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from sweep.study import join
 
-    join(args.study, storage=args.storage, gpus=args.gpus, workers=args.workers,
-         trials_per_gpu=args.trials_per_gpu, threads=args.threads, timeout=args.timeout)
+    join(args.study, storage=args.storage, options=run_options(args))
     return 0

@@ -1,0 +1,185 @@
+"""The Python API in-process, as a notebook uses it: the README's example, the ``Sweep``
+handle's answers against ``status``, errors that name the parameter, and a run that leaves
+the calling process as it found it."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import os
+import re
+import signal
+import warnings
+from pathlib import Path
+
+import matplotlib
+import optuna
+import pytest
+import torch
+
+import sweep
+from sweep.cli import FLAGS, main
+from sweep.errors import NoWeights, ParamError
+from sweep.recommend import recommend
+from sweep.worker import signals_interrupt
+
+ROOT = Path(__file__).resolve().parent.parent
+
+# The README's notebook example, word for word (tests/test_api.py runs it).
+EXAMPLE = '''
+import logging
+
+import sweep
+from models.data import load_images
+
+logging.basicConfig(level=logging.INFO)            # the study's progress, as the CLI shows it
+s = sweep.start(study="demo", storage="sqlite:///demo.db", n_trials=3,
+                fixed={"dataset": "synthetic", "synthetic_size": 512, "width": 8,
+                       "depth": 3, "latent_dim": 16, "max_epochs": 3})  # a toy: seconds on CPU
+best = s.recommended()                             # trial number, config and metrics
+print(best.trial, best.metrics["bits_per_dim"], best.metrics["active_units"])
+vae = s.model()                                    # its VAE, in eval mode, on CPU
+x = load_images(best.config)[:8].float() / 255     # 8 of its images, pixels in [0, 1]
+x_hat = vae.reconstruct(x)                         # their reconstructions
+'''
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """The example run once, in a folder of its own; its variables."""
+    where = tmp_path_factory.mktemp("example")
+    names: dict = {}
+    with contextlib.chdir(where):
+        exec(compile(EXAMPLE, "README example", "exec"), names)
+    names["where"] = where
+    return names
+
+
+def test_the_readme_example_runs_in_process(example):
+    best, x, x_hat = example["best"], example["x"], example["x_hat"]
+    assert x_hat.shape == x.shape == (8, 3, 32, 32)
+    assert 0 <= float(x_hat.min()) and float(x_hat.max()) <= 1
+    assert best.metrics["active_units"] > 0
+    assert (example["where"] / "demo.db").exists()
+    # The model is the recommended trial's: its config, and its reconstructions as scored.
+    assert example["vae"].cfg == best.config
+    assert not example["vae"].training
+
+
+def test_recommended_agrees_with_the_status_text_and_data(example, capsys):
+    s, best = example["s"], example["best"]
+    trials = s.study.get_trials(deepcopy=False)
+    assert best.trial == recommend(trials).number
+    url = f"sqlite:///{example['where'] / 'demo.db'}"
+    assert main(["status", "--storage", url, "--study", "demo"]) == 0
+    text = capsys.readouterr().out
+    said = re.search(r"^Recommended \(.*\): trial (\d+);", text, re.M)
+    assert said is not None and int(said[1]) == best.trial, text
+    fields = re.search(r"^Its config, every field: (.*)$", text, re.M)
+    assert fields is not None and fields[1] == " ".join(
+        f"{k}={v}" for k, v in best.config.to_dict().items())
+    data = s.status().to_dict()
+    assert data["recommended"]["trial"] == best.trial
+    assert data["recommended"]["config"] == best.config.to_dict()
+    assert data["baseline"]["trial"] == 0 and data["baseline"]["fate"].startswith("posterior")
+    assert data["counts"] == {"COMPLETE": 1, "PRUNED": 2}
+
+
+def test_the_handle_exports_the_recommended_trial(example, tmp_path):
+    s, best = example["s"], example["best"]
+    written = s.export(tmp_path / "best")
+    assert written["trial"] == best.trial and written["weights"] == "saved weights"
+    assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
+        "config.toml", "metrics.json", "weights.pt"]
+    with pytest.raises(ParamError, match=r"^trial 99: study 'demo' has no such trial"):
+        s.model(99)
+
+
+SPACE = {"objectives": ["neg_elbo"],
+         "fixed": {"dataset": "synthetic", "synthetic_size": 96, "width": 4, "depth": 2,
+                   "latent_dim": 8, "batch_size": 32, "max_epochs": 1,
+                   "recon_reduction": "sum", "kl_schedule": "linear",
+                   "kl_warmup_steps": 100000},
+         "search": {"lr": {"low": 1e-3, "high": 2e-3}}}
+
+
+def _state() -> dict:
+    """What a library call must leave as it found it in the calling process."""
+    lightning = ("pytorch_lightning", "lightning.pytorch", "lightning.fabric")
+    return {"signals": {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)},
+            "environ": dict(os.environ), "threads": torch.get_num_threads(),
+            "warnings": list(warnings.filters),
+            "backend": dict.__getitem__(matplotlib.rcParams, "backend"),
+            "levels": {n: logging.getLogger(n).level for n in (*lightning, "sweep")},
+            "optuna": optuna.logging.get_verbosity()}
+
+
+def _handler(signum, frame):  # a notebook's own handler, to find again after the run
+    raise AssertionError("not called")
+
+
+def test_a_run_leaves_the_process_as_it_found_it_and_never_retrains_silently(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        before = _state()
+        s = sweep.start(SPACE, study="quiet", storage=url, n_trials=1, references=False,
+                        weights=False, options=sweep.RunOptions(threads=2, timeout=600))
+        after = _state()
+    finally:
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
+    assert after == before
+    trial = s.study.trials[0]
+    assert trial.state == optuna.trial.TrialState.COMPLETE
+    with pytest.raises(NoWeights, match="trial 0 .* kept no weights.*retrain=True"):
+        s.model(0)
+    with pytest.raises(NoWeights):
+        s.export(tmp_path / "out", 0)
+    assert not (tmp_path / "out").exists()
+    assert s.model(0, retrain=True).cfg.lr == trial.params["lr"]
+
+
+def test_each_run_has_its_own_signal_record_and_gives_the_handler_back():
+    previous = signal.signal(signal.SIGINT, _handler)
+    try:
+        for _ in range(2):  # a second run answers Ctrl-C as the first did
+            with pytest.raises(KeyboardInterrupt, match="SIGINT"), \
+                    signals_interrupt() as received:
+                signal.raise_signal(signal.SIGINT)
+            assert received == ["SIGINT"]
+            assert signal.getsignal(signal.SIGINT) is _handler
+    finally:
+        signal.signal(signal.SIGINT, previous)
+
+
+def test_no_library_module_chooses_a_matplotlib_backend_or_uses_pyplot():
+    for path in (ROOT / "sweep").rglob("*.py"):
+        text = path.read_text()
+        assert not re.search(r"matplotlib\.use\(|import matplotlib\.pyplot|"
+                             r"from matplotlib import pyplot", text), path
+
+
+def test_errors_name_the_parameter_and_the_command_line_the_flag(tmp_path):
+    with contextlib.chdir(tmp_path):
+        with pytest.raises(ParamError, match=r"^n_trials must be >= 0, got -1$"):
+            sweep.start(SPACE, n_trials=-1, storage="sqlite:///s.db")
+        with pytest.raises(ParamError, match=r"^timeout must be a positive number"):
+            sweep.RunOptions(timeout=0)
+        with pytest.raises(ParamError, match=r"^gpus and workers exclude each other; use "
+                                             r"trials_per_gpu"):
+            sweep.RunOptions(gpus=[0], workers=2)
+        assert list(tmp_path.iterdir()) == []  # nothing written
+        err = ParamError("gpus", "and {workers} exclude each other")
+        assert err.render(FLAGS.__getitem__) == "--gpus and --workers exclude each other"
+
+
+def test_the_flag_table_names_every_parameter_an_error_names():
+    named = set()
+    for path in (ROOT / "sweep").rglob("*.py"):
+        for param, f, message in re.findall(r'ParamError\(\s*"(\w+)",\s*(f?)"([^"]*)"',
+                                            path.read_text()):
+            token = r"\{\{([a-z_]+)\}\}" if f else r"\{([a-z_]+)\}"  # {x} is a value in f""
+            named |= {param, *re.findall(token, message)}
+    assert {"n_trials", "gpus", "workers", "trials_per_gpu", "timeout"} <= named
+    assert named <= set(FLAGS), named - set(FLAGS)
