@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import StorageError, UsageError
+from sweep.errors import ParamError, StorageError, UsageError
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -234,8 +234,8 @@ def open_study(storage_arg: str | None, name: str | None
                                                                   include_best_trial=False)]
     if name is None:
         if len(names) != 1:
-            raise UsageError(f"{len(names)} studies in {shown(url)} "
-                             f"({', '.join(names) or 'none'}); name one with --study")
+            raise ParamError("study", f"is needed: {len(names)} studies in {shown(url)} "
+                                      f"({', '.join(names) or 'none'})")
         name = names[0]
     if name not in names:
         raise UsageError(f"no study {name!r} in {shown(url)}")

@@ -172,6 +172,10 @@ def test_errors_name_the_parameter_and_the_command_line_the_flag(tmp_path):
         assert list(tmp_path.iterdir()) == []  # nothing written
         err = ParamError("gpus", "and {workers} exclude each other")
         assert err.render(FLAGS.__getitem__) == "--gpus and --workers exclude each other"
+        for name in ("a", "b"):
+            optuna.create_study(study_name=name, storage="sqlite:///two.db")
+        with pytest.raises(ParamError, match=r"^study is needed: 2 studies in .*two.db \(a, b\)"):
+            sweep.load(storage="sqlite:///two.db")
 
 
 def test_the_flag_table_names_every_parameter_an_error_names():

@@ -10,7 +10,7 @@ import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
-from sweep.errors import UsageError
+from sweep.errors import ParamError
 from sweep.objective import Objective
 from sweep.space import parse_space
 from sweep.stores import FirstFound, normalize, open_stores
@@ -31,7 +31,7 @@ def test_normalize_keeps_absolute_folders_and_s3_urls(tmp_path, monkeypatch):
     assert normalize("s3://bucket") == "s3://bucket"
     (tmp_path / "f").write_text("")
     for bad in ("s3://", "http://host/x", "", "f"):
-        with pytest.raises(UsageError, match="--artifacts"):
+        with pytest.raises(ParamError, match="^artifacts "):
             normalize(bad)
 
 
