@@ -98,6 +98,18 @@ def test_quickstart_shows_the_collapsed_seed_every_fix_and_ends_with_the_next_co
     assert "Baseline (the seed configuration, trial 0)" in status
 
 
+def test_the_next_commands_name_a_storage_the_user_gave_with_its_password_hidden():
+    from sweep.commands.start import next_commands
+
+    lines = next_commands("vae", "postgresql://sweep:secret@db-host/sweep").splitlines()
+    assert lines[0] == "Next:" and len(lines) == 4
+    for line, command in zip(lines[1:], ("status --study vae", "dashboard", "report --study vae"),
+                             strict=True):
+        args = shlex.split(line.split("#")[0])
+        assert " ".join(args[3:-2]) == command
+        assert args[-2:] == ["--storage", "postgresql://sweep:***@db-host/sweep"]
+
+
 @pytest.fixture(scope="module")
 def example(tmp_path_factory):
     """The README's Python example, run in-process in a fresh folder. Tiny sizes go through
@@ -131,7 +143,8 @@ def test_the_python_example_runs_and_plots_the_history(example):
     assert "plotly" in (folder / "history.html").read_text()
 
 
-@pytest.mark.filterwarnings("ignore:Some regimes")  # 5 trials are few for importance, on purpose
+# 5 trials are few for importance, and bits/dim is to be low: both as meant.
+@pytest.mark.filterwarnings("ignore:Some regimes", "ignore:PedAnovaImportanceEvaluator")
 def test_optunas_own_analysis_works_on_a_study_the_project_made(example):
     """The viz extra: trials_dataframe, a plot that fits the study's objectives, and
     parameter importance (on bits/dim when there are several objectives)."""
