@@ -1,41 +1,194 @@
-"""The README's Quickstart runs as written (less the install, which CI has done)."""
+"""The README's commands run as written, at tiny sizes (the install aside, which CI has done).
+
+Each command is read from the README itself, so a README edit that breaks one fails here.
+Sizes shrink only through flags the command line already has (``--set``, a later
+``--n-trials``) or through the ``fixed`` fields of ``sweep.start``: what a user types is
+what runs.
+"""
+
+from __future__ import annotations
 
 import os
+import re
 import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import optuna
+import pytest
+import torch
 from optuna.trial import TrialState
+from torchvision.io import write_png
+
+import sweep
+from models.data import synthetic_images
+from sweep.references import REFERENCES
+from sweep.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
+README = (ROOT / "README.md").read_text()
+TINY = {"synthetic_size": 96, "width": 4, "depth": 2, "latent_dim": 8, "batch_size": 32}
+TINY_SET = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
 
 
-def quickstart_commands() -> list[str]:
-    text = (ROOT / "README.md").read_text()
-    block = text.split("## Quickstart", 1)[1].split("```bash", 1)[1].split("```", 1)[0]
-    return [line.split("&&", 1)[1].strip() for line in block.strip().splitlines()]
+def section(title: str) -> str:
+    """The README's text under heading ``title`` (any level), up to the next heading."""
+    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", README + "\n# end",
+                      re.MULTILINE | re.DOTALL)
+    assert match, f"no section {title!r} in README.md"
+    return match.group(1)
 
 
-def test_quickstart_is_two_commands_install_then_run():
-    commands = quickstart_commands()
-    assert len(commands) == 2
-    assert commands[0].startswith("python -m sweep start")
-    assert commands[1].startswith("python -m pytest")
+def blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
 
 
-def test_quickstart_start_runs_a_study_on_cpu(tmp_path):
-    args = shlex.split(quickstart_commands()[0])
-    assert args[:2] == ["python", "-m"]
-    env = dict(os.environ, PYTHONPATH=str(ROOT))
-    env.pop("VAE_SWEEP_STORAGE", None)
-    run = subprocess.run([sys.executable, *args[1:]], cwd=tmp_path, env=env,
-                         capture_output=True, text=True, timeout=600)
-    assert run.returncode == 0, run.stderr
+def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
+    assert args[:2] == ["python", "-m"], args
+    environ = dict(os.environ, PYTHONPATH=str(ROOT), **env)
+    environ.pop("VAE_SWEEP_STORAGE", None)
+    done = subprocess.run([sys.executable, *args[1:]], cwd=cwd, env=environ,
+                          capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, f"{shlex.join(args)}\n{done.stdout}\n{done.stderr}"
+    return done
+
+
+def test_install_gives_a_gpu_and_a_cpu_command_with_the_pair_ci_installs():
+    commands = [line for b in blocks(section("Install"), "bash") for line in b.splitlines()]
+    gpu, cpu = commands
+    pins = re.findall(r"(torch==\S+ torchvision==\S+)", (ROOT / ".ci/run").read_text())
+    assert pins and gpu.startswith(f"pip install {pins[0]} -e .")
+    assert cpu == ("pip install torch torchvision --index-url "
+                   "https://download.pytorch.org/whl/cpu && pip install -e .")
+
+
+def test_the_development_test_command_is_the_one_ci_runs():
+    (block,) = blocks(section("Development"), "bash")
+    assert block.splitlines()[-1] == "python -m pytest -q"
+    assert "\npython -m pytest -q\n" in (ROOT / ".ci/run").read_text()
+
+
+def test_the_sweep_file_example_is_a_valid_space(tmp_path):
+    (toml,) = blocks(section("The sweep file"), "toml")
+    path = tmp_path / "calib.toml"
+    path.write_text(toml)
+    space = load_space(path)
+    assert list(space.objectives) == ["bits_per_dim"]
+    assert set(space.params) == {"lr", "latent_dim", "batch_size"}
+    assert space.fixed["likelihood"] == "gaussian"
+
+
+def test_quickstart_shows_the_collapsed_seed_every_fix_and_ends_with_the_next_commands(
+        tmp_path):
+    (command,) = [line for b in blocks(section("Quickstart"), "bash") for line in b.splitlines()]
+    (shown,) = blocks(section("Quickstart"), "text")
+    out = run([*shlex.split(command), *TINY_SET], tmp_path).stdout
     study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{tmp_path}/sweeps.db")
-    assert len(study.trials) == 4
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
-    status = subprocess.run([sys.executable, "-m", "sweep", "status"], cwd=tmp_path, env=env,
-                            capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0 and "Baseline (the seed configuration" in status.stdout
+    trials = study.get_trials()
+    assert [t.user_attrs.get("reference") for t in trials] == [None, *(r.label for r in REFERENCES)]
+    assert trials[0].user_attrs["baseline"] and trials[0].state == TrialState.PRUNED
+    assert "trial 0 PRUNED: posterior collapse" in out
+    answer = out[out.index("\nBaseline (the seed configuration, trial 0): posterior collapse"):]
+    for r in REFERENCES:
+        assert f"\nReference {r.label} (trial " in answer
+    assert "\nRecommended" in answer
+    assert out.rstrip("\n").endswith(shown.rstrip("\n")), out[-600:]
+    status = run(shlex.split(shown.splitlines()[1].split("#")[0]), tmp_path).stdout
+    assert "Baseline (the seed configuration, trial 0)" in status
+
+
+def test_the_next_commands_name_a_storage_the_user_gave_with_its_password_hidden():
+    from sweep.commands.start import next_commands
+
+    lines = next_commands("vae", "postgresql://sweep:secret@db-host/sweep").splitlines()
+    assert lines[0] == "Next:" and len(lines) == 4
+    for line, command in zip(lines[1:], ("status --study vae", "dashboard", "report --study vae"),
+                             strict=True):
+        args = shlex.split(line.split("#")[0])
+        assert " ".join(args[3:-2]) == command
+        assert args[-2:] == ["--storage", "postgresql://sweep:***@db-host/sweep"]
+
+
+@pytest.fixture(scope="module")
+def example(tmp_path_factory):
+    """The README's Python example, run in-process in a fresh folder. Tiny sizes go through
+    ``fixed`` (as a user would shrink it); a low active-unit threshold lets one-epoch tiny
+    trials keep units, so the example has a trial to recommend."""
+    folder = tmp_path_factory.mktemp("notebook")
+    (code,) = blocks(section("From Python"), "python")
+    start = sweep.start
+
+    def tiny_start(*args, fixed=None, **kwargs):
+        return start(*args, fixed={**(fixed or {}), **TINY, "au_threshold": 1e-4}, **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(folder)
+        mp.delenv("VAE_SWEEP_STORAGE", raising=False)
+        mp.setattr(sweep, "start", tiny_start)
+        scope: dict = {}
+        exec(compile(code, "README.md (From Python)", "exec"), scope)
+    return folder, scope
+
+
+def test_the_python_example_runs_and_plots_the_history(example):
+    folder, scope = example
+    study = scope["s"].study
+    assert len(study.trials) == 5
+    assert study.trials[scope["best"].trial].state == TrialState.COMPLETE
+    assert scope["x_hat"].shape == scope["x"].shape == (8, 3, 32, 32)
+    assert (folder / "best" / "weights.pt").is_file()
+    fig = scope["fig"]
+    assert fig.layout.yaxis.title.text == "bits/dim"
+    done = [t for t in study.trials if t.state == TrialState.COMPLETE]
+    assert list(fig.data[0].y) == [t.user_attrs["bits_per_dim"] for t in done]
+    assert "plotly" in (folder / "history.html").read_text()
+
+
+# 5 trials are few for importance, and bits/dim is to be low: both as meant.
+@pytest.mark.filterwarnings("ignore:Some regimes", "ignore:PedAnovaImportanceEvaluator")
+def test_optunas_own_analysis_works_on_a_study_the_project_made(example):
+    """The viz extra: trials_dataframe, a plot that fits the study's objectives, and
+    parameter importance (on bits/dim when there are several objectives)."""
+    study = example[1]["s"].study
+    frame = study.trials_dataframe()
+    assert list(frame["number"]) == [0, 1, 2, 3, 4]
+    if len(study.directions) > 1:
+        fig = optuna.visualization.plot_pareto_front(study)
+        target = {"target": lambda t: t.user_attrs["bits_per_dim"]}
+    else:
+        fig = optuna.visualization.plot_optimization_history(study)
+        target = {}
+    assert len(fig.data) >= 1
+    importance = optuna.importance.get_param_importances(study, **target)
+    assert importance and abs(sum(importance.values()) - 1) < 1e-6
+
+
+def test_the_exported_model_loads_as_the_readme_shows(example, monkeypatch):
+    monkeypatch.chdir(example[0])  # the example exported its pick to best/
+    write_png(synthetic_images(1)[0], "cat.png")
+    (code,) = [b for b in blocks(section("Reading the answer"), "python") if "load_model" in b]
+    scope: dict = {}
+    exec(compile(code, "README.md (loading the model)", "exec"), scope)
+    assert scope["x_hat"].shape == scope["x"].shape == (1, 3, 32, 32)
+    assert scope["samples"].shape == (8, 3, 32, 32) and torch.isfinite(scope["mu"]).all()
+
+
+def test_your_own_images_as_the_readme_gives_them(tmp_path):
+    """The walkthrough's ``folder:~/images/...`` commands with HOME here: PNGs in an
+    ImageFolder tree, a study on train, a report scored on test."""
+    for split, n, seed in (("train", 40, 0), ("test", 8, 1)):
+        (tmp_path / "images" / split / "shapes").mkdir(parents=True)
+        for i, image in enumerate(synthetic_images(n, seed=seed)):
+            write_png(image, str(tmp_path / "images" / split / "shapes" / f"{i}.png"))
+    lines = [line for b in blocks(section("Why does my VAE's KL drown the reconstruction? "
+                                          "A CIFAR-10 walkthrough"), "bash")
+             for line in b.splitlines() if "folder:" in line]
+    start, report = (shlex.split(line) for line in lines)
+    out = run([*start, "--n-trials", "2", *TINY_SET], tmp_path, HOME=str(tmp_path)).stdout
+    assert "study 'mine'" in out and "\nNext:\n" in out
+    study = optuna.load_study(study_name="mine", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert study.trials[0].user_attrs["config"]["dataset"] == "folder:~/images/train"
+    assert [t.state.is_finished() for t in study.trials] == [True, True]
+    run(report, tmp_path, HOME=str(tmp_path))
+    assert (tmp_path / "report-mine" / "report.html").is_file()

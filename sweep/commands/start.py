@@ -4,6 +4,7 @@ its workers on this machine."""
 from __future__ import annotations
 
 import argparse
+import shlex
 
 from sweep.commands import config_keys, fixed_fields, run_options
 from sweep.space import METRICS
@@ -52,13 +53,30 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "its trials once")
 
 
+def next_commands(study: str, storage: str | None) -> str:
+    """What to run once a study has run: the lines that end ``start``'s output (a password
+    in ``storage`` is shown as ***, as in every message)."""
+    from sweep.storage import shown
+
+    at = f" --storage {shlex.quote(shown(storage))}" if storage else ""
+    rows = [(f"python -m sweep status --study {study}{at}", "the trials, the front, this answer"),
+            (f"python -m sweep dashboard{at}", "optuna-dashboard with every trial's images"),
+            (f"python -m sweep report --study {study}{at}", "one HTML page: seed, fixes, pick")]
+    width = max(len(command) for command, _ in rows)
+    return "\n".join(["Next:", *(f"  {command.ljust(width)}  # {what}" for command, what in rows)])
+
+
 def run(args: argparse.Namespace) -> int:
+    from sweep.status import answer
     from sweep.study import start
 
-    start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
-          fixed=fixed_fields(args.set, args.data, args.max_epochs),
-          baseline=not args.no_baseline, references=not args.no_references,
-          weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
-          heartbeat=args.heartbeat, options=run_options(args), artifacts=args.artifacts,
-          run=not args.no_run, if_new=args.if_new)
+    handle = start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
+                   fixed=fixed_fields(args.set, args.data, args.max_epochs),
+                   baseline=not args.no_baseline, references=not args.no_references,
+                   weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
+                   heartbeat=args.heartbeat, options=run_options(args), artifacts=args.artifacts,
+                   run=not args.no_run, if_new=args.if_new)
+    if not args.no_run:  # the seed's fate, each fix's, the pick; then where to look next
+        print(f"\n{answer(handle.status())}\n{next_commands(handle.name, args.storage)}",
+              flush=True)
     return 0
