@@ -10,6 +10,9 @@ import os
 os.environ["VAE_SWEEP_THREADS"] = "1"
 os.environ["OMP_NUM_THREADS"] = "1"
 
+import re  # noqa: E402
+from pathlib import Path  # noqa: E402
+
 import pytest  # noqa: E402
 import torch  # noqa: E402
 
@@ -30,3 +33,45 @@ def tiny() -> dict:
 @pytest.fixture(scope="session")
 def images():
     return load_images(Config(**TINY))
+
+
+README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
+# What the README's commands get in tests: a model small enough for seconds on CPU.
+README_TINY = {"synthetic_size": 96, "width": 4, "depth": 2, "latent_dim": 8, "batch_size": 32}
+
+
+def readme_section(title: str) -> str:
+    """The README's text under heading ``title`` (any level), up to the next heading."""
+    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", README + "\n# end",
+                      re.MULTILINE | re.DOTALL)
+    assert match, f"no section {title!r} in README.md"
+    return match.group(1)
+
+
+def readme_blocks(text: str, lang: str) -> list[str]:
+    return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
+
+
+@pytest.fixture(scope="session")
+def readme_example(tmp_path_factory):
+    """The README's Python example ("From Python"), run in-process in a fresh folder; its
+    variables, and ``where`` it ran. Tiny sizes go through ``fixed`` (as a user would shrink
+    it); a low active-unit threshold lets the tiny trials keep units, so there is a pick."""
+    import sweep
+
+    where = tmp_path_factory.mktemp("notebook")
+    (code,) = readme_blocks(readme_section("From Python"), "python")
+    start = sweep.start
+
+    def tiny_start(*args, fixed=None, **kwargs):
+        return start(*args, fixed={**(fixed or {}), **README_TINY, "au_threshold": 1e-4},
+                     **kwargs)
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.chdir(where)
+        mp.delenv("VAE_SWEEP_STORAGE", raising=False)
+        mp.setattr(sweep, "start", tiny_start)
+        scope: dict = {}
+        exec(compile(code, "README.md (From Python)", "exec"), scope)
+    scope["where"] = where
+    return scope

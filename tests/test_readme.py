@@ -18,30 +18,20 @@ from pathlib import Path
 import optuna
 import pytest
 import torch
+from conftest import README_TINY, readme_blocks, readme_section
 from optuna.trial import TrialState
 from torchvision.io import write_png
 
-import sweep
 from models.data import synthetic_images
 from sweep.references import REFERENCES
 from sweep.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
-TINY = {"synthetic_size": 96, "width": 4, "depth": 2, "latent_dim": 8, "batch_size": 32}
+TINY = README_TINY
 TINY_SET = [arg for k, v in TINY.items() for arg in ("--set", f"{k}={v}")]
 
 
-def section(title: str) -> str:
-    """The README's text under heading ``title`` (any level), up to the next heading."""
-    match = re.search(rf"^#+ {re.escape(title)}\n(.*?)(?=^#+ )", README + "\n# end",
-                      re.MULTILINE | re.DOTALL)
-    assert match, f"no section {title!r} in README.md"
-    return match.group(1)
-
-
-def blocks(text: str, lang: str) -> list[str]:
-    return re.findall(rf"```{lang}\n(.*?)```", text, re.DOTALL)
+section, blocks = readme_section, readme_blocks
 
 
 def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[str]:
@@ -110,29 +100,9 @@ def test_the_next_commands_name_a_storage_the_user_gave_with_its_password_hidden
         assert args[-2:] == ["--storage", "postgresql://sweep:***@db-host/sweep"]
 
 
-@pytest.fixture(scope="module")
-def example(tmp_path_factory):
-    """The README's Python example, run in-process in a fresh folder. Tiny sizes go through
-    ``fixed`` (as a user would shrink it); a low active-unit threshold lets one-epoch tiny
-    trials keep units, so the example has a trial to recommend."""
-    folder = tmp_path_factory.mktemp("notebook")
-    (code,) = blocks(section("From Python"), "python")
-    start = sweep.start
-
-    def tiny_start(*args, fixed=None, **kwargs):
-        return start(*args, fixed={**(fixed or {}), **TINY, "au_threshold": 1e-4}, **kwargs)
-
-    with pytest.MonkeyPatch.context() as mp:
-        mp.chdir(folder)
-        mp.delenv("VAE_SWEEP_STORAGE", raising=False)
-        mp.setattr(sweep, "start", tiny_start)
-        scope: dict = {}
-        exec(compile(code, "README.md (From Python)", "exec"), scope)
-    return folder, scope
-
-
-def test_the_python_example_runs_and_plots_the_history(example):
-    folder, scope = example
+def test_the_python_example_runs_and_plots_the_history(readme_example):
+    scope = readme_example
+    folder = scope["where"]
     study = scope["s"].study
     assert len(study.trials) == 5
     assert study.trials[scope["best"].trial].state == TrialState.COMPLETE
@@ -147,10 +117,10 @@ def test_the_python_example_runs_and_plots_the_history(example):
 
 # 5 trials are few for importance, and bits/dim is to be low: both as meant.
 @pytest.mark.filterwarnings("ignore:Some regimes", "ignore:PedAnovaImportanceEvaluator")
-def test_optunas_own_analysis_works_on_a_study_the_project_made(example):
+def test_optunas_own_analysis_works_on_a_study_the_project_made(readme_example):
     """The viz extra: trials_dataframe, a plot that fits the study's objectives, and
     parameter importance (on bits/dim when there are several objectives)."""
-    study = example[1]["s"].study
+    study = readme_example["s"].study
     frame = study.trials_dataframe()
     assert list(frame["number"]) == [0, 1, 2, 3, 4]
     if len(study.directions) > 1:
@@ -164,8 +134,8 @@ def test_optunas_own_analysis_works_on_a_study_the_project_made(example):
     assert importance and abs(sum(importance.values()) - 1) < 1e-6
 
 
-def test_the_exported_model_loads_as_the_readme_shows(example, monkeypatch):
-    monkeypatch.chdir(example[0])  # the example exported its pick to best/
+def test_the_exported_model_loads_as_the_readme_shows(readme_example, monkeypatch):
+    monkeypatch.chdir(readme_example["where"])  # the example exported its pick to best/
     write_png(synthetic_images(1)[0], "cat.png")
     (code,) = [b for b in blocks(section("Reading the answer"), "python") if "load_model" in b]
     scope: dict = {}

@@ -25,7 +25,7 @@ def test_the_strongest_fix_comes_first_so_a_small_budget_still_runs_it():
     study = optuna.create_study(directions=space.directions())
     notes = enqueue_references(study, space, room=1)
     assert [t.user_attrs["reference"] for t in study.get_trials()] == [ref("calibrated")]
-    assert notes == [f"reference skipped, no room in --n-trials: {ref(w)}"
+    assert notes == [f"reference skipped, no room in n_trials: {ref(w)}"
                      for w in ("free bits", "cyclical", "warm-up")]
 
 
