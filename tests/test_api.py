@@ -65,7 +65,7 @@ def test_the_handle_exports_the_recommended_trial(readme_example, tmp_path):
     assert written["trial"] == best.trial and written["weights"] == "saved weights"
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
         "config.toml", "metrics.json", "weights.pt"]
-    with pytest.raises(ParamError, match=r"^trial 99: study 'demo' has no such trial"):
+    with pytest.raises(ParamError, match=r"^trial 99: study 'notebook' has no such trial"):
         s.model(99)
 
 
