@@ -11,6 +11,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import answer as answer_text
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
 from sweep.storage import open_study, shown
@@ -45,8 +46,9 @@ def _line(t: FrozenTrial) -> str:
 
 
 def answer(study: optuna.Study) -> str:
-    """The baseline's fate, each reference, and the recommended trial (``sweep.recommend``)
-    with its complete config."""
+    """The baseline's fate, each reference, and the recommended configuration
+    (``sweep.recommend``) with its mean and SD over seeds, the gap to the best reference,
+    and its complete config."""
     trials = study.get_trials(deepcopy=False)
     base = rec_rule.baseline(trials)
     lines = []
@@ -62,13 +64,23 @@ def answer(study: optuna.Study) -> str:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
     cfg = rec_rule.trial_config(best)
-    lines.append(f"Recommended (lowest neg_elbo among complete trials with active units): "
-                 f"trial {best.number}; {_line(best)}.")
+    lines.append(f"Recommended (lowest neg_elbo among complete trials that kept active units, "
+                 f"mean over seeds): trial {best.number}; {_line(best)}.")
+    lines += [line.replace("Recommended: ", "Over seeds, recommended ", 1)
+              for line in answer_text.lines(answer_text.summary(study))
+              if not line.startswith("The seed configuration")]
     lines.append("Its config, every field: "
                  + " ".join(f"{k}={v}" for k, v in cfg.to_dict().items()))
     lines.append(f"Take it: python -m sweep export --study {study.study_name} "
                  f"--trial {best.number} --out DIR")
     return "\n".join(lines)
+
+
+def status_json(storage_url: str | None, study_name: str | None) -> dict[str, Any]:
+    """The answer as data (``sweep.answer.summary``) with the trials' counts by state."""
+    study, _, url = open_study(storage_url, study_name)
+    counts = Counter(t.state.name.lower() for t in study.get_trials(deepcopy=False))
+    return {**answer_text.summary(study), "storage": shown(url), "trials": dict(counts)}
 
 
 def status(storage_url: str | None, study_name: str | None) -> str:

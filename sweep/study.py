@@ -263,6 +263,9 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
         if dead:
             print(f"study {name!r} met its goal ({done}/{goal}) despite the above",
                   file=sys.stderr, flush=True)
+        from sweep.answer import save_notes
+
+        save_notes(reader)  # the answer where the dashboard shows it
         return
     if timed_out and not dead:
         print(f"--timeout reached: {done}/{goal} trials done; `python -m sweep resume "
