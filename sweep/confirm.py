@@ -10,7 +10,8 @@ the same seeds and their gap is paired. ``enqueue`` queues those runs, labelled
 ``confirm_of = <first trial>`` and ``stage = "confirm"`` in their user attrs (with the
 exact space to rebuild them in ``sweep.stages.STAGE_KEY``), and raises the study's goal by
 their number: they run on top of ``--n-trials``. A worker calls it, under the study lock,
-when the budget is spent and no trial is running (``sweep.worker``); a configuration
+when the budget is spent and no trial is running (``sweep.worker``), once the sampler
+has proposed at least one trial; a configuration
 already confirmed is not run again, so a second call, or a second ``start`` that finds no
 new top configuration, queues nothing.
 """
@@ -33,11 +34,14 @@ EXTRA_SEEDS = 2  # runs added to each confirmed configuration: 3 seeds in all
 
 
 def _configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """First runs of distinct configurations, best first (one per config: a config the
-    sampler proposed twice is confirmed once)."""
+    """First runs of distinct configurations, best first by their own run (one per config:
+    a config the sampler proposed twice is confirmed once). Not by the mean over seeds: a
+    confirmed configuration regresses toward its mean, and ranking by it would confirm the
+    next unconfirmed one, and the next, without end."""
     seen: set[str] = set()
     out = []
-    for group in sorted(rec_rule.groups(trials), key=lambda g: g.rank()[1:]):
+    for group in sorted(rec_rule.groups(trials), key=lambda g: (
+            g.origin.user_attrs[rec_rule.YARDSTICK], g.origin.number)):
         t = group.origin
         key = repr(sorted((rec_rule.trial_config(t).to_dict()).items()))
         if t.user_attrs.get("baseline") or key in seen:
@@ -48,8 +52,12 @@ def _configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def plan(trials: Sequence[FrozenTrial], top: int) -> list[tuple[FrozenTrial, int]]:
-    """(first run, seed) of every confirmation run still to queue."""
-    if top <= 0:
+    """(first run, seed) of every confirmation run still to queue: none before the sampler
+    has proposed a trial (a budget spent on the baseline and the references has no win of
+    the search to confirm; its answer is the best reference, measured once)."""
+    searched = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+                and not any(k in t.user_attrs for k in ("baseline", "reference", "confirm_of"))]
+    if top <= 0 or not searched:
         return []
     chosen = _configs(trials)[:top]
     ref = rec_rule.reference_group(trials)
