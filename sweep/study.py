@@ -27,7 +27,7 @@ from sweep import settings as study_settings
 from sweep.errors import UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
-from sweep.space import baseline_params, fix, load_space
+from sweep.space import Space, baseline_params, fix, load_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
@@ -150,7 +150,7 @@ def start(config: str | Path | None = None, *, study: str | None = None,
               f"{goal - done} to run", flush=True)
     else:
         print(f"study {name!r} in {shown(url)}: {n_trials} trial(s) to run, objectives "
-              f"{', '.join(space.objectives)}", flush=True)
+              f"{', '.join(space.objectives)}{_plan(space)}", flush=True)
     print(f"images and checkpoints: {_where(store, url, name)}", flush=True)
     if store is None and not url.startswith("sqlite"):
         print("note: they stay on this machine; pass --artifacts (a shared folder or "
@@ -161,6 +161,16 @@ def start(config: str | Path | None = None, *, study: str | None = None,
         print(f"run it from any machine: python -m sweep worker --study {name} "
               f"--storage {shown(url)}", flush=True)
     return created
+
+
+def _plan(space: Space) -> str:
+    """How the budget is spent, for the start line (sweep.stages, sweep.confirm)."""
+    text = "; search: the references, then a window around the best of them" if (
+        space.strategy == "focus") else ""
+    if space.confirm:
+        text += (f"; then the {space.confirm} best and the best reference re-run with "
+                 f"2 more seeds each")
+    return text
 
 
 def _where(store: str | None, url: str, name: str) -> str:
