@@ -36,6 +36,7 @@ from sweep import recommend as rec_rule
 from sweep.artifacts import curves_chart
 from sweep.figures import Point, importance_chart, rd_front, rd_plane
 from sweep.heldout import seeds_html
+from sweep.status import front as status_front
 
 SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
             "anytime": "Best so far against time",
@@ -74,12 +75,10 @@ def short(reference: str) -> str:
 
 def roles(study: optuna.Study) -> Roles:
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
     if len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.user_attrs.get("neg_elbo", math.inf))
-    else:  # best_trial skips infeasible (collapsed) trials, and raises when all are
-        front = [study.best_trial] if any(not t.constraints or max(t.constraints.values()) <= 0
-                                          for t in done) else []
+    else:
+        front = status_front(study)
     return Roles(rec_rule.recommend(trials), rec_rule.baseline(trials),
                  rec_rule.references(trials), front)
 

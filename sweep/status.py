@@ -9,7 +9,7 @@ from collections import Counter
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from sweep import answer as answer_text
 from sweep import recommend as rec_rule
@@ -33,8 +33,10 @@ def table(rows: list[list[str]], header: list[str]) -> str:
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
     if len(study.directions) == 1:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [study.best_trial] if done else []
+        try:  # best_trial skips infeasible (collapsed) trials, and raises when all are
+            return [study.best_trial]
+        except ValueError:
+            return []
     return sorted(study.best_trials, key=lambda t: t.values[0])
 
 
