@@ -27,10 +27,8 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
-from sweep.space import parse_space
+from sweep.space import EXTRA_SEEDS, parse_space
 from sweep.stages import STAGE_KEY
-
-EXTRA_SEEDS = 2  # runs added to each confirmed configuration: 3 seeds in all
 
 
 def _configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:

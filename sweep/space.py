@@ -73,6 +73,7 @@ DEFAULT_OBJECTIVES: tuple[str, ...] = ("bits_per_dim",)
 # "tpe": the sampler searches the space as written.
 STRATEGIES = ("focus", "tpe")
 DEFAULT_CONFIRM = 3  # configurations re-run with more seeds at the end (sweep.confirm)
+EXTRA_SEEDS = 2  # seeds added to each confirmed configuration: 3 seeds in all
 
 # "median" and "hyperband": Optuna's pruners, fed by per-epoch reports of a single objective
 # (Optuna refuses reports from multi-objective studies). "pareto": sweep.pruning's rule, for

@@ -27,7 +27,7 @@ from sweep import settings as study_settings
 from sweep.errors import UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
-from sweep.space import Space, baseline_params, fix, load_space
+from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
@@ -169,7 +169,7 @@ def _plan(space: Space) -> str:
         space.strategy == "focus") else ""
     if space.confirm:
         text += (f"; then the {space.confirm} best and the best reference re-run with "
-                 f"2 more seeds each")
+                 f"{EXTRA_SEEDS} more seeds each")
     return text
 
 
