@@ -106,7 +106,9 @@ def lines(data: dict[str, Any]) -> list[str]:
                    f"{_list(ref['seeds'])}): {_pm(ref['bits_per_dim'])}"
                    + (f", {_pm(ref['test_bits_per_dim'])} on {data['test']}"
                       if "test_bits_per_dim" in ref else "") + ".")
-    if gap is not None:
+    if ref is not None and ref["trial"] == pick["trial"]:
+        out.append("The pick is the best reference itself: the search found nothing better.")
+    elif gap is not None:
         sd = f" ± {gap['sd']:.4f}" if gap["sd"] is not None else ""
         what = "below" if gap["mean"] > 0 else "above"
         out.append(f"Gap (reference minus pick): {gap['mean']:.4f}{sd} bits/dim over "
