@@ -278,10 +278,11 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
 
 
 def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
-    # Both trials complete, so the study has a Pareto front to show.
+    # Both trials complete with active units (a low threshold: one epoch of 96 images), so
+    # both are feasible and the study has a Pareto front to show.
     toml = tmp_path / "warm.toml"
-    toml.write_text('objectives = ["mse", "rate", "active_units"]\n'
-                    + NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4"))
+    toml.write_text('objectives = ["mse", "rate", "active_units"]\n' + NO_COLLAPSE.format(
+        "synthetic_size = 96\nwidth = 4\nau_threshold = 0.0001"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
           "--config", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
