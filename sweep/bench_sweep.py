@@ -121,8 +121,9 @@ def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: 
                    workers: int, dest: Path, device: torch.device) -> dict[str, Any]:
     """The same budget by the script and by ``sweep start`` (pruner on, then off)."""
     fixed = {"batch_size": cfg.batch_size, "max_epochs": epochs, "seed": cfg.seed}
-    space = fix(parse_space({"objectives": ["neg_elbo"]}), {**fixed,
-                                                            "dataset": f"folder:{root}"})
+    # The "tpe" strategy: both sides search the same space with the same TPE seed.
+    space = fix(parse_space({"objectives": ["neg_elbo"], "strategy": "tpe"}),
+                {**fixed, "dataset": f"folder:{root}"})
     accelerator = "cuda" if device.type == "cuda" else "cpu"
     say(f"time_to_answer: baseline script, {n_trials} trials of {epochs} epoch(s)")
     started = time.time()
@@ -135,7 +136,8 @@ def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: 
     for name, pruner in (("project", "median"), ("project_no_pruning", "none")):
         say(f"time_to_answer: sweep start, pruner {pruner}")
         wall, trials, begun = run_start(dest / name, root, fixed,
-                                        {"objectives": ["neg_elbo"], "pruner": pruner},
+                                        {"objectives": ["neg_elbo"], "pruner": pruner,
+                                         "strategy": "tpe"},
                                         n_trials, baseline_trial=False)
         runs[name] = (wall, trials, begun,
                       {t.number: (t.user_attrs.get("neg_elbo", float("nan")),

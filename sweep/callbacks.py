@@ -5,7 +5,8 @@
   units stay at 0 for ``patience`` validation epochs, or whose loss is NaN/inf, is stopped
   and the reason kept for the trial's attrs.
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
-  studies (optuna-integration's callback needs the separate ``lightning`` package).
+  studies (optuna-integration's callback needs the separate ``lightning`` package). The step
+  is the number of epochs trained (1 after the first epoch): Hyperband's resource.
 - ``ParetoPruning``: sweep.pruning's rule for any number of objectives, fed by the earlier
   finished trials' ``history`` attrs.
 - ``pruning_callback``: which of the two a study's space asks for. Neither prunes a trial on
@@ -79,10 +80,12 @@ class CollapseStop(pl.Callback):
 
 class OptunaPruning(pl.Callback):
     """Reports one metric per epoch to the trial and stops the run when the pruner says so
-    (except on the final epoch, which is still reported)."""
+    (except on the final epoch, which is still reported). ``prune=False`` only reports: the
+    trials that must train fully (baseline, references, confirmation runs) still fill the
+    rungs other trials are compared with, and the dashboard's intermediate-values plot."""
 
-    def __init__(self, trial: optuna.Trial, metric: str) -> None:
-        self.trial, self.metric = trial, metric
+    def __init__(self, trial: optuna.Trial, metric: str, prune: bool = True) -> None:
+        self.trial, self.metric, self.prune = trial, metric, prune
         self.pruned_at: int | None = None
         self.reason: str | None = None
 
@@ -92,8 +95,8 @@ class OptunaPruning(pl.Callback):
             return
         epoch = trainer.current_epoch
         value = float(module.last_metrics[self.metric])
-        self.trial.report(value, step=epoch)
-        if not is_final_epoch(trainer) and self.trial.should_prune():
+        self.trial.report(value, step=epoch + 1)
+        if self.prune and not is_final_epoch(trainer) and self.trial.should_prune():
             self.pruned_at = epoch
             self.reason = f"pruner stopped it at epoch {epoch} ({self.metric} = {value:.4g})"
             trainer.should_stop = True
@@ -131,13 +134,14 @@ class ParetoPruning(pl.Callback):
             trainer.should_stop = True
 
 
-def pruning_callback(trial: optuna.Trial,
-                     space: Space) -> OptunaPruning | ParetoPruning | None:
-    """The pruning callback of ``space.pruner``, or None (several objectives, "none")."""
-    if space.pruner == "pareto":
+def pruning_callback(trial: optuna.Trial, space: Space,
+                     prune: bool = True) -> OptunaPruning | ParetoPruning | None:
+    """The pruning callback of ``space.pruner``, or None (several objectives, "none", or a
+    multi-objective trial that must not be pruned: ``prune=False``)."""
+    if space.pruner == "pareto" and prune:
         return ParetoPruning(trial, space.objectives, space.directions(), space.pareto)
     if len(space.objectives) == 1:  # with "none" too: its reports fill the dashboard's plots
-        return OptunaPruning(trial, space.objectives[0])
+        return OptunaPruning(trial, space.objectives[0], prune=prune and space.pruner != "pareto")
     return None
 
 

@@ -9,6 +9,11 @@ the uninterrupted one on CPU. A checkpoint that cannot be read, or that ``torch.
 weights_only=True)`` refuses, is noted (``checkpoint_refused``) and the trial restarts from
 scratch. A checkpoint or image that cannot be written (disk full, store unreachable) is
 noted (``checkpoint_missing``, ``artifacts_missing``) and the trial's metrics still count.
+
+Collapse is a constraint, not an objective (``collapse_constraint``): a trial that ends with
+no active unit, whether the collapse stop cut it short or it trained to the end, is COMPLETE
+with its values and infeasible. It stays in the dashboard's plots with its value and its
+``collapse_reason``, and no best trial, sampler model or recommendation counts it.
 """
 
 from __future__ import annotations
@@ -27,6 +32,7 @@ import optuna
 import pytorch_lightning as pl
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.config import Config
@@ -35,6 +41,7 @@ from sweep.artifacts import upload_trial_artifacts
 from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
 from sweep.provenance import provenance
 from sweep.space import Space, suggest
+from sweep.stages import must_train_fully, trial_space
 from sweep.stores import CheckpointStore, FolderCheckpoints
 
 log = logging.getLogger(__name__)
@@ -129,7 +136,8 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> tuple[float, ...] | float:
         assert not isinstance(self.checkpoints, Path)
-        cfg = suggest(trial, self.space)
+        stage, space = trial_space(trial, self.space)
+        cfg = suggest(trial, space)
         root = root_trial_number(trial)
         ckpt_dir = self.checkpoints.local_dir(root)
         resume_from, refused = usable_checkpoint(self.checkpoints.fetch(root), cfg)
@@ -139,7 +147,7 @@ class Objective:
         stop = CollapseStop()
         latest = LastCheckpoint(ckpt_dir, lambda: self.checkpoints.saved(root))  # type: ignore
         callbacks: list[Any] = [stop, RandomState(), latest, EpochProgress(trial, self.on_epoch)]
-        pruning = pruning_callback(trial, self.space)
+        pruning = pruning_callback(trial, space, prune=not must_train_fully(stage))
         if pruning is not None:
             callbacks.append(pruning)
         started = time.perf_counter()
@@ -165,15 +173,26 @@ class Objective:
         if stop.state == "FAIL":
             trial.set_user_attr("fail_reason", stop.reason)
             return tuple(float("nan") for _ in self.space.objectives)
-        if stop.state == "PRUNED":
-            trial.set_user_attr("pruned_reason", stop.reason)
-            raise optuna.TrialPruned(stop.reason)
-        if pruning is not None and pruning.reason is not None:
+        collapse_constraint(trial, result.metrics)
+        if stop.state == "PRUNED":  # collapsed: kept COMPLETE (infeasible) with its values
+            trial.set_user_attr("collapse_reason", stop.reason)
+        elif pruning is not None and pruning.reason is not None:
             trial.set_user_attr("pruned_reason", pruning.reason)
             trial.set_user_attr("pruned_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(pruning.reason)
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
+
+
+def collapse_constraint(trial: optuna.Trial, metrics: dict[str, Any]) -> None:
+    """Optuna's constraint on the trial (feasible when <= 0): 1 - active units, so a trial is
+    feasible exactly when it kept an active unit. Written before ``tell`` under the system
+    attr that ``TPESampler(constraints_func=...)`` fills (a list under "constraints"), where
+    TPE (which ranks infeasible trials after every feasible one), ``study.best_trial`` and
+    ``best_trials`` (which skip them) and optuna-dashboard (which greys them out and reads
+    only that key) all find it; the deprecated ``constraints_func`` is not needed."""
+    value = 1.0 - float(metrics["active_units"])
+    trial.storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, [value])
 
 
 def root_trial_number(trial: optuna.Trial) -> int:

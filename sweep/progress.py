@@ -18,6 +18,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.recommend import recommend
+from sweep.settings import KEY
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +61,9 @@ class Progress:
         trials = self.study.get_trials(deepcopy=False)
         c = Counter(t.state for t in trials)
         done = results(trials)
+        stored = self.study.user_attrs.get(KEY) if self.goal is not None else None
+        if stored:  # confirmation runs (sweep.confirm) or another start raised the goal
+            self.goal = stored["goal"]
         goal = f"/{self.goal}" if self.goal is not None else ""
         # How far each running trial is (EpochProgress writes it after every epoch).
         where = ", ".join(f"#{t.number} {t.user_attrs['progress']}" for t in trials

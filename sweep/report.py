@@ -2,7 +2,9 @@
 the study's question, plus its PNGs, uploaded as a study artifact for optuna-dashboard.
 
 Sections (each an ``<h2 id=...>``, see ``SECTIONS``): the answer (the baseline's fate beside
-the recommended trial, ``sweep.recommend``, with both configs), the seed, each reference fix
+the recommended trial, ``sweep.recommend``, with both configs), the pick and the best
+reference over seeds (mean ± SD, the gap, the test split), the anytime curve
+(``sweep.anytime``), the seed, each reference fix
 and the pick on the yardstick (and on held-out data with ``--test-data``), the
 rate-distortion plane, the collapse table, parameter importance per objective, per-epoch
 curves, and reconstructions and samples of the recommended trial beside the baseline's.
@@ -28,11 +30,17 @@ from optuna.distributions import CategoricalDistribution, FloatDistribution, Int
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import Config
+from sweep import answer as answer_data
+from sweep import anytime
 from sweep import recommend as rec_rule
 from sweep.artifacts import curves_chart
 from sweep.figures import Point, importance_chart, rd_front, rd_plane
+from sweep.heldout import seeds_html
+from sweep.status import front as status_front
 
-SECTIONS = {"answer": "The answer", "yardstick": "The seed, the fixes and the pick",
+SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
+            "anytime": "Best so far against time",
+            "yardstick": "The seed, the fixes and the pick",
             "rate-distortion": "Rate-distortion plane", "collapse": "Which settings collapse",
             "importance": "Parameter importance", "curves": "Per-epoch curves",
             "images": "Reconstructions and samples"}
@@ -67,11 +75,10 @@ def short(reference: str) -> str:
 
 def roles(study: optuna.Study) -> Roles:
     trials = study.get_trials(deepcopy=False)
-    done = [t for t in trials if t.state == TrialState.COMPLETE]
     if len(study.directions) > 1:
         front = sorted(study.best_trials, key=lambda t: t.user_attrs.get("neg_elbo", math.inf))
     else:
-        front = [study.best_trial] if done else []
+        front = status_front(study)
     return Roles(rec_rule.recommend(trials), rec_rule.baseline(trials),
                  rec_rule.references(trials), front)
 
@@ -298,7 +305,16 @@ def build(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Arti
     out.mkdir(parents=True, exist_ok=True)
     trials = study.get_trials(deepcopy=False)
     who = who or roles(study)
-    body: dict[str, str] = {"answer": answer(study, who), "yardstick": yardstick(study, who)}
+    data = answer_data.summary(study)
+    said = "".join(f"<p>{html.escape(line)}</p>" for line in answer_data.lines(data))
+    body: dict[str, str] = {"answer": said + answer(study, who),
+                            "seeds": seeds_html(data, _table),
+                            "yardstick": yardstick(study, who)}
+    timeline = anytime.curve(trials)
+    anytime.chart(timeline, out / "anytime.png")
+    body["anytime"] = (f"<p>{html.escape(anytime.sentence(timeline))} Dashed: each "
+                       "reference's level; confirmation runs are left out.</p>"
+                       + _img(out / "anytime.png", "best so far against time"))
 
     pts = points(trials, who)
     rd_plane(pts, rd_front([p for p in pts if not p.stopped]), out / "rate_distortion.png")
@@ -365,22 +381,17 @@ def build(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Arti
     return path
 
 
-def score_heldout(who: Roles, storage: optuna.storages.BaseStorage, store: ArtifactStore,
-                  images: Any) -> None:
-    """Score the recommended trial, the baseline and the references on ``images`` (a split
-    no trial saw) into ``who.heldout``, from their saved weights or retrained."""
-    from sweep.evaluate import evaluate, model_for
-
-    for t in (who.recommended, who.baseline, *who.references):
-        if t is None or t.number in who.heldout or "config" not in t.user_attrs:
-            continue
-        module, who.sources[t.number] = model_for(t, storage, store)
-        who.heldout[t.number] = evaluate(module, images)
-
-
 def upload(study: optuna.Study, store: ArtifactStore, path: Path) -> str:
-    """The report as a study artifact (optuna-dashboard's study page lists it)."""
+    """The report as a study artifact (optuna-dashboard's study page lists it). A report an
+    earlier ``report`` uploaded is overwritten in place (same artifact id, same entry), so
+    the study keeps one report, the latest."""
+    name = f"report-{study.study_name}.html".replace("/", "_")
+    earlier = [m for m in get_all_artifact_meta(study) if m.filename == name]
+    if earlier:
+        with path.open("rb") as f:
+            store.write(earlier[-1].artifact_id, f)
+        return earlier[-1].artifact_id
     with tempfile.TemporaryDirectory() as tmp:
-        named = Path(tmp) / f"report-{study.study_name}.html".replace("/", "_")
+        named = Path(tmp) / name
         shutil.copy(path, named)
         return upload_artifact(artifact_store=store, file_path=str(named), study_or_trial=study)

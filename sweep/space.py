@@ -3,9 +3,13 @@ which metrics it optimises; ``suggest`` is the only place the project calls tria
 
 A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
 
-    objectives = ["mse", "rate", "active_units"]   # optional: keys of METRICS
-    pruner = "pareto"                               # optional: one of PRUNERS (default:
-                                                    # median for one objective, else pareto)
+    objectives = ["bits_per_dim"]                  # optional: keys of METRICS (the default)
+    pruner = "hyperband"                            # optional: one of PRUNERS (default:
+                                                    # hyperband for one objective, else pareto)
+    strategy = "focus"                              # optional: one of STRATEGIES (default:
+                                                    # focus without [search], else tpe)
+    confirm = 3                                     # optional: configs re-run over seeds
+                                                    # (default: 3 with focus, else 0)
     [pruner]                                        # or, instead of that line, a table: the
     kind = "pareto"                                 # Pareto pruner's parameters (the fields
     min_trials = 5                                  # of sweep.pruning.ParetoRule)
@@ -24,7 +28,11 @@ A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
     high = 8
     when = { kl_schedule = ["cyclical"] }           # only suggested while an earlier value matches
 
-Without a [search] table the file searches DEFAULT_SPACE's parameters less its [fixed] fields.
+Without a [search] table the file searches DEFAULT_SPACE's parameters less its [fixed] fields,
+with the "focus" strategy (``sweep.stages``): the baseline and the references screen the
+families, then the sampler searches a window around the best reference. ``confirm`` is how
+many of the best configurations (and the best reference) are re-run with more seeds
+(``sweep.confirm``; 0 turns it off).
 Everything is checked by ``parse_space`` before any trial runs: a bad file raises SpaceError,
 one line that starts with the offending key.
 """
@@ -57,7 +65,15 @@ METRICS: dict[str, str] = {
     "neg_elbo_own": "minimize", "bits_per_dim_own": "minimize",
     "active_units": "maximize", "mutual_info": "maximize"}
 
-DEFAULT_OBJECTIVES: tuple[str, ...] = ("mse", "rate", "active_units")
+# The yardstick the answer is chosen by (sweep.recommend): the sampler optimises just that,
+# and collapse is a constraint (sweep.objective), not an objective.
+DEFAULT_OBJECTIVES: tuple[str, ...] = ("bits_per_dim",)
+
+# "focus": the sampler's trials search a window around the best reference (sweep.stages);
+# "tpe": the sampler searches the space as written.
+STRATEGIES = ("focus", "tpe")
+DEFAULT_CONFIRM = 3  # configurations re-run with more seeds at the end (sweep.confirm)
+EXTRA_SEEDS = 2  # seeds added to each confirmed configuration: 3 seeds in all
 
 # "median" and "hyperband": Optuna's pruners, fed by per-epoch reports of a single objective
 # (Optuna refuses reports from multi-objective studies). "pareto": sweep.pruning's rule, for
@@ -68,8 +84,11 @@ _RULE_KEYS = tuple(f.name for f in dataclasses.fields(ParetoRule))
 
 DEFAULT_SPACE: dict[str, Any] = {
     "objectives": list(DEFAULT_OBJECTIVES),
+    "strategy": "focus",
     "search": {
-        "latent_dim": {"choices": [16, 32, 64, 128, 256]},
+        # A log range, not choices: the focus stage searches a window of it, and Optuna keeps a
+        # categorical's choices fixed for the whole study.
+        "latent_dim": {"low": 16, "high": 512, "log": True},
         # String fields search every value the config declares (CHOICES; the likelihoods
         # come from models.likelihoods' registry), so a new one is searched without an edit.
         "likelihood": {"choices": list(CHOICES["likelihood"])},
@@ -93,7 +112,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 # and be scored on the same data, so they may be fixed but never searched.
 DATA_FIELDS = ("dataset", "data_dir", "synthetic_size", "val_fraction")
 
-_TOP_KEYS = ("objectives", "pruner", "fixed", "search")
+_TOP_KEYS = ("objectives", "pruner", "strategy", "confirm", "fixed", "search")
 _PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
 _DEFAULTS = Config().to_dict()
 
@@ -111,6 +130,8 @@ class Space:
     objectives: tuple[str, ...] = DEFAULT_OBJECTIVES
     pruner: str = "pareto"  # the kind, one of PRUNERS
     pareto: ParetoRule = ParetoRule()  # the rule's parameters, used when pruner == "pareto"
+    strategy: str = "tpe"  # one of STRATEGIES
+    confirm: int = 0  # top configurations re-run with more seeds (focus: DEFAULT_CONFIRM)
 
     def directions(self) -> list[str]:
         """Optuna's study directions, one per objective."""
@@ -124,7 +145,12 @@ class Space:
         if self.pruner == "median":
             return optuna.pruners.MedianPruner()
         if self.pruner == "hyperband":
-            return optuna.pruners.HyperbandPruner()
+            # Successive halving over epochs: the resource is the epochs trained (the step
+            # sweep.callbacks reports), so only a third of each rung trains on to the next
+            # and only finalists train max_epochs.
+            epochs = Config.from_dict(dict(self.fixed)).max_epochs
+            return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1),
+                                                  reduction_factor=3)
         return optuna.pruners.NopPruner()
 
     def to_dict(self) -> dict[str, Any]:
@@ -133,6 +159,7 @@ class Space:
         if self.pruner == "pareto":
             pruner = {"kind": "pareto", **dataclasses.asdict(self.pareto)}
         return {"objectives": list(self.objectives), "pruner": pruner,
+                "strategy": self.strategy, "confirm": self.confirm,
                 "fixed": copy.deepcopy(self.fixed), "search": copy.deepcopy(self.params)}
 
     @classmethod
@@ -166,15 +193,22 @@ def parse_space(data: dict[str, Any]) -> Space:
     if unknown:
         raise SpaceError(unknown[0], f"unknown top-level key (expected {', '.join(_TOP_KEYS)})")
     objectives = _objectives(data.get("objectives", list(DEFAULT_OBJECTIVES)))
-    pruner, rule = _pruner(data.get("pruner", "median" if len(objectives) == 1 else "pareto"),
+    pruner, rule = _pruner(data.get("pruner", "hyperband" if len(objectives) == 1 else "pareto"),
                            objectives)
+    strategy = data.get("strategy", "tpe" if "search" in data else "focus")
+    if strategy not in STRATEGIES:
+        raise SpaceError("strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}")
+    # A hand-written [search] space is the user's own design: it confirms when asked to.
+    confirm = data.get("confirm", DEFAULT_CONFIRM if strategy == "focus" else 0)
+    if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
+        raise SpaceError("confirm", f"must be an integer >= 0, got {confirm!r}")
     fixed = _fixed(data.get("fixed", {}))
     if "search" in data:
         search = data["search"]
     else:  # fixing a field takes it out of the default search instead of clashing with it
         search = {k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}
     return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives,
-                 pruner=pruner, pareto=rule)
+                 pruner=pruner, pareto=rule, strategy=strategy, confirm=confirm)
 
 
 def suggest(trial: BaseTrial, space: Space) -> Config:

@@ -2,9 +2,10 @@
 rendering of it (``render``): trials by state, the Pareto front as a table with the params
 the study searched (read from its stored space), and the answer to the seed question: did
 the baseline collapse, how did each reference fix do, and which trial to take (the rule of
-``sweep.recommend``), with its complete config.
+``sweep.recommend``: the best mean over seeds), with its complete config.
 
-``Status.to_dict()`` is the same data as plain JSON-ready values.
+``Status.to_dict()`` is the same data as plain JSON-ready values; ``status_json`` is the
+answer over seeds (``sweep.answer.summary``) that ``status --format json`` prints.
 """
 
 from __future__ import annotations
@@ -14,9 +15,10 @@ from collections import Counter
 from typing import Any
 
 import optuna
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FrozenTrial
 
 from models.config import Config
+from sweep import answer as answer_text
 from sweep import recommend as rec_rule
 from sweep import settings as study_settings
 from sweep.storage import open_study, shown
@@ -81,6 +83,7 @@ class Status:
     baseline: Named | None  # the seed configuration, once it reached an epoch
     references: list[Named]  # each reference that reached an epoch
     recommended: Recommendation | None
+    over_seeds: dict[str, Any]  # the answer over seeds (sweep.answer.summary)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values (each config as its fields)."""
@@ -89,8 +92,10 @@ class Status:
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
     if len(study.directions) == 1:
-        done = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        return [study.best_trial] if done else []
+        try:  # best_trial skips infeasible (collapsed) trials, and raises when all are
+            return [study.best_trial]
+        except ValueError:
+            return []
     return sorted(study.best_trials, key=lambda t: t.values[0])
 
 
@@ -113,7 +118,8 @@ def read_status(study: optuna.Study, url: str) -> Status:
         else None,
         references=[Named.of(t) for t in rec_rule.references(trials)
                     if rec_rule.reached_an_epoch(t)],
-        recommended=None if best is None else Recommendation.of(best))
+        recommended=None if best is None else Recommendation.of(best),
+        over_seeds=answer_text.summary(study))
 
 
 def _fmt(value: Any) -> str:
@@ -149,8 +155,11 @@ def answer(s: Status) -> str:
     if best is None:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
-    lines.append(f"Recommended (lowest neg_elbo among complete trials with active units): "
-                 f"trial {best.trial}; {_line(best.metrics)}.")
+    lines.append(f"Recommended (lowest neg_elbo among complete trials that kept active units, "
+                 f"mean over seeds): trial {best.trial}; {_line(best.metrics)}.")
+    lines += [line.replace("Recommended: ", "Over seeds, recommended ", 1)
+              for line in answer_text.lines(s.over_seeds)
+              if not line.startswith("The seed configuration")]
     lines.append("Its config, every field: "
                  + " ".join(f"{k}={v}" for k, v in best.config.to_dict().items()))
     lines.append(f"Take it: python -m sweep export --study {s.study} "
@@ -171,6 +180,18 @@ def render(s: Status) -> str:
     out.append(table(rows, header) if rows else "(no completed trial yet)")
     out.append("\n" + answer(s))
     return "\n".join(out)
+
+
+def to_json(s: Status) -> dict[str, Any]:
+    """``status --format json``: the answer over seeds with the trials' counts by state."""
+    return {**s.over_seeds, "storage": s.storage,
+            "trials": {state.lower(): n for state, n in s.counts.items()}}
+
+
+def status_json(storage_url: str | None, study_name: str | None) -> dict[str, Any]:
+    """The JSON status of study ``study_name`` (or the storage's only study)."""
+    study, _, url = open_study(storage_url, study_name)
+    return to_json(read_status(study, url))
 
 
 def status(storage_url: str | None, study_name: str | None) -> str:

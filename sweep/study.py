@@ -36,7 +36,7 @@ from sweep import settings as study_settings
 from sweep.errors import ParamError, UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
-from sweep.space import Space, baseline_params, fix, load_space, parse_space
+from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
@@ -203,13 +203,23 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
                  "stopped run): joined it with %d more, %d to run", name, shown(url),
                  before - done, n_trials, goal - done)
     else:
-        log.info("study %r in %s: %d trial(s) to run, objectives %s", name, shown(url),
-                 n_trials, ", ".join(space.objectives))
+        log.info("study %r in %s: %d trial(s) to run, objectives %s%s", name, shown(url),
+                 n_trials, ", ".join(space.objectives), _plan(space))
     log.info("images and checkpoints: %s", _where(store, url, name))
     if store is None and not url.startswith("sqlite"):
         log.info("note: they stay on this machine; give the study a shared artifact store "
                  "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
                  "machines")
+
+
+def _plan(space: Space) -> str:
+    """How the budget is spent, for the start line (sweep.stages, sweep.confirm)."""
+    text = "; search: the references, then a window around the best of them" if (
+        space.strategy == "focus") else ""
+    if space.confirm:
+        text += (f"; then the {space.confirm} best and the best reference re-run with "
+                 f"{EXTRA_SEEDS} more seeds each")
+    return text
 
 
 def _where(store: str | None, url: str, name: str) -> str:
@@ -318,6 +328,9 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
     if done >= goal:
         if dead:
             log.warning("study %r met its goal (%d/%d) despite the above", name, done, goal)
+        from sweep.answer import save_notes
+
+        save_notes(reader)  # the answer where the dashboard shows it
         return
     if timed_out and not dead:
         log.info("timeout reached: %d/%d trials done; `python -m sweep resume --study %s` "

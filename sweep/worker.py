@@ -45,6 +45,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep import confirm
 from sweep import settings as study_settings
 from sweep.errors import WorkerError
 from sweep.logs import quiet_logs
@@ -214,7 +215,10 @@ class Worker:
             goal = study_settings.load(self.study).goal  # a concurrent start may raise it
             waiting = sum(t.state == TrialState.WAITING for t in trials)
             running = sum(t.state == TrialState.RUNNING for t in trials)
-            if not waiting and results(trials) + running >= goal:
+            # The budget spent and every trial told: the best configurations get their
+            # confirmation runs (sweep.confirm), queued once, then taken like any queued trial.
+            if not waiting and results(trials) + running >= goal and (
+                    running or not confirm.enqueue(self.study, trials)):
                 return running > 0
             trial = self.study.ask()
             # Stale detection only sees trials that beat once: beat before the lock goes.

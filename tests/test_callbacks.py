@@ -43,14 +43,14 @@ def test_non_finite_loss_fails_the_run(tiny, images):
 def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(tiny, images):
     class Always(optuna.pruners.BasePruner):
         def prune(self, study, trial):
-            return trial.last_step is not None and trial.last_step >= 1
+            return trial.last_step is not None and trial.last_step >= 2  # epochs trained
 
     study = optuna.create_study(pruner=Always())
     trial = study.ask()
     pruning = OptunaPruning(trial, "mse")
     result = fit(Config(**tiny, max_epochs=5), images=images, callbacks=[pruning])
     assert pruning.pruned_at == 1 and len(result.history) == 2
-    assert sorted(study.trials[0].intermediate_values) == [0, 1]
+    assert sorted(study.trials[0].intermediate_values) == [1, 2]
 
 
 class PruneFrom(optuna.pruners.BasePruner):
@@ -64,19 +64,19 @@ class PruneFrom(optuna.pruners.BasePruner):
 
 
 def test_optuna_pruner_never_stops_the_final_epoch(tiny, images):
-    study = optuna.create_study(pruner=PruneFrom(1))
+    study = optuna.create_study(pruner=PruneFrom(2))
     trial = study.ask()
     pruning = OptunaPruning(trial, "mse")
     result = fit(Config(**tiny, max_epochs=2), images=images, callbacks=[pruning])
     assert pruning.pruned_at is None and pruning.reason is None and len(result.history) == 2
-    assert sorted(study.trials[0].intermediate_values) == [0, 1]  # the last one is reported
+    assert sorted(study.trials[0].intermediate_values) == [1, 2]  # the last one is reported
 
 
 def test_optuna_pruner_never_stops_the_step_that_reaches_max_steps(tiny, images):
     dm = ImageDataModule(Config(**tiny), images)
     dm.setup("fit")
     per_epoch = len(dm.train_dataloader())
-    study = optuna.create_study(pruner=PruneFrom(1))
+    study = optuna.create_study(pruner=PruneFrom(2))
     pruning = OptunaPruning(study.ask(), "mse")
     cfg = Config(**tiny, max_epochs=5, max_steps=2 * per_epoch)  # ends with epoch 1
     result = fit(cfg, images=images, callbacks=[pruning])
@@ -185,12 +185,13 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                           FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
     study.optimize(objective, n_trials=1)
     trial = study.trials[-1]
-    assert trial.state == TrialState.PRUNED
     assert len(trial.user_attrs["history"]) == 1  # a reference for later trials' epoch 0
     if warmup:
+        assert trial.state == TrialState.PRUNED
         assert trial.user_attrs["pruned_epoch"] == 0
         assert trial.user_attrs["pruned_reason"] == ("dominated by 3 of 3 earlier trials at "
                                                      "epoch 0 (mse, rate, active_units)")
-    else:  # the collapse stop is checked first and keeps its reason
-        assert "posterior collapse" in trial.user_attrs["pruned_reason"]
+    else:  # the collapse stop is checked first: COMPLETE with its values, infeasible
+        assert trial.state == TrialState.COMPLETE and trial.constraints == {"0": 1.0}
+        assert "posterior collapse" in trial.user_attrs["collapse_reason"]
         assert "pruned_epoch" not in trial.user_attrs

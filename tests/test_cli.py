@@ -278,9 +278,11 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
 
 
 def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
-    # Both trials complete, so the study has a Pareto front to show.
+    # Both trials complete with active units (a low threshold: one epoch of 96 images), so
+    # both are feasible and the study has a Pareto front to show.
     toml = tmp_path / "warm.toml"
-    toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4"))
+    toml.write_text('objectives = ["mse", "rate", "active_units"]\n' + NO_COLLAPSE.format(
+        "synthetic_size = 96\nwidth = 4\nau_threshold = 0.0001"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
           "--config", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
@@ -390,9 +392,12 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
           "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/sweeps.db"
     (collapsed,) = optuna.load_study(study_name="collapse", storage=storage).trials
-    assert collapsed.state == TrialState.PRUNED
-    assert collapsed.user_attrs["pruned_reason"].startswith("posterior collapse: 0 active units")
+    # Collapse is a constraint: COMPLETE with its values (the dashboard plots it), infeasible
+    # (constraint 1 - active units > 0), so it is never the best trial.
+    assert collapsed.state == TrialState.COMPLETE and collapsed.values
+    assert collapsed.user_attrs["collapse_reason"].startswith("posterior collapse: 0 active units")
     assert collapsed.user_attrs["active_units"] == 0
+    assert collapsed.constraints == {"0": 1.0}
     (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
     assert diverged.state == TrialState.FAIL
     assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"

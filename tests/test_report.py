@@ -82,9 +82,10 @@ def test_the_report_has_every_section_and_decodable_pngs(tmp_path):
     for key in report.SECTIONS:
         assert f"<h2 id={key}>" in text, key
     assert "Take <b>trial 4</b>" in text and "posterior collapse" in text
-    assert text.count("data:image/png;base64,") == 7  # plane, importance, curves, 4 images
+    assert text.count("data:image/png;base64,") == 8  # anytime, plane, importance, curves, 4
     pngs = sorted((tmp_path / "out").glob("*.png"))
     assert {p.name for p in pngs} == {"rate_distortion.png", "importance.png", "curves.png",
+                                      "anytime.png",
                                       "recommended_reconstructions.png",
                                       "recommended_samples.png", "baseline_reconstructions.png",
                                       "baseline_samples.png"}

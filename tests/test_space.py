@@ -194,8 +194,11 @@ BAD = [
     ("unknown_dataset", '[fixed]\ndataset = "no-such"\n', "fixed.dataset"),
     ("infinite_fixed", "[fixed]\nlr = inf\n", "fixed.lr"),
     ("pruner_not_a_name", "pruner = 3\n", "pruner"),
-    ("median_multi_objective", 'pruner = "median"\n', "pruner"),
-    ("hyperband_multi_objective", '[pruner]\nkind = "hyperband"\n', "pruner.kind"),
+    ("median_multi_objective", 'objectives = ["mse", "rate"]\npruner = "median"\n', "pruner"),
+    ("hyperband_multi_objective", 'objectives = ["mse", "rate"]\n[pruner]\nkind = "hyperband"\n',
+     "pruner.kind"),
+    ("unknown_strategy", 'strategy = "grid"\n', "strategy"),
+    ("negative_confirm", "confirm = -1\n", "confirm"),
     ("unknown_pruner_kind", '[pruner]\nkind = "asha"\n', "pruner.kind"),
     ("unknown_pruner_key", "[pruner]\nfractoin = 0.5\n", "pruner.fractoin"),
     ("rule_on_median", 'objectives = ["mse"]\n[pruner]\nkind = "median"\nmin_trials = 3\n',
@@ -225,7 +228,7 @@ def test_messages_say_what_is_wrong(tmp_path):
     with pytest.raises(SpaceError, match=r"^pruner.fraction: must be in \(0, 1\], got 2 \(in "):
         load_space(write(tmp_path, "[pruner]\nkind = 'pareto'\nfraction = 2\n"))
     with pytest.raises(SpaceError, match="prunes single-objective studies only"):
-        parse_space({"pruner": "median"})
+        parse_space({"objectives": ["mse", "rate"], "pruner": "median"})
     with pytest.raises(SpaceError, match="'nope' is not one of"):
         load_space(write(tmp_path, "[search.kl_schedule]\nchoices = ['nope']\n"))
     with pytest.raises(SpaceError, match="unknown metric 'elbo'"):
@@ -235,13 +238,14 @@ def test_messages_say_what_is_wrong(tmp_path):
 
 
 @pytest.mark.parametrize("text,kind,optuna_pruner", [
-    ('objectives = ["neg_elbo"]\n', "median", optuna.pruners.MedianPruner),
+    ('objectives = ["neg_elbo"]\n', "hyperband", optuna.pruners.HyperbandPruner),
     ('objectives = ["neg_elbo"]\npruner = "median"\n', "median", optuna.pruners.MedianPruner),
     ('objectives = ["neg_elbo"]\npruner = "hyperband"\n', "hyperband",
      optuna.pruners.HyperbandPruner),
     ('objectives = ["neg_elbo"]\npruner = "none"\n', "none", optuna.pruners.NopPruner),
     ('objectives = ["neg_elbo"]\npruner = "pareto"\n', "pareto", optuna.pruners.NopPruner),
-    ("", "pareto", optuna.pruners.NopPruner),  # several objectives: the Pareto pruner
+    ("", "hyperband", optuna.pruners.HyperbandPruner),  # the default: bits_per_dim alone
+    ('objectives = ["mse", "rate"]\n', "pareto", optuna.pruners.NopPruner),  # several
     ('pruner = "pareto"\n', "pareto", optuna.pruners.NopPruner),
     ('pruner = "none"\n', "none", optuna.pruners.NopPruner),
 ])

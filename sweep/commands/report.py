@@ -17,10 +17,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "on this dataset, which no trial saw: a folder (e.g. folder:data/test), "
                         "a torchvision name's test split, or synthetic images of another seed")
     p.add_argument("--no-upload", action="store_true",
-                   help="do not upload the page as a study artifact for optuna-dashboard")
+                   help="do not upload the page as a study artifact for optuna-dashboard, "
+                        "nor write the answer as the study's and the pick's notes")
 
 
 def run(args: argparse.Namespace) -> int:
+    import sys
     from pathlib import Path
 
     from models.config import Config
@@ -30,7 +32,8 @@ def run(args: argparse.Namespace) -> int:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
     study, storage, url = open_study(args.storage, args.study)
 
-    from sweep import report
+    from sweep import heldout, report
+    from sweep.answer import save_notes
     from sweep.evaluate import artifact_store, heldout_images
     from sweep.logs import quiet_logs
     from sweep.workers import threads_per_worker, use_threads
@@ -40,10 +43,13 @@ def run(args: argparse.Namespace) -> int:
         store = artifact_store(url, study)
         who = report.roles(study)
         if args.test_data:
-            report.score_heldout(who, storage, store, heldout_images(args.test_data))
+            print(f"--test-data: loading {args.test_data}", file=sys.stderr, flush=True)
+            heldout.score(who, storage, store, heldout_images(args.test_data), study,
+                          args.test_data)
         out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
         path = report.build(study, storage, store, out, who)
         if not args.no_upload:
             report.upload(study, store, path)
+            save_notes(study)
     print(path)
     return 0

@@ -10,9 +10,19 @@ PARENTS = ("storage",)
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (needed when the storage holds several)")
+    p.add_argument("-f", "--format", choices=("table", "json"), default="table",
+                   help="json: the answer as data (recommended, best_reference, gap, "
+                        "baseline), as Optuna's CLI -f json")
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "json":
+        import json
+
+        from sweep.status import status_json
+
+        print(json.dumps(status_json(args.storage, args.study), indent=2))
+        return 0
     from sweep.status import status
 
     print(status(args.storage, args.study))

@@ -1,0 +1,111 @@
+"""The focus stage's window, the confirmation plan and the rule over seeds, on hand-made
+trials: exact windows, exact (trial, seed) pairs, means, SDs and paired gaps."""
+
+from __future__ import annotations
+
+import statistics
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution
+from optuna.trial import TrialState, create_trial
+
+from models.config import Config
+from sweep import confirm
+from sweep.recommend import gap, recommend, recommend_group, reference_group
+from sweep.space import fix, load_space
+from sweep.stages import focus_space
+
+CALIBRATED = Config(recon_reduction="sum", likelihood="gaussian", sigma_mode="optimal")
+
+
+def test_the_focus_space_fixes_the_family_and_windows_the_continuous_knobs():
+    space = fix(load_space(None), {"max_epochs": 3})
+    focused = focus_space(space, CALIBRATED)
+    assert focused.params["lr"] == {"low": pytest.approx(1e-3 / 3), "high": pytest.approx(3e-3),
+                                    "log": True}
+    assert focused.params["latent_dim"] == {"low": 128, "high": 512, "log": True}
+    assert focused.params["batch_size"] == {"low": 20, "high": 80, "log": True}
+    assert set(focused.params) == {"lr", "latent_dim", "batch_size"}  # constant KL weight
+    for field in ("likelihood", "sigma_mode", "recon_reduction", "kl_schedule", "free_bits"):
+        assert focused.fixed[field] == getattr(CALIBRATED, field)
+    assert focused.fixed["max_epochs"] == 3
+    cyclical = focus_space(space, Config(kl_schedule="cyclical", kl_cycles=4, kl_ratio=0.5))
+    assert cyclical.params["kl_cycles"] == {"low": 2, "high": 6, "log": False}
+    assert cyclical.params["kl_ratio"] == {"low": 0.25, "high": 0.75, "log": False}
+    # A field the user fixed is never searched, and free bits keeps the space's choices
+    # (Optuna refuses a categorical whose choices change within a study).
+    mine = focus_space(fix(space, {"lr": 2e-3}), Config(free_bits=0.25))
+    assert "lr" not in mine.params and mine.fixed["lr"] == 2e-3
+    assert mine.params["free_bits"] == space.params["free_bits"]
+
+
+LR = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
+
+
+def trial(number, bpd, au=8, seed=0, **attrs):
+    cfg = Config(lr=1e-4 * (1 + number), seed=seed).to_dict()
+    t = create_trial(state=TrialState.COMPLETE, value=bpd, params={"lr": cfg["lr"]},
+                     distributions=LR,
+                     user_attrs={"bits_per_dim": bpd, "neg_elbo": 1000 * bpd, "seed": seed,
+                                 "active_units": au, "collapsed": au == 0, "config": cfg,
+                                 "history": [{"epoch": 0}], **attrs},
+                     system_attrs={"constraints": [1.0 - au]})
+    t.number = number
+    return t
+
+
+def study_of(trials):
+    study = optuna.create_study()
+    for t in trials:
+        study.add_trial(t)
+    return study
+
+
+TRIALS = [trial(0, 8.0, au=0, baseline=True), trial(1, 7.0, reference="A"),
+          trial(2, 7.2, reference="B"), trial(3, 6.8), trial(4, 6.9), trial(5, 6.95),
+          trial(6, 6.0, au=0)]
+
+
+def test_a_collapsed_trial_with_the_lowest_value_is_never_best():
+    study = study_of(TRIALS)  # trial 6 has the lowest value and no active unit
+    assert study.best_trial.number == 3
+    assert recommend(study.trials).number == 3
+
+
+def test_the_plan_confirms_the_top_configurations_and_the_best_reference():
+    plan = confirm.plan(TRIALS, top=2)
+    assert [(t.number, s) for t, s in plan] == [(3, 1), (3, 2), (4, 1), (4, 2), (1, 1), (1, 2)]
+    queued = [trial(10 + i, 7.0, seed=s, confirm_of=t.number) for i, (t, s) in enumerate(plan)]
+    assert confirm.plan([*TRIALS, *queued], top=2) == []  # once
+    assert confirm.plan(TRIALS, top=0) == []
+    assert confirm.plan(TRIALS[:3], top=2) == []  # the sampler proposed nothing to confirm
+
+
+def test_a_queued_confirmation_run_is_the_same_config_with_another_seed():
+    space = fix(load_space(None), {"max_epochs": 2}).to_dict()
+    run = confirm.confirmation_trial(TRIALS[3], 2, space)
+    assert run.state == TrialState.WAITING
+    assert run.user_attrs == {"stage": "confirm", "confirm_of": 3, "seed": 2}
+    assert run.system_attrs["fixed_params"] == TRIALS[3].params
+    assert run.system_attrs["vae_sweep_stage"]["space"]["fixed"]["seed"] == 2
+
+
+def test_the_pick_is_the_best_mean_over_the_most_seeds_and_a_collapsed_seed_rules_it_out():
+    runs = [trial(10, 6.9, seed=1, confirm_of=3), trial(11, 6.7, seed=2, confirm_of=3),
+            trial(12, 6.8, seed=1, confirm_of=4), trial(13, 6.5, seed=2, au=0, confirm_of=4),
+            trial(14, 7.1, seed=1, confirm_of=1), trial(15, 7.05, seed=2, confirm_of=1)]
+    trials = [*TRIALS, *runs]
+    pick = recommend_group(trials)
+    assert pick.origin.number == 3 and [t.number for t in pick.runs] == [3, 10, 11]
+    assert pick.mean() == pytest.approx(statistics.fmean([6.8, 6.9, 6.7]))
+    assert pick.sd() == pytest.approx(0.1)
+    assert recommend(trials).number == 3  # trial 4's seed 2 collapsed: not a reliable fix
+    ref = reference_group(trials)
+    assert ref.origin.number == 1 and ref.seeds == [0, 1, 2]
+    mean, sd, n = gap(ref, pick)
+    diffs = [7.0 - 6.8, 7.1 - 6.9, 7.05 - 6.7]  # paired seed by seed
+    assert (mean, sd, n) == (pytest.approx(statistics.fmean(diffs)),
+                             pytest.approx(statistics.stdev(diffs)), 3)
+    # Three seeds beat one: a lone run of 6.6 does not displace the confirmed pick.
+    assert recommend_group([*trials, trial(16, 6.6)]).origin.number == 3
