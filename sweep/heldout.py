@@ -7,7 +7,7 @@ and ``status --format json`` show the test-split mean ± SD too.
 
 from __future__ import annotations
 
-import sys
+import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +19,8 @@ from sweep import recommend as rec_rule
 
 if TYPE_CHECKING:
     from sweep.report import Roles
+
+log = logging.getLogger(__name__)
 
 
 def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
@@ -66,8 +68,7 @@ def score(who: Roles, storage: optuna.storages.BaseStorage, store: ArtifactStore
     todo = [t for i, t in enumerate(todo) if "config" in t.user_attrs
             and t.number not in who.heldout and t not in todo[:i]]
     for i, t in enumerate(todo, 1):
-        print(f"--test-data: scoring trial {t.number} ({i}/{len(todo)})", file=sys.stderr,
-              flush=True)
+        log.info("test data: scoring trial %d (%d/%d)", t.number, i, len(todo))
         module, who.sources[t.number] = model_for(t, storage, store)
         who.heldout[t.number] = evaluate(module, images)
     if study is not None:

@@ -6,6 +6,7 @@ import argparse
 
 HELP = "write the study's report: one self-contained HTML page plus its PNGs"
 PARENTS = ("storage", "threads")
+STDOUT_IS_DATA = True  # the report's path: progress goes to stderr
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
