@@ -20,7 +20,7 @@ from typing import Any, NoReturn
 from sweep.commands import NAMES
 from sweep.errors import BAD_INPUT, RunError
 from sweep.storage import STORAGE_ENV
-from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed
+from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed, wait_policy
 
 
 class Parser(argparse.ArgumentParser):
@@ -97,5 +97,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_main(argv: Sequence[str] | None = None) -> Any:
-    """Entry point for console scripts."""
+    """Entry point for console scripts: the process's own, so it sets the wait policy in
+    its environment (torch is not loaded yet; see ``sweep.workers.wait_policy``)."""
+    os.environ.update(wait_policy(os.environ))
     sys.exit(main(argv))
