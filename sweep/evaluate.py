@@ -70,7 +70,14 @@ def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: A
     print(f"trial {trial.number} has no saved weights ({trial.state.name}); retraining its "
           f"config ({cfg.max_epochs} epoch(s))", file=sys.stderr, flush=True)
     quiet_logs()
-    module = fit(cfg, progress=progress).module
+    before = torch.get_num_threads()
+    threads = trial.user_attrs.get("threads")
+    if isinstance(threads, int) and threads >= 1:  # the trial's count: the trial's weights
+        torch.set_num_threads(threads)
+    try:
+        module = fit(cfg, progress=progress).module
+    finally:
+        torch.set_num_threads(before)
     return module.eval(), "retrained"
 
 

@@ -33,7 +33,7 @@ from models.config import Config
 from models.train import FitResult, fit
 from sweep.artifacts import upload_trial_artifacts
 from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
-from sweep.provenance import provenance
+from sweep.provenance import provenance, torch_threads
 from sweep.space import Space, suggest
 from sweep.stores import CheckpointStore, FolderCheckpoints
 
@@ -192,6 +192,7 @@ def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
         "history": result.history,
         "wall_time_s": round(seconds, 3),
         "resumed_from": resumed_from,
+        "threads": torch_threads(),
         **provenance(),
     }
     for key, value in attrs.items():
