@@ -11,8 +11,9 @@ from pathlib import Path
 
 from sweep.errors import UsageError
 
-HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; the "
-        "sweep's overhead and time to answer; GPU rows")
+HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; thread "
+        "counts idle and under load; a trial's and the sweep's overhead and time to answer; "
+        "GPU rows")
 PARENTS = ("threads",)
 EPILOG = ("The CPU measurement on the CIFAR-10 copy: python -m sweep bench --data "
           "folder:data/train --steps 100 --repeats 5 --subset 5000 --trials 12 --epochs 2 "
@@ -52,8 +53,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials-per-gpu", default=None, metavar="K,K,...",
                    help="K trials sharing one GPU for the aggregate rows (default on a GPU: "
                         "1,2,4,8; on CPU only when given)")
+    p.add_argument("--busy", type=int, default=2, metavar="N",
+                   help="busy processes beside the loaded thread rows, 0 for idle rows only "
+                        "(default: 2)")
     p.add_argument("--no-sweep", action="store_true",
-                   help="throughput rows only: skip sweep_overhead and time_to_answer")
+                   help="throughput rows only: skip trial_overhead, sweep_overhead and "
+                        "time_to_answer")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the result object to PATH")
 
@@ -64,8 +69,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--epochs", args.epochs)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
-    for flag, value in (("--subset", args.subset), ("--baseline-workers",
-                                                    args.baseline_workers)):
+    for flag, value in (("--subset", args.subset), ("--busy", args.busy),
+                        ("--baseline-workers", args.baseline_workers)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
     if not (math.isfinite(args.margin) and args.margin >= 0):
@@ -92,7 +97,8 @@ def run(args: argparse.Namespace) -> int:
     result = bench(Options(data=args.data, batch_size=args.batch_size, steps=args.steps,
                            repeats=args.repeats, device=args.device, baseline_workers=workers,
                            subset=args.subset, trials=args.trials, epochs=args.epochs,
-                           margin=args.margin, trials_per_gpu=ks, skip_sweep=args.no_sweep))
+                           margin=args.margin, trials_per_gpu=ks, skip_sweep=args.no_sweep,
+                           busy=args.busy))
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")
