@@ -141,8 +141,11 @@ class Objective:
         if pruning is not None:
             callbacks.append(pruning)
         started = time.perf_counter()
+        # Epochs before the last compute the mutual information only when the pruner
+        # reads it (an objective); the answer reads the final epoch's.
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
-                     root_dir=str(ckpt_dir))
+                     root_dir=str(ckpt_dir),
+                     mutual_info_every_epoch="mutual_info" in self.space.objectives)
         record(trial, cfg, result, time.perf_counter() - started, resume_from)
         if latest.missing:
             trial.set_user_attr("checkpoint_missing", latest.missing)
