@@ -32,7 +32,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from models.config import Config
 from models.train import FitResult, fit
 from sweep.artifacts import upload_trial_artifacts
-from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
+from sweep.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
 from sweep.provenance import provenance, torch_threads
 from sweep.space import Space, suggest
 from sweep.stores import CheckpointStore, FolderCheckpoints
@@ -71,17 +71,25 @@ def _tuples(value: Any) -> Any:
 
 class LastCheckpoint(ModelCheckpoint):
     """The newest epoch's checkpoint under one name, handed to the store after each write;
-    a write that fails (disk full, store unreachable) is noted and training goes on."""
+    a write that fails (disk full, store unreachable) is noted and training goes on.
 
-    def __init__(self, dirpath: Path, on_saved: Callable[[], None]) -> None:
+    Without ``final`` the final epoch writes none: nothing resumes from it (see
+    ``usable_checkpoint``), so unless the study keeps checkpoints it would be written only
+    to be removed; a worker that dies before recording the result leaves the epoch before's,
+    from which the re-run trains the last epoch alone."""
+
+    def __init__(self, dirpath: Path, on_saved: Callable[[], None], final: bool = True) -> None:
         # Top-1 with no monitor keeps the newest epoch's checkpoint, rewritten every epoch
         # (save_last alone only writes when some top-k checkpoint was written).
         super().__init__(dirpath=dirpath, filename="last", save_top_k=1,
                          enable_version_counter=False)
         self.on_saved = on_saved
+        self.final = final
         self.missing: str | None = None
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if not self.final and is_final_epoch(trainer):
+            return
         try:
             super()._save_checkpoint(trainer, filepath)
             self.on_saved()
@@ -135,7 +143,8 @@ class Objective:
             trial.set_user_attr("checkpoint_refused", refused)
             self.checkpoints.remove(root)  # start from scratch, and write a good one
         stop = CollapseStop()
-        latest = LastCheckpoint(ckpt_dir, lambda: self.checkpoints.saved(root))  # type: ignore
+        latest = LastCheckpoint(ckpt_dir, lambda: self.checkpoints.saved(root),  # type: ignore
+                                final=self.keep_checkpoints)
         callbacks: list[Any] = [stop, RandomState(), latest, EpochProgress(trial, self.on_epoch)]
         pruning = pruning_callback(trial, self.space)
         if pruning is not None:
