@@ -190,7 +190,10 @@ class Evaluation:
         for key, value in self.likelihood.score(x, out, self.params).items():
             self._add(f"own_{key}", value)
 
-    def compute(self) -> dict[str, float | int | bool | list[float]]:
+    def compute(self, with_mutual_info: bool = True
+                ) -> dict[str, float | int | bool | list[float]]:
+        """Every metric of the pass; ``mutual_info`` only ``with_mutual_info`` (it costs more
+        than all the others together on the CPU: 0.35 to 1.1 s at N = 5000)."""
         mu, logvar = torch.cat(self.mus), torch.cat(self.logvars)
         sums = {k: float(v) for k, v in self.sums.items()}
         own = {k[len("own_"):]: v for k, v in sums.items() if k.startswith("own_")}
@@ -199,7 +202,7 @@ class Evaluation:
         neg_elbo = rate + yardstick_nll(sums["sse_sample"], self.images, self.pixels)
         neg_elbo_own = rate + self.likelihood.own_nll(own, self.images, self.pixels)
         au = active_units(mu, self.threshold)
-        return {
+        out: dict[str, float | int | bool | list[float]] = {
             "mse": sums["sse_mean"] / (self.images * self.pixels),
             "rate": rate,
             "neg_elbo": neg_elbo,
@@ -207,7 +210,9 @@ class Evaluation:
             "neg_elbo_own": neg_elbo_own,
             "bits_per_dim_own": bits_per_dim(neg_elbo_own, self.pixels),
             "active_units": au,
-            "mutual_info": mutual_info(mu, logvar),
             "collapsed": au == 0,
             "kl_per_dim": [float(v) for v in per_dim],
         }
+        if with_mutual_info:
+            out["mutual_info"] = mutual_info(mu, logvar)
+        return out

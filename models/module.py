@@ -74,6 +74,9 @@ class VAE(pl.LightningModule):
             name: nn.Parameter(torch.tensor(value))
             for name, value in self.likelihood.initial_params().items()})
         self.evaluation: Evaluation | None = None
+        # False: the mutual information only at the run's final validation (the answer
+        # reads it there; an epoch before reads the others, which cost far less).
+        self.mutual_info_every_epoch = True
         self.last_metrics: dict[str, Any] = {}
         self.history: list[dict[str, Any]] = []
 
@@ -128,7 +131,8 @@ class VAE(pl.LightningModule):
 
     def on_validation_epoch_end(self) -> None:
         assert self.evaluation is not None
-        metrics = self.evaluation.compute()
+        metrics = self.evaluation.compute(
+            with_mutual_info=self.mutual_info_every_epoch or self.final_validation())
         self.evaluation = None
         self.last_metrics = metrics
         self.log_dict({f"val/{k}": float(v) for k, v in metrics.items()
@@ -137,6 +141,16 @@ class VAE(pl.LightningModule):
             self.history.append({"epoch": self.current_epoch, "step": self.global_step,
                                  "kl_weight": self.kl_weight(),
                                  **{k: v for k, v in metrics.items() if k != "kl_per_dim"}})
+
+    def final_validation(self) -> bool:
+        """Whether the validation now running scores the run's final weights: the last
+        epoch's, max_steps reached, or one outside fit (``Trainer.validate``)."""
+        t = self.trainer
+        if t.state.fn != "fit":
+            return True
+        if t.max_epochs is not None and 0 <= t.max_epochs <= t.current_epoch + 1:
+            return True
+        return 0 <= t.max_steps <= t.global_step
 
     def configure_optimizers(self) -> torch.optim.Optimizer:
         return torch.optim.Adam(self.parameters(), lr=self.cfg.lr)

@@ -1,7 +1,13 @@
-"""`python -m sweep`: runs the command line in sweep.cli."""
+"""`python -m sweep`: runs the command line in sweep.cli, with the OpenMP wait policy that
+does not spin set before anything imports torch (``sweep.workers.wait_policy``)."""
 
+import os
 import sys
 
-from sweep.cli import main
+from sweep.workers import wait_policy
+
+os.environ.update(wait_policy(os.environ))
+
+from sweep.cli import main  # noqa: E402
 
 sys.exit(main())

@@ -9,10 +9,12 @@ One run measures, side by side (images/s, medians of alternating repeats, their 
   the same images + ToTensor + DataLoader workers, Lightning's defaults);
 - ``project``: ``models.train.fit``, the path every trial takes;
 
-then the sweep around the trainer (``sweep.bench_sweep``: ``sweep_overhead``,
-``time_to_answer``) and, on a GPU, precision/layout variants and K trials sharing it
-(``sweep.bench_gpu``). Each repeat runs the three loops back to back, so the per-repeat
-ratios cancel slow drifts of a shared machine's speed.
+then, on the CPU, ``project`` at each thread count and at the default, idle and beside
+``busy`` busy processes (``sweep.bench_threads``), the sweep around the trainer
+(``sweep.bench_sweep``: ``trial_overhead``, ``sweep_overhead``, ``time_to_answer``) and, on
+a GPU, precision/layout variants and K trials sharing it (``sweep.bench_gpu``). Each repeat
+runs the three loops back to back, so the per-repeat ratios cancel slow drifts of a shared
+machine's speed.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from models.config import Config
 from models.data import load_images
 from models.module import VAE, step_terms
 from models.train import fit
-from sweep import baseline, bench_gpu, bench_sweep
+from sweep import baseline, bench_gpu, bench_sweep, bench_threads
 
 WARMUP_STEPS = 3
 
@@ -52,6 +54,7 @@ class Options:
     margin: float = 0.05
     trials_per_gpu: tuple[int, ...] | None = None  # None: 1,2,4,8 on a GPU, none on CPU
     skip_sweep: bool = False
+    busy: int = 2  # busy processes beside the loaded thread rows (0: idle rows only)
 
 
 def say(message: str) -> None:
@@ -142,8 +145,11 @@ def bench(opts: Options) -> dict[str, Any]:
             "project_over_baseline": round(ratio(rows, "project", "baseline"), 3),
             "repeats": {name: [round(v, 1) for v in values] for name, values in rows.items()},
         }
+        out["threads"] = bench_threads.thread_rows(
+            base, timed, opts.steps, opts.repeats, opts.busy, say) if device.type == "cpu" \
+            else "not measured (the trials train on the GPU)"
         if opts.skip_sweep:
-            out["sweep_overhead"] = out["time_to_answer"] = None
+            out["trial_overhead"] = out["sweep_overhead"] = out["time_to_answer"] = None
         else:
             subset = bench_sweep.subset_folder(folder, opts.subset, work / "subset")
             out["time_to_answer"] = bench_sweep.time_to_answer(
@@ -152,6 +158,7 @@ def bench(opts: Options) -> dict[str, Any]:
             # After the studies above: the process has imported what a trial needs, as a
             # worker has for every trial after its first.
             overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
+            out["trial_overhead"] = overhead.pop("trial_overhead")
             out["sweep_overhead"] = overhead.pop("fraction")
             out["sweep_overhead_detail"] = overhead
         out["gpu"] = bench_gpu.gpu_rows(base, timed, opts.steps, opts.trials_per_gpu, device)

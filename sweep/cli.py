@@ -23,7 +23,7 @@ from sweep.commands import NAMES
 from sweep.errors import BAD_INPUT, ParamError, RunError
 from sweep.logs import printed
 from sweep.storage import STORAGE_ENV
-from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed
+from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed, wait_policy
 
 # The library's parameters (ParamError.param, and others named in its message) as the
 # command line sets them: the one place where the two sets of names meet.
@@ -139,5 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def run_main(argv: Sequence[str] | None = None) -> Any:
-    """Entry point for console scripts."""
+    """Entry point for console scripts: the process's own, so it sets the wait policy in
+    its environment (torch is not loaded yet; see ``sweep.workers.wait_policy``)."""
+    os.environ.update(wait_policy(os.environ))
     sys.exit(main(argv))

@@ -77,8 +77,15 @@ def model_for(trial: FrozenTrial, storage: optuna.storages.BaseStorage, store: A
                 trial.number, trial.state.name, cfg.max_epochs)
     from sweep.workers import environ_kept
 
-    with quiet_logs(), environ_kept():
-        module = fit(cfg, progress=progress).module
+    before = torch.get_num_threads()
+    threads = trial.user_attrs.get("threads")
+    if isinstance(threads, int) and threads >= 1:  # the trial's count: the trial's weights
+        torch.set_num_threads(threads)
+    try:
+        with quiet_logs(), environ_kept():
+            module = fit(cfg, progress=progress).module
+    finally:
+        torch.set_num_threads(before)
     return module.eval(), "retrained"
 
 

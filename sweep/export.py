@@ -1,8 +1,9 @@
 """``python -m sweep export``: take one trial away as ``config.toml``, ``weights.pt`` and
 ``metrics.json``.
 
-``config.toml`` holds every ``Config`` field, so ``python -m sweep train --config
-DIR/config.toml`` trains the same run again (the same metrics on CPU); ``weights.pt`` is the
+``config.toml`` holds every ``Config`` field and the thread count the trial ran with, so
+``python -m sweep train --config DIR/config.toml`` trains the same run again (the same
+metrics on CPU, whatever this machine's default thread count); ``weights.pt`` is the
 trial's ``weights.pt`` artifact, or, when the study kept none, the weights of a retraining
 of its config (said on stderr, with a progress bar); ``metrics.json`` is everything the
 trial recorded (metrics, config, provenance, per-epoch history), with the held-out metrics
@@ -67,7 +68,8 @@ def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any
     cfg = trial_config(trial)
     (out / "config.toml").write_text(configfile.dumps(
         cfg, f"study {study.study_name!r}, trial {trial.number} ({trial.state.name})\n"
-             f"python -m sweep train --config {out / 'config.toml'} trains it again"))
+             f"python -m sweep train --config {out / 'config.toml'} trains it again",
+        threads=trial.user_attrs.get("threads")))
     data: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                             "state": trial.state.name, "values": trial.values,
                             **trial.user_attrs, "weights": how}

@@ -38,8 +38,8 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from models.config import Config
 from models.train import FitResult, fit
 from sweep.artifacts import upload_trial_artifacts
-from sweep.callbacks import CollapseStop, EpochProgress, pruning_callback
-from sweep.provenance import provenance
+from sweep.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
+from sweep.provenance import provenance, torch_threads
 from sweep.space import Space, suggest
 from sweep.stages import must_train_fully, trial_space
 from sweep.stores import CheckpointStore, FolderCheckpoints
@@ -80,17 +80,25 @@ def _tuples(value: Any) -> Any:
 
 class LastCheckpoint(ModelCheckpoint):
     """The newest epoch's checkpoint under one name, handed to the store after each write;
-    a write that fails (disk full, store unreachable) is noted and training goes on."""
+    a write that fails (disk full, store unreachable) is noted and training goes on.
 
-    def __init__(self, dirpath: Path, on_saved: Callable[[], None]) -> None:
+    Without ``final`` the final epoch writes none: nothing resumes from it (see
+    ``usable_checkpoint``), so unless the study keeps checkpoints it would be written only
+    to be removed; a worker that dies before recording the result leaves the epoch before's,
+    from which the re-run trains the last epoch alone."""
+
+    def __init__(self, dirpath: Path, on_saved: Callable[[], None], final: bool = True) -> None:
         # Top-1 with no monitor keeps the newest epoch's checkpoint, rewritten every epoch
         # (save_last alone only writes when some top-k checkpoint was written).
         super().__init__(dirpath=dirpath, filename="last", save_top_k=1,
                          enable_version_counter=False)
         self.on_saved = on_saved
+        self.final = final
         self.missing: str | None = None
 
     def _save_checkpoint(self, trainer: pl.Trainer, filepath: str) -> None:
+        if not self.final and is_final_epoch(trainer):
+            return
         try:
             super()._save_checkpoint(trainer, filepath)
             self.on_saved()
@@ -145,14 +153,18 @@ class Objective:
             trial.set_user_attr("checkpoint_refused", refused)
             self.checkpoints.remove(root)  # start from scratch, and write a good one
         stop = CollapseStop()
-        latest = LastCheckpoint(ckpt_dir, lambda: self.checkpoints.saved(root))  # type: ignore
+        latest = LastCheckpoint(ckpt_dir, lambda: self.checkpoints.saved(root),  # type: ignore
+                                final=self.keep_checkpoints)
         callbacks: list[Any] = [stop, RandomState(), latest, EpochProgress(trial, self.on_epoch)]
         pruning = pruning_callback(trial, space, prune=not must_train_fully(stage))
         if pruning is not None:
             callbacks.append(pruning)
         started = time.perf_counter()
+        # Epochs before the last compute the mutual information only when the pruner
+        # reads it (an objective); the answer reads the final epoch's.
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
-                     root_dir=str(ckpt_dir))
+                     root_dir=str(ckpt_dir),
+                     mutual_info_every_epoch="mutual_info" in self.space.objectives)
         record(trial, cfg, result, time.perf_counter() - started, resume_from)
         if latest.missing:
             trial.set_user_attr("checkpoint_missing", latest.missing)
@@ -212,6 +224,7 @@ def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
         "history": result.history,
         "wall_time_s": round(seconds, 3),
         "resumed_from": resumed_from,
+        "threads": torch_threads(),
         **provenance(),
     }
     for key, value in attrs.items():

@@ -1,4 +1,5 @@
-"""What makes a trial reproducible besides its config: git SHA, package versions, host."""
+"""What makes a trial reproducible besides its config: git SHA, package versions, host, and
+the CPU thread count (results on the CPU depend on it)."""
 
 from __future__ import annotations
 
@@ -27,3 +28,11 @@ def provenance() -> dict[str, object]:
             versions[name] = None
     return {"git_sha": sha, "versions": versions, "python": platform.python_version(),
             "host": platform.node()}
+
+
+def torch_threads() -> int:
+    """The intra-op threads torch runs with now (what a run records and ``train --config``
+    restores: a reduction over 2 threads adds in another order than over 1)."""
+    import torch
+
+    return torch.get_num_threads()

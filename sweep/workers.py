@@ -17,7 +17,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
 from sweep.errors import ParamError
@@ -83,6 +83,19 @@ def threads_per_worker(workers: int, threads: int | None = None, cores: int | No
     return max(1, cores // workers)
 
 
+# OpenMP threads that spin while they wait for work take a core from every other process on
+# a busy machine: on 2 cores with two busy processes beside it, a 2-thread fit ran at 134-241
+# images/s against 547 with the passive policy. libgomp reads the policy once, when torch
+# loads it, so it goes into the environment of every entry point before torch is imported.
+WAIT_POLICY = {"OMP_WAIT_POLICY": "PASSIVE"}
+
+
+def wait_policy(environ: Mapping[str, str]) -> dict[str, str]:
+    """The variables to add to ``environ`` so that a torch loaded under it waits without
+    spinning; none that ``environ`` sets already (the user's choice wins)."""
+    return {k: v for k, v in WAIT_POLICY.items() if k not in environ}
+
+
 def use_threads(threads: int) -> None:
     """Pin this process's torch to ``threads`` intra-op threads."""
     import torch
@@ -128,8 +141,9 @@ def worker_command(study: str, storage: str, threads: int, timeout: float | None
 
 
 def worker_env(index: int, gpu: str | None, threads: int) -> dict[str, str]:
-    env = dict(os.environ, **{WORKER_ID_ENV: str(index), THREADS_ENV: str(threads),
-                              "OMP_NUM_THREADS": str(threads)})
+    env = dict(os.environ, **wait_policy(os.environ),
+               **{WORKER_ID_ENV: str(index), THREADS_ENV: str(threads),
+                  "OMP_NUM_THREADS": str(threads)})
     if gpu is not None:
         env["CUDA_VISIBLE_DEVICES"] = gpu
     return env

@@ -129,13 +129,19 @@ def test_bench_reports_every_row(tmp_path):
     # --trials-per-gpu on CPU runs the GPU rows' code path (variants, K processes) there.
     proc = sweep("bench", "--batch-size", "8", "--steps", "2", "--repeats", "1",
                  "--subset", "40", "--trials", "2", "--baseline-workers", "0",
-                 "--device", "cpu", "--trials-per-gpu", "1", "--json", "bench.json",
-                 cwd=tmp_path)
+                 "--device", "cpu", "--trials-per-gpu", "1", "--busy", "1",
+                 "--json", "bench.json", cwd=tmp_path)
     result = json.loads((tmp_path / "bench.json").read_text())
     assert json.loads(proc.stdout) == result
     for row in ("limit", "baseline", "project"):
         assert result[row] > 0 and len(result["repeats"][row]) == 1
-    assert 0 <= result["sweep_overhead"] < 1
+    assert 0 <= result["sweep_overhead"] < 1 and 0 < result["trial_overhead"] < 1
+    threads = result["threads"]
+    assert threads["busy_processes"] == 1 and threads["wait_policy"] == "PASSIVE"
+    for load in ("idle", "loaded"):  # every count and the default, beside 0 and 1 busy
+        counts = set(threads[load]["repeats"])
+        assert {"1", "default"} <= counts and str(threads[load]["best_fixed"]) in counts
+        assert threads[load]["default_over_best"] > 0
     answer = result["time_to_answer"]
     assert {"baseline_s", "project_s", "ratio", "project_no_pruning_s"} <= set(answer)
     assert answer["trials"] == 2

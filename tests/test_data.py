@@ -160,7 +160,25 @@ def test_datamodule_setup_split_and_loaders(monkeypatch):
     train = dm.train_dataloader()
     assert (len(train), train.drop_last, train.shuffle) == (5, True, True)  # 40 // 8
     val = dm.val_dataloader()
-    assert (val.batch_size, val.shuffle, len(val)) == (256, False, 1)
+    assert (val.batch_size, val.shuffle, len(val)) == (data.VAL_BATCH_CPU, False, 1)
+
+
+def test_trials_on_one_images_tensor_split_it_once(monkeypatch):
+    splits = []
+    monkeypatch.setattr(data, "split", lambda *a: splits.append(a) or split(*a))
+    images = indexed(50)
+
+    def trial(images, val_fraction=0.2):
+        dm = ImageDataModule(Config(batch_size=8, val_fraction=val_fraction), images=images)
+        dm.setup("fit")
+        return dm
+
+    first, second = trial(images), trial(images)
+    assert len(splits) == 1 and second.val_images is first.val_images
+    assert ids(second.val_images) == ids(split(images, 0.2)[1])
+    trial(images, 0.5)  # another fraction, another split
+    trial(indexed(50))  # another tensor, even with equal images
+    assert len(splits) == 3
 
 
 def test_datamodule_keeps_small_train_split():

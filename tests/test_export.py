@@ -1,12 +1,12 @@
 """One small real study through the command line: status recommends, report writes and
-uploads its page, export takes the trial away, and train --config reproduces its metrics."""
+uploads its page, export takes the trial away, and train --config reproduces its metrics bit
+for bit, with the thread count the trial ran with, whatever the machine's default."""
 
 from __future__ import annotations
 
 import json
 
 import optuna
-import pytest
 import torch
 from optuna.artifacts import get_all_artifact_meta
 from test_cli import NO_COLLAPSE, sweep
@@ -14,7 +14,7 @@ from test_cli import NO_COLLAPSE, sweep
 from sweep.weights import load_model
 
 
-def test_report_export_then_train_config_reproduces_the_trial(tmp_path):
+def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypatch):
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format(
         "synthetic_size = 256\nwidth = 4\nlatent_dim = 8\nau_threshold = 0.0001"))
@@ -34,11 +34,23 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path):
     saved = json.loads((tmp_path / "best" / "metrics.json").read_text())
     assert saved["weights"] == "saved weights" and saved["state"] == "COMPLETE"
     assert saved["test"]["active_units"] > 0 and "bits_per_dim" in saved["test"]
+    # The trial ran with the suite's 1 thread (conftest); this machine's default is now 2.
+    assert saved["threads"] == 1
+    assert "\nthreads = 1\n" in (tmp_path / "best" / "config.toml").read_text()
+    monkeypatch.setenv("VAE_SWEEP_THREADS", "2")
     sweep("train", "--config", "best/config.toml", "--json", "again.json", "--save", "w.pt",
           cwd=tmp_path)
     again = json.loads((tmp_path / "again.json").read_text())
-    for key in ("mse", "rate", "neg_elbo", "bits_per_dim", "active_units"):
-        assert again[key] == pytest.approx(saved[key], rel=1e-5), key
+    keys = ("mse", "rate", "neg_elbo", "bits_per_dim", "mutual_info", "active_units")
+    assert again["threads"] == 1
+    assert {k: again[k] for k in keys} == {k: saved[k] for k in keys}
+    # --threads wins over the file; with 2 threads the sums add in another order, so the
+    # file's count is what made the run above identical.
+    sweep("train", "--config", "best/config.toml", "--threads", "2", "--json", "two.json",
+          cwd=tmp_path)
+    two = json.loads((tmp_path / "two.json").read_text())
+    assert two["threads"] == 2
+    assert {k: two[k] for k in keys} != {k: saved[k] for k in keys}
     exported = load_model(tmp_path / "best" / "weights.pt")
     retrained = load_model(tmp_path / "w.pt")
     for key, value in exported.state_dict().items():

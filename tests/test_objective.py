@@ -1,6 +1,7 @@
 """The objective's checkpoints: a resumed trial reproduces the uninterrupted one (random states
-restored), a corrupt or refused checkpoint restarts the trial from scratch, and a store that
-cannot take the images leaves the metrics recorded with the miss noted."""
+restored), a corrupt or refused checkpoint restarts the trial from scratch, the final epoch
+writes one only when the study keeps them, and a store that cannot take the images leaves the
+metrics recorded with the miss noted."""
 
 import optuna
 import pytest
@@ -10,6 +11,7 @@ from optuna.trial import TrialState
 
 from sweep.objective import Objective
 from sweep.space import parse_space
+from sweep.stores import FolderCheckpoints
 from sweep.worker import Requeue
 
 METRICS = ("mse", "rate", "neg_elbo", "active_units", "mutual_info")
@@ -125,3 +127,26 @@ def test_a_checkpoint_of_the_final_epoch_is_trained_again_to_the_same_result(tmp
     attrs = s.trials[1].user_attrs
     assert "final epoch" in attrs["checkpoint_refused"] and attrs["resumed_from"] is None
     assert again == pytest.approx(values, rel=1e-6)
+
+
+class CountingCheckpoints(FolderCheckpoints):
+    """The folder store, counting the checkpoints handed to it."""
+
+    def __init__(self, root):
+        super().__init__(root)
+        self.writes = 0
+
+    def saved(self, root: int) -> None:
+        self.writes += 1
+
+
+@pytest.mark.parametrize("keep,writes", [(False, 1), (True, 2)])
+def test_the_final_epoch_writes_a_checkpoint_only_for_a_study_that_keeps_them(
+        tmp_path, tiny, images, keep, writes):
+    # Nothing resumes from a final epoch's checkpoint: unless kept, it is not written.
+    checkpoints = CountingCheckpoints(tmp_path / "ckpt")
+    s = study()
+    s.optimize(Objective(space_of(tiny, 2), images, FileSystemArtifactStore(str(tmp_path)),
+                         checkpoints, keep_checkpoints=keep), n_trials=1)
+    assert s.trials[0].state == TrialState.COMPLETE and checkpoints.writes == writes
+    assert (tmp_path / "ckpt" / "trial-0" / "last.ckpt").exists() == keep

@@ -56,3 +56,18 @@ def test_bf16_autocast_trains_the_same_run_in_lower_precision(tiny, images):
     assert bf16.metrics["steps"] == plain.metrics["steps"]
     # bf16 keeps 8 bits of mantissa: a few steps of a tiny model agree within a few per cent.
     assert bf16.metrics["mse"] == pytest.approx(plain.metrics["mse"], rel=0.05)
+
+
+@pytest.mark.parametrize("cut,with_mi", [
+    (dict(max_epochs=3), [False, False, True]),  # the last epoch's validation
+    (dict(max_epochs=3, max_steps=20), [False, True]),  # max_steps mid-epoch 2: validate()
+])
+def test_mutual_info_only_where_the_final_metrics_need_it(tiny, images, cut, with_mi):
+    cfg = Config(**tiny, **cut)  # 14 steps an epoch
+    lean = train.fit(cfg, images=images, mutual_info_every_epoch=False)
+    assert ["mutual_info" in entry for entry in lean.history] == with_mi
+    full = train.fit(cfg, images=images)
+    assert all("mutual_info" in entry for entry in full.history)
+    # The same run either way: the estimate draws from its own generator.
+    assert lean.metrics["mutual_info"] == full.metrics["mutual_info"]
+    assert lean.metrics["neg_elbo"] == full.metrics["neg_elbo"]

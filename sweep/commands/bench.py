@@ -11,21 +11,26 @@ from pathlib import Path
 
 from sweep.errors import UsageError
 
-HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; the "
-        "sweep's overhead and time to answer; GPU rows")
+HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; thread "
+        "counts idle and under load; a trial's and the sweep's overhead and time to answer; "
+        "GPU rows")
 PARENTS = ("threads",)
 STDOUT_IS_DATA = True  # the JSON: the sweep's events go to stderr
 EPILOG = """\
 rows: limit = the model's bare PyTorch loop on batches already on the device;
 baseline = optuna-examples' Lightning script shape (ImageFolder + ToTensor +
 DataLoader workers, Lightning's defaults; sweep/baseline.py); project = a trial's
-own path (models.train.fit). sweep_overhead = the share of a 1-epoch `start`
-trial's wall time outside the trainer's fit. time_to_answer = wall time until a
-non-collapsed trial is within --margin of the best neg_elbo, the plain script
-(TPE, no pruner) against `sweep start` (median pruner on and off). gpu = float32,
-bf16 autocast, channels_last (checked within 2 % of float32's metrics), then K
-trials sharing one GPU. --json keys: limit, baseline, project (images/s),
-project_over_limit, project_over_baseline, sweep_overhead, time_to_answer
+own path (models.train.fit). threads = each fixed thread count and the default,
+idle and beside --busy N busy processes (default_over_best: the default's share of
+the best fixed count). trial_overhead = the share of a running worker's second
+1-epoch trial that is not training steps (first_trial_overhead: the first's);
+sweep_overhead = the share of both trials' wall time outside the trainer's fit.
+time_to_answer = wall time until a non-collapsed trial is within --margin of the
+best neg_elbo, the plain script (TPE, no pruner) against `sweep start` (pruner on
+and off). gpu = float32, bf16 autocast, channels_last (checked within 2 % of
+float32's metrics), then K trials sharing one GPU. --json keys: limit, baseline, project (images/s),
+project_over_limit, project_over_baseline, threads, trial_overhead,
+sweep_overhead, time_to_answer
 {baseline_s, project_s, ratio}, gpu, setup (with the load average).
 
 Measured on 2026-11-25 (CIFAR-10 as an ImageFolder at data/train, batch 128,
@@ -87,8 +92,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trials-per-gpu", default=None, metavar="K,K,...",
                    help="K trials sharing one GPU for the aggregate rows (default on a GPU: "
                         "1,2,4,8; on CPU only when given)")
+    p.add_argument("--busy", type=int, default=2, metavar="N",
+                   help="busy processes beside the loaded thread rows, 0 for idle rows only "
+                        "(default: 2)")
     p.add_argument("--no-sweep", action="store_true",
-                   help="throughput rows only: skip sweep_overhead and time_to_answer")
+                   help="throughput rows only: skip trial_overhead, sweep_overhead and "
+                        "time_to_answer")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the result object to PATH")
 
@@ -99,8 +108,8 @@ def run(args: argparse.Namespace) -> int:
                         ("--epochs", args.epochs)):
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
-    for flag, value in (("--subset", args.subset), ("--baseline-workers",
-                                                    args.baseline_workers)):
+    for flag, value in (("--subset", args.subset), ("--busy", args.busy),
+                        ("--baseline-workers", args.baseline_workers)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
     if not (math.isfinite(args.margin) and args.margin >= 0):
@@ -128,7 +137,8 @@ def run(args: argparse.Namespace) -> int:
                                repeats=args.repeats, device=args.device,
                                baseline_workers=workers, subset=args.subset,
                                trials=args.trials, epochs=args.epochs, margin=args.margin,
-                               trials_per_gpu=ks, skip_sweep=args.no_sweep))
+                               trials_per_gpu=ks, skip_sweep=args.no_sweep,
+                               busy=args.busy))
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")

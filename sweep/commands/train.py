@@ -23,8 +23,9 @@ EPILOG = config_keys()
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="FILE",
-                   help="a TOML file of config fields, one flat table (as export writes); "
-                        "--set and --data win over it")
+                   help="a TOML file of config fields, one flat table (as export writes, "
+                        "with the threads the trial ran with); --set, --data and --threads "
+                        "win over it")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a config field (keys below)")
     p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
@@ -40,14 +41,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 def run(args: argparse.Namespace) -> int:
     check_threads(args.threads)  # before torch is imported: a bad flag answers at once
-    from_file = configfile.read_values(args.config) if args.config else {}
+    from_file, file_threads = configfile.read_values(args.config) if args.config else ({}, None)
+    threads = args.threads if args.threads is not None else file_threads
     cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data)})
     for flag, path in (("--json", args.json), ("--save", args.save)):
         if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
             # Checked now: training first and failing to write would lose the run.
             raise UsageError(f"{flag} {path}: directory {Path(path).parent} does not exist")
     progress = sys.stderr.isatty() if args.progress is None else args.progress
-    metrics = train(cfg, args.threads, progress=progress, log_dir=args.log_dir,
+    metrics = train(cfg, threads, progress=progress, log_dir=args.log_dir,
                     save=args.save)
     from sweep.export import json_safe
 
@@ -61,7 +63,8 @@ def run(args: argparse.Namespace) -> int:
 
 def train(cfg: Config, threads: int | None = None, progress: bool = False,
           log_dir: str | None = None, save: str | None = None) -> dict[str, Any]:
-    """Train ``cfg`` in this process and return its metrics, config and provenance.
+    """Train ``cfg`` in this process and return its metrics, config, thread count and
+    provenance.
 
     With ``log_dir``, Lightning's CSVLogger writes the per-step training and per-epoch
     validation metrics to ``log_dir/version_N/metrics.csv``; with ``save``, the final
@@ -71,7 +74,7 @@ def train(cfg: Config, threads: int | None = None, progress: bool = False,
 
     from models.train import fit
     from sweep.logs import quiet_logs
-    from sweep.provenance import provenance
+    from sweep.provenance import provenance, torch_threads
     from sweep.workers import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, threads))
@@ -82,4 +85,5 @@ def train(cfg: Config, threads: int | None = None, progress: bool = False,
         from sweep.weights import save_weights
 
         save_weights(result.module, save)
-    return {**result.metrics, "config": cfg.to_dict(), **provenance()}
+    return {**result.metrics, "config": cfg.to_dict(), "threads": torch_threads(),
+            **provenance()}
