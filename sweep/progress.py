@@ -110,6 +110,8 @@ class Progress:
             if trial.values:
                 names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
                 what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values, strict=False))
+                if "collapse_reason" in trial.user_attrs:  # kept in the plots, never best
+                    what += f"; infeasible: {trial.user_attrs['collapse_reason']}"
             else:
                 what = str(trial.user_attrs.get("pruned_reason")
                            or trial.user_attrs.get("fail_reason") or "")

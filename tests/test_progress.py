@@ -59,3 +59,16 @@ def test_epoch_progress_writes_each_epoch_to_the_trial(tiny, images):
         study.trials[trial.number].user_attrs["progress"]))
     fit(Config(**tiny, max_epochs=2), images=images, callbacks=[callback])
     assert seen == ["1/2 epochs", "2/2 epochs"]
+
+
+def test_a_collapsed_trial_is_reported_with_its_value_and_why_it_is_infeasible(capsys):
+    study = optuna.create_study(study_name="s")
+    study.set_metric_names(["bits_per_dim"])
+    trial = study.ask()
+    trial.set_user_attr("collapse_reason", "posterior collapse (0 active units)")
+    study.tell(trial, 7.875)
+    with printed():
+        Progress(study, goal=2).report(study, study.trials[0])
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first == ("trial 0 COMPLETE: bits_per_dim=7.875; infeasible: posterior collapse "
+                     "(0 active units)")

@@ -77,8 +77,10 @@ def test_quickstart_shows_the_collapsed_seed_every_fix_and_ends_with_the_next_co
     study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{tmp_path}/sweeps.db")
     trials = study.get_trials()
     assert [t.user_attrs.get("reference") for t in trials] == [None, *(r.label for r in REFERENCES)]
-    assert trials[0].user_attrs["baseline"] and trials[0].state == TrialState.PRUNED
-    assert "trial 0 PRUNED: posterior collapse" in out
+    assert trials[0].user_attrs["baseline"] and trials[0].state == TrialState.COMPLETE
+    assert trials[0].system_attrs["constraints"] == [1.0]  # infeasible: no active unit
+    assert "trial 0 COMPLETE: bits_per_dim=" in out
+    assert "; infeasible: posterior collapse" in out
     answer = out[out.index("\nBaseline (the seed configuration, trial 0): posterior collapse"):]
     for r in REFERENCES:
         assert f"\nReference {r.label} (trial " in answer
