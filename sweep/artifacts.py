@@ -30,16 +30,16 @@ import matplotlib
 
 matplotlib.use("Agg")  # headless: workers have no display
 
-import matplotlib.pyplot as plt  # noqa: E402
-import optuna  # noqa: E402
-import torch  # noqa: E402
-from matplotlib.ticker import MaxNLocator  # noqa: E402
-from optuna.artifacts._protocol import ArtifactStore  # noqa: E402
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta  # noqa: E402
-from torchvision.utils import make_grid  # noqa: E402
+import matplotlib.pyplot as plt
+import optuna
+import torch
+from matplotlib.ticker import MaxNLocator
+from optuna.artifacts._protocol import ArtifactStore
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
+from torchvision.utils import make_grid
 
-from models.module import VAE  # noqa: E402
-from sweep.weights import save_weights  # noqa: E402
+from models.module import VAE
+from sweep.weights import save_weights
 
 N_IMAGES = 8
 SCALE = 4  # screen pixels per image pixel: a 32 x 32 image shows at 128 x 128

@@ -280,7 +280,7 @@ def _trial_image(t: FrozenTrial, name: str, storage: optuna.storages.BaseStorage
     try:
         download_artifact(artifact_store=store, artifact_id=metas[-1].artifact_id,
                           file_path=str(dest))
-    except Exception:  # noqa: BLE001 - a store that lost a file: the page says so
+    except Exception:  # a store that lost a file: the page says so
         return False
     return True
 

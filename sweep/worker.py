@@ -154,7 +154,7 @@ class Heartbeat(threading.Thread):
                     self.gone.set()
                     return
                 optuna.storages.fail_stale_trials(self.study)
-            except Exception:  # noqa: S112 - past the storage's retries: keep beating
+            except Exception:  # past the storage's retries: keep beating
                 continue
 
     def stop(self) -> None:

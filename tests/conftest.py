@@ -10,11 +10,11 @@ import os
 os.environ["VAE_SWEEP_THREADS"] = "1"
 os.environ["OMP_NUM_THREADS"] = "1"
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from models.config import Config  # noqa: E402
-from models.data import load_images  # noqa: E402
+from models.config import Config
+from models.data import load_images
 
 torch.set_num_threads(1)
 
