@@ -73,7 +73,9 @@ def labelled_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str, path: Pa
 
 
 def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    return make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    grid: torch.Tensor = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2,
+                                   pad_value=1.0)
+    return grid
 
 
 def reconstruction_rows(module: VAE, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:

@@ -6,8 +6,12 @@ from __future__ import annotations
 import argparse
 import shlex
 import socket
+from typing import TYPE_CHECKING
 
 from sweep.errors import UsageError
+
+if TYPE_CHECKING:
+    from sweep.stores import Stores
 
 HELP = "optuna-dashboard on this storage, with the trials' images"
 PARENTS = ("storage",)
@@ -38,7 +42,7 @@ def check_port(host: str, port: int) -> None:
                              f"({err.strerror or err})") from None
 
 
-def stores_of(storage: object, url: str, override: str | None) -> list:
+def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
     """The stores of every study in ``storage`` (``override`` alone when given)."""
     import optuna
 
@@ -47,7 +51,7 @@ def stores_of(storage: object, url: str, override: str | None) -> list:
 
     if override:
         return [open_stores(normalize(override), url, "")]
-    found: dict[str | None, object] = {}
+    found: dict[str | None, Stores] = {}
     for summary in optuna.study.get_all_study_summaries(storage):  # type: ignore[arg-type]
         data = summary.user_attrs.get(study_settings.KEY) or {}
         store = data.get("artifacts")
