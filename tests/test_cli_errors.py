@@ -18,6 +18,7 @@ BAD = [
     (["train", "--set", "lr=-1"], "lr"),
     (["train", "--set", "seed=-1"], "seed"),
     (["train", "--set", "latent_dim=1000000000"], "latent_dim"),
+    (["train", "--set", "latent_dim=0"], "latent_dim"),
     (["train", "--set", "kl_schedule=exponential"], "kl_schedule"),
     (["train", "--set", "nope=3"], "nope"),
     (["train", "--set", "lr"], "lr"),
@@ -85,6 +86,8 @@ SWEEP_FILES = [
     ('[fixed]\ndataset = "no-such"\n', "fixed.dataset"),
     ("[search.synthetic_size]\nlow = 64\nhigh = 96\n", "search.synthetic_size"),
     ("objectives = [\n", "bad.toml"),
+    ("bogus = 1\n", "bogus"),
+    ("[search.nope]\nlow = 1\nhigh = 2\n", "search.nope"),
     ("[search.lr]\nlow = 0.1\nhigh = 0.01\n", "search.lr"),
 ]
 
