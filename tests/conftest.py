@@ -22,6 +22,12 @@ TINY = dict(dataset="synthetic", synthetic_size=512, width=8, depth=3, latent_di
             batch_size=32, seed=0)
 
 
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: under pytest-xdist they start at once and the short ones fill in
+    around them, instead of one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
+
+
 @pytest.fixture
 def tiny() -> dict:
     return dict(TINY)

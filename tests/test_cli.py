@@ -132,6 +132,7 @@ def test_train_logs_through_lightnings_csv_logger(tmp_path):
     assert float(val[0]["val/mse"]) == pytest.approx(saved["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_bench_reports_every_row(tmp_path):
     # Structure only: timings on a shared machine are noise at this size.
     # --trials-per-gpu on CPU runs the GPU rows' code path (variants, K processes) there.
@@ -160,6 +161,7 @@ def test_bench_reports_every_row(tmp_path):
     assert "time_to_answer: sweep start, pruner none" in proc.stderr
 
 
+@pytest.mark.slow
 def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     db = tmp_path / "sweeps.db"
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
@@ -196,6 +198,7 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert "Pareto front" in report and "Baseline (the seed configuration, trial 0)" in report
 
 
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
                  "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
@@ -211,6 +214,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # even where the test runner ignores it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,left", [
     (signal.SIGKILL, [TrialState.RUNNING]),
     (signal.SIGINT, [TrialState.FAIL, TrialState.WAITING]),
@@ -254,6 +258,7 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
     assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     # Both trials complete, so the study has a Pareto front to show.
     toml = tmp_path / "warm.toml"
@@ -352,6 +357,7 @@ high = 2.0
 """
 
 
+@pytest.mark.slow
 def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     (tmp_path / "c.toml").write_text(COLLAPSING)
     # The seed's constant KL weight collapses the tiny model at once; lr=1e6 diverges.
@@ -370,6 +376,7 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     assert diverged.user_attrs["config"]["lr"] == 1e6  # the command line's value, not searched
 
 
+@pytest.mark.slow
 def test_timeout_stops_starting_trials_and_keep_checkpoints_keeps_them(tmp_path):
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4\nmax_epochs = 2"))

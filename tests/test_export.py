@@ -14,6 +14,7 @@ from test_cli import NO_COLLAPSE, sweep
 from sweep.weights import load_model
 
 
+@pytest.mark.slow
 def test_report_export_then_train_config_reproduces_the_trial(tmp_path):
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format(

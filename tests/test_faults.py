@@ -75,6 +75,7 @@ def backend(tmp_path):
     return f"sqlite:///{tmp_path}/faults.db", None
 
 
+@pytest.mark.slow
 def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backend):
     url, ctl = backend
     name = f"faults-{uuid.uuid4().hex[:6]}"  # a server database outlives the test

@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import optuna
+import pytest
 from optuna.trial import TrialState
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -25,6 +26,7 @@ def test_quickstart_is_two_commands_install_then_run():
     assert commands[1].startswith("python -m pytest")
 
 
+@pytest.mark.slow
 def test_quickstart_start_runs_a_study_on_cpu(tmp_path):
     args = shlex.split(quickstart_commands()[0])
     assert args[:2] == ["python", "-m"]

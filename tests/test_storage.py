@@ -160,6 +160,7 @@ study.optimize(objective, n_trials=6)
 """
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path}/shared.db"
     optuna.create_study(study_name="race", storage=open_storage(url))
@@ -200,6 +201,7 @@ for r in range(rounds):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, backend):
     """Optuna pops a WAITING trial with a read then a write; SQLite has no row lock to hold
