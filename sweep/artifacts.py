@@ -34,11 +34,10 @@ import matplotlib.pyplot as plt
 import optuna
 import torch
 from matplotlib.ticker import MaxNLocator
-from optuna.artifacts._protocol import ArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
 from torchvision.utils import make_grid
 
 from models.module import VAE
+from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactStore, trial_id
 from sweep.weights import save_weights
 
 N_IMAGES = 8
@@ -160,7 +159,7 @@ def upload_in_order(trial: optuna.Trial, store: ArtifactStore, paths: Sequence[P
                             mimetype=mimetype or "application/octet-stream", encoding=encoding)
         with open(path, "rb") as f:
             store.write(artifact_id, f)
-        trial.storage.set_trial_system_attr(trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id,
+        trial.storage.set_trial_system_attr(trial_id(trial), ARTIFACTS_ATTR_PREFIX + artifact_id,
                                             json.dumps(asdict(meta)))
         ids.append(artifact_id)
     return ids

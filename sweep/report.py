@@ -23,7 +23,6 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
-from optuna.artifacts._protocol import ArtifactStore
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -31,6 +30,7 @@ from models.config import Config
 from sweep import recommend as rec_rule
 from sweep.artifacts import curves_chart
 from sweep.figures import Point, importance_chart, rd_front, rd_plane
+from sweep.optuna_private import ArtifactStore
 
 SECTIONS = {"answer": "The answer", "yardstick": "The seed, the fixes and the pick",
             "rate-distortion": "Rate-distortion plane", "collapse": "Which settings collapse",
