@@ -12,7 +12,7 @@ from models.config import Config, parse_overrides
 
 # The order ``python -m sweep --help`` lists them in.
 NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
-         "bench")
+         "copy", "bench")
 
 
 def fixed_fields(items: list[str] | None, data: str | None = None,

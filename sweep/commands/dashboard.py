@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import shlex
 import socket
+import sys
 from typing import TYPE_CHECKING
 
 from sweep.errors import UsageError
@@ -80,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import optuna_dashboard
 
+    from sweep.copying import studies_without_artifacts
+
+    for name, listed, where in studies_without_artifacts(storage, url, args.artifacts):
+        print(f"study {name!r}: none of its {listed} images and files are in {where}; "
+              "name the store that holds them with --artifacts URL", file=sys.stderr)
     store = stores[0].artifacts if len(stores) == 1 else FirstFound([s.artifacts for s in stores])
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {shown(url)}, images from "
           f"{', '.join(s.where for s in stores)}", flush=True)
