@@ -102,6 +102,7 @@ def tiny_toml(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_prints_the_metrics_as_json(tmp_path):
     out = sweep("train", "--data", "synthetic", "--set", "synthetic_size=96", "--set",
                 "width=4", "--set", "depth=2", "--set", "latent_dim=8", "--set", "max_steps=3",
@@ -113,6 +114,7 @@ def test_train_prints_the_metrics_as_json(tmp_path):
     assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_train_logs_through_lightnings_csv_logger(tmp_path):
     sweep("train", "--data", "synthetic", "--set", "synthetic_size=256", "--set", "width=4",
           "--set", "depth=2", "--set", "latent_dim=8", "--set", "batch_size=8", "--set",

@@ -124,6 +124,7 @@ def test_train_refuses_a_bad_config_file_in_one_line(tmp_path, text, needle):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
 
 
+@pytest.mark.slow
 def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
     study = optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
@@ -138,6 +139,7 @@ def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_study_that_is_not_there_is_named(tmp_path):
     optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
     for command in (["worker", "--study", "nosuch"], ["resume", "--study", "nosuch"],
