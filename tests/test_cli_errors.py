@@ -59,6 +59,8 @@ BAD = [
     (["export", "--out", "x", "--trial", "last"], "--trial"),
     (["export"], "--out"),
     (["export", "--out", "x", "--test-data", "no-such"], "no-such"),
+    (["copy", "--from", "sqlite:///sweeps.db", "--to", "sqlite:///c.db"], "sqlite:///sweeps.db"),
+    (["copy", "--to", "sqlite:///c.db"], "--from"),
     (["dashboard", "--port", "99999"], "--port"),
     (["dashboard", "--port", "-1"], "--port"),
     (["bench", "--steps", "0"], "--steps"),
