@@ -172,7 +172,8 @@ def _decoder() -> Decoder:
 
     def direct(data: bytes) -> torch.Tensor:
         op = jpeg_op if data[:2] == b"\xff\xd8" else image_op
-        return op(_as_tensor(data), rgb.value, False)
+        decoded: torch.Tensor = op(_as_tensor(data), rgb.value, False)
+        return decoded
 
     return direct
 

@@ -68,4 +68,5 @@ class Decoder(nn.Module):
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
-        return self.deconvs(self.fc(z).view(-1, *self.start))
+        out: torch.Tensor = self.deconvs(self.fc(z).view(-1, *self.start))
+        return out

@@ -8,6 +8,6 @@ from sweep.workers import wait_policy
 
 os.environ.update(wait_policy(os.environ))
 
-from sweep.cli import main  # noqa: E402
+from sweep.cli import main
 
 sys.exit(main())

@@ -24,6 +24,7 @@ from typing import Any
 
 import optuna
 
+from sweep import optuna_private
 from sweep import recommend as rec_rule
 
 TEST_KEY = "vae_sweep_test"  # study user attr: {"data": spec, "scores": {trial: metrics}}
@@ -147,5 +148,5 @@ def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     if pick is not None:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
         said = [line for line in lines(data) if line.startswith(("Recommended", "Gap"))]
-        save_note(optuna.Trial(study, trial._trial_id),
+        save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
                   "## Recommended\n\n" + "\n\n".join(said))

@@ -29,12 +29,11 @@ from typing import Any
 import optuna
 import torch
 from matplotlib.ticker import MaxNLocator
-from optuna.artifacts._protocol import ArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
 from torchvision.utils import make_grid
 
 from models.module import VAE
 from sweep.figures import agg_figure  # headless, and no process-wide backend
+from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactStore, trial_id
 from sweep.weights import save_weights
 
 N_IMAGES = 8
@@ -67,7 +66,9 @@ def labelled_grid(rows: Sequence[tuple[str, torch.Tensor]], title: str, path: Pa
 
 
 def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
-    return make_grid(images.detach().float().cpu(), nrow=nrow, padding=2, pad_value=1.0)
+    grid: torch.Tensor = make_grid(images.detach().float().cpu(), nrow=nrow, padding=2,
+                                   pad_value=1.0)
+    return grid
 
 
 def reconstruction_rows(module: VAE, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
@@ -152,7 +153,7 @@ def upload_in_order(trial: optuna.Trial, store: ArtifactStore, paths: Sequence[P
                             mimetype=mimetype or "application/octet-stream", encoding=encoding)
         with open(path, "rb") as f:
             store.write(artifact_id, f)
-        trial.storage.set_trial_system_attr(trial._trial_id, ARTIFACTS_ATTR_PREFIX + artifact_id,
+        trial.storage.set_trial_system_attr(trial_id(trial), ARTIFACTS_ATTR_PREFIX + artifact_id,
                                             json.dumps(asdict(meta)))
         ids.append(artifact_id)
     return ids

@@ -79,7 +79,7 @@ def fit(cfg: Config, root: str | Path, workers: int = DEFAULT_WORKERS,
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     train, val = loaders(root, cfg, workers)
     image_shape = tuple(train.dataset[0][0].shape)
-    model = FolderVAE(cfg.to_dict(), image_shape, total_steps(cfg, len(train)))  # type: ignore[arg-type]
+    model = FolderVAE(cfg.to_dict(), image_shape, total_steps(cfg, len(train)))
     throughput = Throughput()
     with tempfile.TemporaryDirectory(prefix="vae-baseline-") as logs:
         trainer = pl.Trainer(logger=True, enable_checkpointing=False, max_epochs=cfg.max_epochs,

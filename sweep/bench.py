@@ -81,7 +81,7 @@ def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.devic
     for step in range(steps):
         loss = step_terms(model, data[step * bs:(step + 1) * bs], step).loss
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        torch.autograd.backward(loss)  # typed, unlike Tensor.backward
         opt.step()
     if device.type == "cuda":
         torch.cuda.synchronize()

@@ -51,7 +51,7 @@ def within(metrics: dict[str, Any], reference: dict[str, Any], latent_dim: int) 
         if abs(metrics[key] - reference[key]) > TOLERANCE[key] * abs(reference[key]):
             return False
     units = abs(metrics["active_units"] - reference["active_units"]) / latent_dim
-    return units <= TOLERANCE["active_units_share"]
+    return bool(units <= TOLERANCE["active_units_share"])
 
 
 def variants(cfg: Config, images: torch.Tensor, steps: int,

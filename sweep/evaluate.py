@@ -19,13 +19,13 @@ import optuna
 import pytorch_lightning as pl
 import torch
 from optuna.artifacts import download_artifact, get_all_artifact_meta
-from optuna.artifacts._protocol import ArtifactStore
 from optuna.trial import FrozenTrial
 
 from models.config import Config
 from models.data import TensorBatches, load_images
 from models.module import VAE
 from sweep.errors import NoWeights, ParamError
+from sweep.optuna_private import ArtifactStore
 from sweep.recommend import trial_config
 from sweep.weights import load_model
 

@@ -12,10 +12,10 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import optuna
-from optuna.artifacts._protocol import ArtifactStore
 
 from sweep import answer as answer_data
 from sweep import recommend as rec_rule
+from sweep.optuna_private import ArtifactStore
 
 if TYPE_CHECKING:
     from sweep.report import Roles

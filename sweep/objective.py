@@ -32,11 +32,11 @@ import optuna
 import pytorch_lightning as pl
 import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
 from pytorch_lightning.callbacks import ModelCheckpoint
 
 from models.config import Config
 from models.train import FitResult, fit
+from sweep import optuna_private
 from sweep.artifacts import upload_trial_artifacts
 from sweep.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
 from sweep.provenance import provenance, torch_threads
@@ -204,7 +204,8 @@ def collapse_constraint(trial: optuna.Trial, metrics: dict[str, Any]) -> None:
     ``best_trials`` (which skip them) and optuna-dashboard (which greys them out and reads
     only that key) all find it; the deprecated ``constraints_func`` is not needed."""
     value = 1.0 - float(metrics["active_units"])
-    trial.storage.set_trial_system_attr(trial._trial_id, _CONSTRAINTS_KEY, [value])
+    trial.storage.set_trial_system_attr(optuna_private.trial_id(trial),
+                                        optuna_private.CONSTRAINTS_KEY, [value])
 
 
 def root_trial_number(trial: optuna.Trial) -> int:

@@ -30,17 +30,23 @@ import os
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Container, Iterator, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
-from optuna.trial import TrialState
+from optuna.study import StudyDirection
+from optuna.trial import FrozenTrial, TrialState
 
+from sweep import optuna_private
 from sweep.errors import DatabaseFull
+
+if TYPE_CHECKING:
+    from sweep.optuna_private import FrozenStudy, JSONSerializable
 
 OUTAGE_WAIT_S = float(os.environ.get("VAE_SWEEP_OUTAGE_WAIT_S", "600"))
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
@@ -169,21 +175,118 @@ class _FileLock:
                     self.fd = None
 
 
-# The public BaseStorage calls a worker makes; each is retried through outages.
-_RETRIED = (
-    "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
-    "get_study_id_from_name", "get_study_name_from_id", "get_study_directions",
-    "get_study_user_attrs", "get_study_system_attrs", "get_all_studies", "create_new_trial",
-    "set_trial_param", "get_trial_id_from_study_id_trial_number", "get_trial_number_from_id",
-    "get_trial_param", "set_trial_intermediate_value", "set_trial_user_attr",
-    "set_trial_system_attr", "get_trial", "get_all_trials", "get_n_trials", "get_best_trial",
-    "get_trial_params", "get_trial_user_attrs", "get_trial_system_attrs", "record_heartbeat",
-    # What Optuna's _CachedStorage (the wrapper every Study puts around an RDBStorage) calls.
-    "_create_new_trial", "_set_trial_param", "_get_best_trial_id", "_get_trials",
-)
+class RetriedRDBStorage(RDBStorage):
+    """RDBStorage whose every call a worker makes is retried through outages (``retrying``).
+
+    Each method is written out with Optuna's own signature, so mypy checks it against the
+    installed Optuna. The last four are private: Optuna's _CachedStorage, which every Study
+    puts around an RDBStorage, calls them (sweep.optuna_private.CACHED_STORAGE_CALLS)."""
+
+    def create_new_study(self, directions: Sequence[StudyDirection],
+                         study_name: str | None = None) -> int:
+        return retrying(super().create_new_study)(directions, study_name)
+
+    def delete_study(self, study_id: int) -> None:
+        return retrying(super().delete_study)(study_id)
+
+    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
+        return retrying(super().set_study_user_attr)(study_id, key, value)
+
+    def set_study_system_attr(self, study_id: int, key: str, value: JSONSerializable) -> None:
+        return retrying(super().set_study_system_attr)(study_id, key, value)
+
+    def get_study_id_from_name(self, study_name: str) -> int:
+        return retrying(super().get_study_id_from_name)(study_name)
+
+    def get_study_name_from_id(self, study_id: int) -> str:
+        return retrying(super().get_study_name_from_id)(study_id)
+
+    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
+        return retrying(super().get_study_directions)(study_id)
+
+    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
+        return retrying(super().get_study_user_attrs)(study_id)
+
+    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
+        return retrying(super().get_study_system_attrs)(study_id)
+
+    def get_all_studies(self) -> list[FrozenStudy]:
+        return retrying(super().get_all_studies)()
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        return retrying(super().create_new_trial)(study_id, template_trial)
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        return retrying(super().set_trial_param)(trial_id, param_name, param_value_internal,
+                                                 distribution)
+
+    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
+        return retrying(super().get_trial_id_from_study_id_trial_number)(study_id, trial_number)
+
+    def get_trial_number_from_id(self, trial_id: int) -> int:
+        return retrying(super().get_trial_number_from_id)(trial_id)
+
+    def get_trial_param(self, trial_id: int, param_name: str) -> float:
+        return retrying(super().get_trial_param)(trial_id, param_name)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int,
+                                     intermediate_value: float) -> None:
+        return retrying(super().set_trial_intermediate_value)(trial_id, step, intermediate_value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        return retrying(super().set_trial_user_attr)(trial_id, key, value)
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: JSONSerializable) -> None:
+        return retrying(super().set_trial_system_attr)(trial_id, key, value)
+
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        return retrying(super().get_trial)(trial_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return retrying(super().get_all_trials)(study_id, deepcopy, states)
+
+    def get_n_trials(self, study_id: int,
+                     state: tuple[TrialState, ...] | TrialState | None = None) -> int:
+        return retrying(super().get_n_trials)(study_id, state)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        return retrying(super().get_best_trial)(study_id)
+
+    def get_trial_params(self, trial_id: int) -> dict[str, Any]:
+        return retrying(super().get_trial_params)(trial_id)
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        return retrying(super().get_trial_user_attrs)(trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return retrying(super().get_trial_system_attrs)(trial_id)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        return retrying(super().record_heartbeat)(trial_id)
+
+    def _create_new_trial(self, study_id: int,
+                          template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        return retrying(super()._create_new_trial)(study_id, template_trial)
+
+    def _set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                         distribution: BaseDistribution,
+                         previous_distribution: BaseDistribution | None) -> None:
+        return retrying(super()._set_trial_param)(trial_id, param_name, param_value_internal,
+                                                  distribution, previous_distribution)
+
+    def _get_best_trial_id(self, study_id: int, direction: StudyDirection) -> int:
+        return retrying(super()._get_best_trial_id)(study_id, direction)
+
+    def _get_trials(self, study_id: int, states: Container[TrialState] | None,
+                    included_trial_ids: set[int],
+                    trial_id_greater_than: int) -> list[FrozenTrial]:
+        return retrying(super()._get_trials)(study_id, states, included_trial_ids,
+                                             trial_id_greater_than)
 
 
-class SweepStorage(RDBStorage):
+class SweepStorage(RetriedRDBStorage):
     """RDBStorage with retries through outages, an atomic claim on SQLite and a study lock
     (see the module docstring). ``lock_file``: the SQLite claim lock (None on servers)."""
 
@@ -216,7 +319,7 @@ class SweepStorage(RDBStorage):
         """RUNNING trials that never beat: taken by a worker that died before its first
         heartbeat. Optuna's stale check skips them for good; read under the study lock (which
         a worker holds from taking a trial to its first beat) they can only be orphans."""
-        from optuna.storages._rdb import models
+        models = optuna_private.rdb_models()
 
         def query() -> list[int]:
             session = self.scoped_session()
@@ -270,8 +373,3 @@ class SweepStorage(RDBStorage):
         finally:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()  # a lost connection releases a server's lock by itself
-
-
-for _name in _RETRIED:
-    if hasattr(RDBStorage, _name):
-        setattr(SweepStorage, _name, retrying(getattr(RDBStorage, _name)))

@@ -25,7 +25,6 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
-from optuna.artifacts._protocol import ArtifactStore
 from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
@@ -36,6 +35,7 @@ from sweep import recommend as rec_rule
 from sweep.artifacts import curves_chart
 from sweep.figures import Point, importance_chart, rd_front, rd_plane
 from sweep.heldout import seeds_html
+from sweep.optuna_private import ArtifactStore
 from sweep.status import front as status_front
 
 SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
@@ -287,7 +287,7 @@ def _trial_image(t: FrozenTrial, name: str, storage: optuna.storages.BaseStorage
     try:
         download_artifact(artifact_store=store, artifact_id=metas[-1].artifact_id,
                           file_path=str(dest))
-    except Exception:  # noqa: BLE001 - a store that lost a file: the page says so
+    except Exception:  # a store that lost a file: the page says so
         return False
     return True
 

@@ -360,16 +360,7 @@ def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
             raise SpaceError(f"{where}.{unknown[0]}",
                              f"unknown key (expected {', '.join(_PARAM_KEYS)})")
         if "choices" in spec:
-            extra = [k for k in ("low", "high", "log", "step") if k in spec]
-            if extra:
-                raise SpaceError(f"{where}.{extra[0]}", "cannot be combined with choices")
-            values = spec["choices"]
-            if not isinstance(values, list) or not values:
-                raise SpaceError(f"{where}.choices", "must be a non-empty list")
-            typed = [_valid(f"{where}.choices", name, v) for v in values]
-            if len(set(typed)) < len(typed):
-                raise SpaceError(f"{where}.choices", "lists a value twice")
-            out: dict[str, Any] = {"choices": typed}
+            out = _choices(where, name, spec)
         elif "low" in spec and "high" in spec:
             out = _range(where, name, types[name], spec)
         else:
@@ -378,6 +369,19 @@ def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
             out["when"] = _when(where, spec["when"], params, fixed)
         params[name] = out
     return params
+
+
+def _choices(where: str, field: str, spec: dict[str, Any]) -> dict[str, Any]:
+    extra = [k for k in ("low", "high", "log", "step") if k in spec]
+    if extra:
+        raise SpaceError(f"{where}.{extra[0]}", "cannot be combined with choices")
+    values = spec["choices"]
+    if not isinstance(values, list) or not values:
+        raise SpaceError(f"{where}.choices", "must be a non-empty list")
+    typed = [_valid(f"{where}.choices", field, v) for v in values]
+    if len(set(typed)) < len(typed):
+        raise SpaceError(f"{where}.choices", "lists a value twice")
+    return {"choices": typed}
 
 
 def _range(where: str, field: str, kind: type, spec: dict[str, Any]) -> dict[str, Any]:

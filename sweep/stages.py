@@ -31,6 +31,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from models.config import LIMITS, Config
+from sweep import optuna_private
 from sweep import recommend as rec_rule
 from sweep.space import Space, parse_space
 
@@ -86,7 +87,7 @@ def focus_space(space: Space, centre: Config) -> Space:
 
 
 def _record(trial: optuna.Trial, stage: str, space: Space, labels: dict[str, Any]) -> None:
-    trial.storage.set_trial_system_attr(trial._trial_id, STAGE_KEY, {
+    trial.storage.set_trial_system_attr(optuna_private.trial_id(trial), STAGE_KEY, {
         "stage": stage, "space": space.to_dict(), "labels": labels})
     for key, value in {"stage": stage, **labels}.items():
         trial.set_user_attr(key, value)
@@ -95,7 +96,7 @@ def _record(trial: optuna.Trial, stage: str, space: Space, labels: dict[str, Any
 def trial_space(trial: optuna.Trial, space: Space) -> tuple[str, Space]:
     """The stage of ``trial`` and the space its config comes from (``suggest``), recorded on
     the trial (``STAGE_KEY`` and user attrs) the first time it runs; a re-run finds it."""
-    system = trial.storage.get_trial_system_attrs(trial._trial_id)
+    system = trial.storage.get_trial_system_attrs(optuna_private.trial_id(trial))
     stored = system.get(STAGE_KEY)
     if stored:  # a re-run (or an enqueued confirmation run): the same stage and space
         same = parse_space(stored["space"])

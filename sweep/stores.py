@@ -29,7 +29,7 @@ from sweep.errors import ParamError, UsageError
 from sweep.storage import artifact_dir, checkpoint_dir, safe_name
 
 if TYPE_CHECKING:
-    from optuna.artifacts._protocol import ArtifactStore
+    from sweep.optuna_private import ArtifactStore
 
 S3 = "s3://"
 

@@ -45,7 +45,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
-from sweep import confirm
+from sweep import confirm, optuna_private
 from sweep import settings as study_settings
 from sweep.errors import WorkerError
 from sweep.logs import quiet_logs
@@ -157,7 +157,7 @@ class Heartbeat(threading.Thread):
                     self.gone.set()
                     return
                 optuna.storages.fail_stale_trials(self.study)
-            except Exception:  # noqa: S112 - past the storage's retries: keep beating
+            except Exception:  # past the storage's retries: keep beating
                 continue
 
     def stop(self) -> None:
@@ -222,13 +222,13 @@ class Worker:
                 return running > 0
             trial = self.study.ask()
             # Stale detection only sees trials that beat once: beat before the lock goes.
-            self.storage.record_heartbeat(trial._trial_id)
+            self.storage.record_heartbeat(optuna_private.trial_id(trial))
             return trial
 
     def _fail_orphans(self) -> None:
         """Fail and re-queue trials whose worker died between taking them and its first
         heartbeat (see SweepStorage.unclaimed_running); the caller holds the study lock."""
-        for trial_id in self.storage.unclaimed_running(self.study._study_id):
+        for trial_id in self.storage.unclaimed_running(optuna_private.study_id(self.study)):
             reason = "its worker died while taking it (before its first heartbeat)"
             self.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
             if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
@@ -253,7 +253,8 @@ class Worker:
 
     def run_trial(self, trial: optuna.Trial) -> str | None:
         """Run one trial and record it; returns the reason of an unexpected failure."""
-        self.beat = Heartbeat(self.study, self.storage, trial._trial_id, self.settings.heartbeat)
+        self.beat = Heartbeat(self.study, self.storage, optuna_private.trial_id(trial),
+                              self.settings.heartbeat)
         self.beat.start()
         self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
         values: Any = None

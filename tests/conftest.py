@@ -10,19 +10,25 @@ import os
 os.environ["VAE_SWEEP_THREADS"] = "1"
 os.environ["OMP_NUM_THREADS"] = "1"
 
-import re  # noqa: E402
-from pathlib import Path  # noqa: E402
+import re
+from pathlib import Path
 
-import pytest  # noqa: E402
-import torch  # noqa: E402
+import pytest
+import torch
 
-from models.config import Config  # noqa: E402
-from models.data import load_images  # noqa: E402
+from models.config import Config
+from models.data import load_images
 
 torch.set_num_threads(1)
 
 TINY = dict(dataset="synthetic", synthetic_size=512, width=8, depth=3, latent_dim=16,
             batch_size=32, seed=0)
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """The slow tests first: under pytest-xdist they start at once and the short ones fill in
+    around them, instead of one long test running alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
 @pytest.fixture

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import os
 import shlex
 import signal
+import socket
 import sqlite3
 import subprocess
 import sys
@@ -82,6 +84,13 @@ def sweep(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.Complet
     return proc
 
 
+def free_port() -> int:
+    """A port nothing listens on now (tests run in parallel: no fixed port)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 def states(db: Path, name: str) -> list[TrialState]:
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     return [t.state for t in study.get_trials()]
@@ -94,6 +103,7 @@ def tiny_toml(tmp_path: Path) -> Path:
     return path
 
 
+@pytest.mark.slow
 def test_train_prints_the_metrics_as_json(tmp_path):
     out = sweep("train", "--data", "synthetic", "--set", "synthetic_size=96", "--set",
                 "width=4", "--set", "depth=2", "--set", "latent_dim=8", "--set", "max_steps=3",
@@ -105,6 +115,7 @@ def test_train_prints_the_metrics_as_json(tmp_path):
     assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
 
 
+@pytest.mark.slow
 def test_train_logs_through_lightnings_csv_logger(tmp_path):
     sweep("train", "--data", "synthetic", "--set", "synthetic_size=256", "--set", "width=4",
           "--set", "depth=2", "--set", "latent_dim=8", "--set", "batch_size=8", "--set",
@@ -124,6 +135,7 @@ def test_train_logs_through_lightnings_csv_logger(tmp_path):
     assert float(val[0]["val/mse"]) == pytest.approx(saved["mse"], rel=1e-5)
 
 
+@pytest.mark.slow
 def test_bench_reports_every_row(tmp_path):
     # Structure only: timings on a shared machine are noise at this size.
     # --trials-per-gpu on CPU runs the GPU rows' code path (variants, K processes) there.
@@ -148,28 +160,18 @@ def test_bench_reports_every_row(tmp_path):
     gpu = result["gpu"]
     assert set(gpu["variants"]) == {"32-true", "bf16-mixed", "32-true+channels_last",
                                     "bf16-mixed+channels_last"}
-    assert gpu["variants"]["32-true"]["within_tolerance"]  # the reference matches itself
-    assert gpu["variants"][gpu["chosen"]]["within_tolerance"]
+    rows = gpu["variants"]
+    for r in rows.values():  # each variant measured (neg_elbo may be < 0: a density's)
+        assert r["images_per_sec"] > 0 and math.isfinite(r["neg_elbo"]) and r["mse"] >= 0, r
+    agree = [name for name, r in rows.items() if r["within_tolerance"]]
+    # The chosen variant: the fastest of those that agree with the 32-bit reference.
+    assert gpu["chosen"] == max(agree, key=lambda name: rows[name]["images_per_sec"])
     assert list(gpu["trials_per_gpu"]) == ["1"] and gpu["trials_per_gpu"]["1"] > 0
     assert proc.stderr.count("repeat ") == 1  # one progress line per repeat
     assert "time_to_answer: sweep start, pruner none" in proc.stderr
 
 
-@pytest.mark.parametrize("args,key", [
-    (["--set", "lr=-1"], "lr"),
-    (["--set", "kl_schedule=exponential"], "kl_schedule"),
-    (["--set", "latent_dim=0"], "latent_dim"),
-    (["--set", "nope=3"], "nope"),
-    (["--data", "folder:empty"], "dataset"),
-])
-def test_train_bad_input_exits_2_naming_the_key(tmp_path, args, key):
-    (tmp_path / "empty").mkdir()
-    proc = sweep("train", "--data", "synthetic", *args, cwd=tmp_path, check=False)
-    assert proc.returncode == 2
-    lines = proc.stderr.strip().splitlines()
-    assert len(lines) == 1 and key in lines[0], proc.stderr
-
-
+@pytest.mark.slow
 def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     db = tmp_path / "sweeps.db"
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
@@ -206,25 +208,7 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert "Pareto front" in report and "Baseline (the seed configuration, trial 0)" in report
 
 
-@pytest.mark.parametrize("content,args,needle", [
-    ("objectives = [\n", [], "tiny.toml"),
-    ("bogus = 1\n", [], "bogus"),
-    ("[search.nope]\nlow = 1\nhigh = 2\n", [], "nope"),
-    ("[search.lr]\nlow = 0.1\nhigh = 0.01\n", [], "lr"),
-    ("", ["--storage", "nope://where"], "nope://where"),
-    ("", ["--workers", "0"], "--workers"),
-    ("", ["--heartbeat", "0"], "--heartbeat"),
-    ("", ["--gpus", "0", "--workers", "2"], "--gpus"),
-])
-def test_start_bad_input_exits_2_and_writes_nothing(tmp_path, content, args, needle):
-    (tmp_path / "tiny.toml").write_text(content)
-    proc = sweep("start", "--data", "synthetic", "--config", "tiny.toml", *args,
-                 cwd=tmp_path, check=False)
-    assert proc.returncode == 2, proc.stderr
-    assert len(proc.stderr.strip().splitlines()) == 1 and needle in proc.stderr
-    assert sorted(p.name for p in tmp_path.iterdir()) == ["tiny.toml"]
-
-
+@pytest.mark.slow
 def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
                  "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
@@ -240,6 +224,7 @@ def _default_sigint() -> None:
     signal.signal(signal.SIGINT, signal.SIG_DFL)  # even where the test runner ignores it
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig,left", [
     (signal.SIGKILL, [TrialState.RUNNING]),
     (signal.SIGINT, [TrialState.FAIL, TrialState.WAITING]),
@@ -283,6 +268,7 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
     assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2]
 
 
+@pytest.mark.slow
 def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     # Both trials complete with active units (a low threshold: one epoch of 96 images), so
     # both are feasible and the study has a Pareto front to show.
@@ -306,7 +292,7 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
         t = study.trials[int(r[0])]
         assert float(r[1]) == pytest.approx(t.values[0], rel=1e-3)
         assert float(r[5]) == pytest.approx(t.params["lr"], rel=1e-3)
-    port = 18000 + os.getpid() % 1000
+    port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     server = subprocess.Popen([sys.executable, "-m", "sweep", "dashboard", "--port", str(port)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
@@ -343,13 +329,14 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
         server.wait()
     # The README's plain optuna-dashboard command, as --print-command gives it, serves the
     # same image (the console script sits beside this Python).
-    printed = sweep("dashboard", "--port", str(port + 1), "--print-command", cwd=tmp_path)
+    port = free_port()
+    printed = sweep("dashboard", "--port", str(port), "--print-command", cwd=tmp_path)
     command = shlex.split(printed.stdout.strip().splitlines()[-1])
     assert command[0] == "optuna-dashboard" and "--artifact-dir" in command
     command[0] = str(Path(sys.executable).with_name("optuna-dashboard"))
     plain = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
                              stderr=subprocess.DEVNULL)
-    base = f"http://127.0.0.1:{port + 1}"
+    base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
         while True:
@@ -364,13 +351,6 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     finally:
         plain.kill()
         plain.wait()
-
-
-@pytest.mark.parametrize("command", [["resume", "--study", "x"], ["status"]])
-def test_readers_of_a_missing_database_exit_2_and_create_nothing(tmp_path, command):
-    proc = sweep(*command, cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "sqlite:///sweeps.db" in proc.stderr
-    assert list(tmp_path.iterdir()) == []
 
 
 COLLAPSING = """
@@ -389,6 +369,7 @@ high = 2.0
 """
 
 
+@pytest.mark.slow
 def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     (tmp_path / "c.toml").write_text(COLLAPSING)
     # The seed's constant KL weight collapses the tiny model at once; lr=1e6 diverges.
@@ -410,6 +391,7 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     assert diverged.user_attrs["config"]["lr"] == 1e6  # the command line's value, not searched
 
 
+@pytest.mark.slow
 def test_timeout_stops_starting_trials_and_keep_checkpoints_keeps_them(tmp_path):
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4\nmax_epochs = 2"))

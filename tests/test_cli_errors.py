@@ -18,6 +18,7 @@ BAD = [
     (["train", "--set", "lr=-1"], "lr"),
     (["train", "--set", "seed=-1"], "seed"),
     (["train", "--set", "latent_dim=1000000000"], "latent_dim"),
+    (["train", "--set", "latent_dim=0"], "latent_dim"),
     (["train", "--set", "kl_schedule=exponential"], "kl_schedule"),
     (["train", "--set", "nope=3"], "nope"),
     (["train", "--set", "lr"], "lr"),
@@ -58,6 +59,8 @@ BAD = [
     (["export", "--out", "x", "--trial", "last"], "--trial"),
     (["export"], "--out"),
     (["export", "--out", "x", "--test-data", "no-such"], "no-such"),
+    (["copy", "--from", "sqlite:///sweeps.db", "--to", "sqlite:///c.db"], "sqlite:///sweeps.db"),
+    (["copy", "--to", "sqlite:///c.db"], "--from"),
     (["dashboard", "--port", "99999"], "--port"),
     (["dashboard", "--port", "-1"], "--port"),
     (["bench", "--steps", "0"], "--steps"),
@@ -85,6 +88,8 @@ SWEEP_FILES = [
     ('[fixed]\ndataset = "no-such"\n', "fixed.dataset"),
     ("[search.synthetic_size]\nlow = 64\nhigh = 96\n", "search.synthetic_size"),
     ("objectives = [\n", "bad.toml"),
+    ("bogus = 1\n", "bogus"),
+    ("[search.nope]\nlow = 1\nhigh = 2\n", "search.nope"),
     ("[search.lr]\nlow = 0.1\nhigh = 0.01\n", "search.lr"),
 ]
 
@@ -121,6 +126,7 @@ def test_train_refuses_a_bad_config_file_in_one_line(tmp_path, text, needle):
     assert [p.name for p in tmp_path.iterdir()] == ["bad.toml"]
 
 
+@pytest.mark.slow
 def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
     study = optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
     study.add_trial(optuna.trial.create_trial(state=optuna.trial.TrialState.FAIL))
@@ -135,6 +141,7 @@ def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+@pytest.mark.slow
 def test_a_study_that_is_not_there_is_named(tmp_path):
     optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
     for command in (["worker", "--study", "nosuch"], ["resume", "--study", "nosuch"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -53,10 +52,8 @@ def test_synthetic_shape_dtype_and_fixed_data():
     assert torch.equal(torch.get_rng_state(), state)  # nor does it consume the global RNG
 
 
-def test_synthetic_is_fast_and_structured():
-    start = time.perf_counter()
+def test_synthetic_is_structured():
     images = load_images(Config(dataset="synthetic"))
-    assert time.perf_counter() - start < 3.0
     assert images.shape == (2048, 3, 32, 32)
     x = images.float()
     assert x.std(dim=0).mean() > 30  # pixels vary across images: factors to learn

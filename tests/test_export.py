@@ -7,6 +7,7 @@ from __future__ import annotations
 import json
 
 import optuna
+import pytest
 import torch
 from optuna.artifacts import get_all_artifact_meta
 from test_cli import NO_COLLAPSE, sweep
@@ -14,6 +15,7 @@ from test_cli import NO_COLLAPSE, sweep
 from sweep.weights import load_model
 
 
+@pytest.mark.slow
 def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypatch):
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format(

@@ -69,6 +69,7 @@ def test_the_sweep_file_example_is_a_valid_space(tmp_path):
     assert space.fixed["likelihood"] == "gaussian"
 
 
+@pytest.mark.slow
 def test_quickstart_shows_the_collapsed_seed_every_fix_and_ends_with_the_next_commands(
         tmp_path):
     (command,) = [line for b in blocks(section("Quickstart"), "bash") for line in b.splitlines()]
@@ -146,6 +147,7 @@ def test_the_exported_model_loads_as_the_readme_shows(readme_example, monkeypatc
     assert scope["samples"].shape == (8, 3, 32, 32) and torch.isfinite(scope["mu"]).all()
 
 
+@pytest.mark.slow
 def test_your_own_images_as_the_readme_gives_them(tmp_path):
     """The walkthrough's ``folder:~/images/...`` commands with HOME here: PNGs in an
     ImageFolder tree, a study on train, a report scored on test."""

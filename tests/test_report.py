@@ -74,6 +74,7 @@ def make_study(rows=ROWS, images: dict[int, str] | None = None,
     return study
 
 
+@pytest.mark.slow
 def test_the_report_has_every_section_and_decodable_pngs(tmp_path):
     store = FileSystemArtifactStore(str(tmp_path))
     study = make_study(images={0: "gray", 4: "red"}, store=store)  # the baseline and the pick

@@ -70,8 +70,11 @@ def test_storage_contract(url):
             warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
             dead = study.ask()
         storage.record_heartbeat(dead._trial_id)  # what optimize()'s heartbeat thread does
-        time.sleep(2.5)  # SQLite's clock has whole seconds
-        optuna.storages.fail_stale_trials(study)
+        deadline = time.monotonic() + 30
+        while not stale:  # until the grace period has passed on the database's clock
+            assert time.monotonic() < deadline, "the dead worker's trial never went stale"
+            time.sleep(0.1)
+            optuna.storages.fail_stale_trials(study)
         assert stale == [dead.number]
         assert again.get_trials()[dead.number].state == TrialState.FAIL
         if url.startswith("sqlite"):
@@ -157,6 +160,7 @@ study.optimize(objective, n_trials=6)
 """
 
 
+@pytest.mark.slow
 def test_two_worker_processes_share_one_sqlite_file(tmp_path):
     url = f"sqlite:///{tmp_path}/shared.db"
     optuna.create_study(study_name="race", storage=open_storage(url))
@@ -184,7 +188,8 @@ from sweep.storage import open_storage
 
 url, sync, me, rounds = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
-study = optuna.load_study(study_name="claim", storage=open_storage(url, heartbeat_interval=None))
+study = optuna.load_study(study_name=sys.argv[5],
+                          storage=open_storage(url, heartbeat_interval=None))
 for r in range(rounds):
     go = sync / f"go-{r}"
     while not go.exists():
@@ -196,6 +201,7 @@ for r in range(rounds):
 """
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
 def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, backend):
     """Optuna pops a WAITING trial with a read then a write; SQLite has no row lock to hold
@@ -205,15 +211,14 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
     else:
         url = os.environ.get(SERVERS[backend]) or pytest.skip(f"set {SERVERS[backend]}")
     storage = open_storage(url, heartbeat_interval=None)
-    with contextlib.suppress(KeyError):
-        optuna.delete_study(study_name="claim", storage=storage)
-    study = optuna.create_study(study_name="claim", storage=storage)
+    name = f"claim-{uuid.uuid4().hex[:8]}"  # a server database outlives the test
+    study = optuna.create_study(study_name=name, storage=storage)
     sync = tmp_path / "sync"
     sync.mkdir()
     rounds = 10
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
-    procs = [subprocess.Popen([sys.executable, "-c", ASKER, url, str(sync), str(i), str(rounds)],
-                              cwd=ROOT, env=env) for i in range(3)]
+    procs = [subprocess.Popen([sys.executable, "-c", ASKER, url, str(sync), str(i), str(rounds),
+                               name], cwd=ROOT, env=env) for i in range(3)]
     try:
         shared = []
         for r in range(rounds):
@@ -235,7 +240,7 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
                 p.wait(timeout=30)
             p.kill()
         if backend != "sqlite":
-            optuna.delete_study(study_name="claim", storage=storage)
+            optuna.delete_study(study_name=name, storage=storage)
 
 
 @pytest.mark.parametrize("installed,url,driver", [

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 
 # The order ``python -m sweep --help`` lists them in.
 NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
-         "bench")
+         "copy", "bench")
 
 
 def fixed_fields(items: list[str] | None, data: str | None = None,

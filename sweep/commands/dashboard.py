@@ -6,8 +6,13 @@ from __future__ import annotations
 import argparse
 import shlex
 import socket
+import sys
+from typing import TYPE_CHECKING
 
 from sweep.errors import UsageError
+
+if TYPE_CHECKING:
+    from sweep.stores import Stores
 
 HELP = "optuna-dashboard on this storage, with the trials' images"
 PARENTS = ("storage",)
@@ -38,7 +43,7 @@ def check_port(host: str, port: int) -> None:
                              f"({err.strerror or err})") from None
 
 
-def stores_of(storage: object, url: str, override: str | None) -> list:
+def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
     """The stores of every study in ``storage`` (``override`` alone when given)."""
     import optuna
 
@@ -47,7 +52,7 @@ def stores_of(storage: object, url: str, override: str | None) -> list:
 
     if override:
         return [open_stores(normalize(override), url, "")]
-    found: dict[str | None, object] = {}
+    found: dict[str | None, Stores] = {}
     for summary in optuna.study.get_all_study_summaries(storage):  # type: ignore[arg-type]
         data = summary.user_attrs.get(study_settings.KEY) or {}
         store = data.get("artifacts")
@@ -76,6 +81,11 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import optuna_dashboard
 
+    from sweep.copying import studies_without_artifacts
+
+    for name, listed, where in studies_without_artifacts(storage, url, args.artifacts):
+        print(f"study {name!r}: none of its {listed} images and files are in {where}; "
+              "name the store that holds them with --artifacts URL", file=sys.stderr)
     store = stores[0].artifacts if len(stores) == 1 else FirstFound([s.artifacts for s in stores])
     print(f"optuna-dashboard on http://{args.host}:{args.port}/ for {shown(url)}, images from "
           f"{', '.join(s.where for s in stores)}", flush=True)

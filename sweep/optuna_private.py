@@ -1,0 +1,67 @@
+"""Every private Optuna name vae-sweep uses, in one place, each with the reason.
+
+Optuna may change any of these in a minor release: pyproject bounds optuna to the versions
+the suite ran on, and tests/test_optuna_private.py fails at once if one of them is gone.
+Other modules import them from here, never from ``optuna.*._*`` directly.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+# A type in RDBStorage's method signatures (with FrozenStudy below), which
+# sweep.rdb.RetriedRDBStorage repeats so that mypy checks its overrides against Optuna's.
+from optuna._typing import JSONSerializable
+
+# The type of "an artifact store": Optuna exports only the concrete stores (file system,
+# S3, GCS), and ours wrap them (a prefix, several stores read as one).
+from optuna.artifacts._protocol import ArtifactStore
+
+# Artifacts are uploaded with the ids we choose ("NN-<uuid>", so the dashboard lists them in
+# order): optuna.artifacts.upload_artifact draws a random id, so we write the same metadata
+# (this attr prefix, this record) ourselves, and Optuna's readers find them as their own.
+from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
+
+# The system attr where a trial's constraint values live (what constraints_func fills, now
+# deprecated in Optuna 5): TPE, best_trial(s) and optuna-dashboard all read it, and no public
+# call writes it, so the collapse constraint is written there (sweep.objective).
+from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAINTS_KEY
+from optuna.study._frozen import FrozenStudy
+
+if TYPE_CHECKING:
+    from types import ModuleType
+
+    import optuna
+
+# RDBStorage methods that are private but called from outside it: Optuna's _CachedStorage
+# (which every Study puts around an RDBStorage) calls these four, so SweepStorage overrides
+# them to retry through outages like the public ones.
+CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_trial_id",
+                        "_get_trials")
+# The RDBStorage method optuna.storages.fail_stale_trials asks which trials to fail:
+# SweepStorage overrides it to hold off just after an outage and to record why.
+STALE_TRIAL_IDS = "_get_stale_trial_ids"
+
+__all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS", "ArtifactMeta",
+           "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models", "study_id",
+           "trial_id"]
+
+
+def rdb_models() -> ModuleType:
+    """RDBStorage's table models: "RUNNING trials that never sent a heartbeat" is one query
+    on them, and no public call answers it (sweep.rdb.SweepStorage.unclaimed_running).
+    Imported when called: it loads SQLAlchemy's ORM, which most commands never need."""
+    from optuna.storages._rdb import models
+
+    return models
+
+
+def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
+    """The storage's id of ``trial``: storage calls (heartbeats, system attrs) and the
+    dashboard's URLs take it, and a trial exposes only its number."""
+    return trial._trial_id
+
+
+def study_id(study: optuna.Study) -> int:
+    """The storage's id of ``study``, for the storage calls that take it."""
+    return study._study_id
