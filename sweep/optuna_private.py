@@ -42,8 +42,8 @@ CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_tria
 # SweepStorage overrides it to hold off just after an outage and to record why.
 STALE_TRIAL_IDS = "_get_stale_trial_ids"
 
-__all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS", "ArtifactMeta",
-           "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models", "study_id",
+__all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS",
+           "ArtifactMeta", "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models", "study_id",
            "trial_id"]
 
 
