@@ -43,8 +43,8 @@ CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_tria
 STALE_TRIAL_IDS = "_get_stale_trial_ids"
 
 __all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS",
-           "ArtifactMeta", "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models", "study_id",
-           "trial_id"]
+           "ArtifactMeta", "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models",
+           "study_id", "trial_id"]
 
 
 def rdb_models() -> ModuleType:

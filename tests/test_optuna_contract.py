@@ -73,6 +73,7 @@ class TestSweepStorageKeepsOptunasContract(StorageTestCase):
 def test_every_private_optuna_name_still_exists():
     assert optuna_private.ArtifactStore and optuna_private.ArtifactMeta
     assert optuna_private.ARTIFACTS_ATTR_PREFIX == "artifacts:"
+    assert optuna_private.CONSTRAINTS_KEY == "constraints"
     assert hasattr(optuna_private.rdb_models(), "TrialHeartbeatModel")
     for name in (*optuna_private.CACHED_STORAGE_CALLS, optuna_private.STALE_TRIAL_IDS):
         assert callable(getattr(RDBStorage, name, None)), name
