@@ -18,6 +18,11 @@ What RDBStorage lacks, and only that, is added here:
   across processes and machines: ``flock`` for SQLite, ``pg_advisory_lock`` for
   PostgreSQL, ``GET_LOCK`` for MySQL. The claim lock and the study lock are the same lock on
   SQLite (reentrant within a thread), so a claim inside the study lock cannot deadlock.
+- **Creating the tables.** RDBStorage creates missing tables and writes the schema version
+  check-then-create, so processes opening a new database at once collided ("table studies
+  already exists", PostgreSQL's "duplicate key ... pg_type_typname_nsp_index") and one of
+  two concurrent ``start``s lost its budget. Opening a storage holds the SQLite lock file,
+  or a server's named lock on a connection of its own, around that creation.
 """
 
 from __future__ import annotations
@@ -169,6 +174,55 @@ class _FileLock:
                     self.fd = None
 
 
+_CREATION_KEY = "vae-sweep:create-tables"
+
+
+def _lock_key(name: str) -> int:
+    """A name as a PostgreSQL advisory lock key (a signed 64-bit integer)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _named_lock(backend: str, name: str) -> tuple[Any, Any, Any] | None:
+    """(lock, unlock, parameter) of a server's named lock on ``name``; None on a backend
+    without one."""
+    if backend == "postgresql":
+        return (sqlalchemy.text("SELECT pg_advisory_lock(:k)"),
+                sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), _lock_key(name))
+    if backend in ("mysql", "mariadb"):
+        return (sqlalchemy.text("SELECT GET_LOCK(:k, 600)"),
+                sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), str(_lock_key(name)))
+    return None
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str, lock_file: Path | None,
+                   engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Held while RDBStorage creates the tables: the file lock beside an SQLite file, a
+    named lock on a server, taken on a connection of its own (closing it releases it)."""
+    if lock_file is not None:
+        with _FileLock.of(lock_file).held():
+            yield
+        return
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        named = _named_lock(engine.dialect.name, _CREATION_KEY)
+        if named is None:
+            yield
+            return
+        lock, unlock, param = named
+        with engine.connect() as conn:
+            conn.execute(lock, {"k": param})
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    conn.execute(unlock, {"k": param})
+                    conn.commit()
+    finally:
+        engine.dispose()
+
+
 # The public BaseStorage calls a worker makes; each is retried through outages.
 _RETRIED = (
     "create_new_study", "delete_study", "set_study_user_attr", "set_study_system_attr",
@@ -189,7 +243,11 @@ class SweepStorage(RDBStorage):
 
     def __init__(self, url: str, *, lock_file: Path | None = None, **kwargs: Any) -> None:
         self.lock_file = lock_file
-        super().__init__(url, **kwargs)  # not retried: a wrong URL must fail at once
+        # Not retried: a wrong URL must fail at once. RDBStorage creates the tables and
+        # writes the schema version when they are missing, check-then-create: two processes
+        # opening a new database at once collide ("table studies already exists").
+        with _creation_lock(url, lock_file, kwargs.get("engine_kwargs") or {}):
+            super().__init__(url, **kwargs)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
@@ -237,19 +295,11 @@ class SweepStorage(RDBStorage):
             with _FileLock.of(self.lock_file).held():
                 yield
             return
-        key = int.from_bytes(hashlib.sha1(f"vae-sweep:{study_name}".encode()).digest()[:8],
-                             "big", signed=True)
-        backend = self.engine.dialect.name
-        if backend == "postgresql":
-            lock = sqlalchemy.text("SELECT pg_advisory_lock(:k)")
-            unlock: Any = sqlalchemy.text("SELECT pg_advisory_unlock(:k)")
-            param: Any = key
-        elif backend in ("mysql", "mariadb"):
-            lock = sqlalchemy.text("SELECT GET_LOCK(:k, 600)")
-            unlock, param = sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), str(key)
-        else:  # a backend without named locks: Optuna's own row locks must do
+        named = _named_lock(self.engine.dialect.name, f"vae-sweep:{study_name}")
+        if named is None:  # a backend without named locks: Optuna's own row locks must do
             yield
             return
+        lock, unlock, param = named
 
         def acquire() -> sqlalchemy.Connection:
             conn = self.engine.connect()
