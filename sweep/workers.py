@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 
 from sweep.errors import UsageError
+from sweep.storage import STORAGE_ENV
 
 THREADS_ENV = "VAE_SWEEP_THREADS"
 WORKER_ID_ENV = "VAE_SWEEP_WORKER_ID"
@@ -85,9 +86,11 @@ def use_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-def worker_command(study: str, storage: str, threads: int, timeout: float | None) -> list[str]:
-    """The command line of one worker process (its slot comes through the environment)."""
-    cmd = [sys.executable, "-m", "sweep", "worker", "--study", study, "--storage", storage,
+def worker_command(study: str, threads: int, timeout: float | None) -> list[str]:
+    """The command line of one worker process. Its slot and the storage URL come through
+    the environment: a command line is readable by every local user (``ps``), and the URL
+    may hold the database's password."""
+    cmd = [sys.executable, "-m", "sweep", "worker", "--study", study,
            "--workers", "1", "--threads", str(threads)]
     return cmd + (["--timeout", str(timeout)] if timeout else [])
 
@@ -134,8 +137,9 @@ def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
         use_threads(threads)
         run_here()
         return []
-    procs = [subprocess.Popen(worker_command(study, storage, threads, timeout),
-                              env=worker_env(i, gpu, threads)) for i, gpu in enumerate(slots)]
+    procs = [subprocess.Popen(worker_command(study, threads, timeout),
+                              env={**worker_env(i, gpu, threads), STORAGE_ENV: storage})
+             for i, gpu in enumerate(slots)]
     received: list[str] = []
 
     def forward(signum: int, frame: object) -> None:

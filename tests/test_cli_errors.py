@@ -47,6 +47,7 @@ BAD = [
     (["start", "--no-such-flag"], "--no-such-flag"),
     (["start", "--artifacts", "http://host/x"], "--artifacts"),
     (["start", "--artifacts", "s3://"], "--artifacts"),
+    (["start", "--artifacts", "s3://KEY:SECRET@bucket"], "AWS_ACCESS_KEY_ID"),
     # readers of a study that is not there
     (["resume", "--study", "x"], "sqlite:///sweeps.db"),
     (["worker", "--study", "x"], "sqlite:///sweeps.db"),
