@@ -18,9 +18,9 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from sweep.commands import NAMES
-from sweep.errors import BAD_INPUT, RunError
+from sweep.errors import BAD_INPUT, DatabaseFull, RunError
 from sweep.storage import STORAGE_ENV
-from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed
+from sweep.workers import FULL_EXIT, THREADS_ENV, WORKER_ID_ENV, WorkerFailed
 
 
 class Parser(argparse.ArgumentParser):
@@ -82,6 +82,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except DatabaseFull as err:
+        if WORKER_ID_ENV in os.environ:  # one of start's workers: start says it, once
+            return FULL_EXIT
+        print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
+        return 1
     except (WorkerFailed, RunError) as err:
         print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
         return 1

@@ -59,7 +59,7 @@ def transient(err: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
                              sqlalchemy.exc.DisconnectionError)):
-            return not _full(seen)
+            return not full_disk(seen)
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
         seen = seen.__cause__ or seen.__context__
@@ -73,9 +73,43 @@ def _root(err: BaseException) -> BaseException:
     return err
 
 
-def _full(err: BaseException) -> bool:
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it wraps, outermost first (a chain may loop back on itself)."""
+    seen: BaseException | None = err
+    for _ in range(32):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _says_full(err: BaseException) -> bool:
     text = str(err).lower()
     return "disk is full" in text or "no space left" in text or "disk full" in text
+
+
+def full_disk(err: BaseException) -> bool:
+    """Whether ``err`` or any error it wraps says the disk is full: Optuna's
+    StorageInternalError reads "An exception is raised during the commit", the driver's
+    "database or disk is full" is underneath it."""
+    return any(_says_full(e) for e in _chain(err))
+
+
+def _shown_url(storage: object) -> str:
+    """The storage's URL for messages (password hidden); the wrapped call's first argument
+    is its storage when it is a method."""
+    from sweep.storage import shown
+
+    url = getattr(storage, "url", None)
+    return shown(url) if isinstance(url, str) else "(this storage)"
+
+
+def full_message(err: BaseException, where: str) -> str:
+    """One line: which database is full, and the driver's words for it."""
+    cause = next(e for e in _chain(err) if _says_full(e))
+    words = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    return (f"the database {where} is full ({words}): free space or move it to a bigger "
+            "disk, then run again (`python -m sweep resume` finishes a started study)")
 
 
 class _Outage:
@@ -122,10 +156,10 @@ def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
             try:
                 result = call(*args, **kwargs)
             except Exception as err:
-                if _full(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
+                if full_disk(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
                                                    optuna.exceptions.StorageInternalError)):
-                    raise DatabaseFull(f"the database is full: {str(err).splitlines()[0]}") \
-                        from err
+                    where = _shown_url(args[0] if args else None)
+                    raise DatabaseFull(full_message(err, where)) from err
                 if not transient(err) or time.monotonic() > deadline:
                     raise
                 OUTAGE.failed(err)

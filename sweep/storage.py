@@ -33,7 +33,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import StorageError, UsageError
+from sweep.errors import DatabaseFull, StorageError, UsageError
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -77,7 +77,7 @@ def open_storage(
     """
     import sqlalchemy.exc
 
-    from sweep.rdb import SweepStorage
+    from sweep.rdb import SweepStorage, full_disk, full_message
 
     parsed = check_url(url)
     shown = _shown(url, parsed)
@@ -98,6 +98,8 @@ def open_storage(
         return SweepStorage(parsed.render_as_string(hide_password=False),
                             lock_file=lock_file, engine_kwargs=engine_kwargs, **kwargs)
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
+        if full_disk(err):  # not the user's input: waiting or retyping does not help
+            raise DatabaseFull(full_message(err, shown)) from err
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise StorageError(f"{shown}: cannot open storage: {reason}") from None
 

@@ -24,13 +24,14 @@ from typing import TYPE_CHECKING, Any
 
 from models.config import Config
 from sweep import settings as study_settings
-from sweep.errors import UsageError
+from sweep.errors import DatabaseFull, UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
 from sweep.space import baseline_params, fix, load_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
+    FULL_WORDS,
     WORKER_ID_ENV,
     WorkerFailed,
     check_slot_flags,
@@ -254,6 +255,10 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None
     if child:
         return
+    if any(line.endswith(FULL_WORDS) for line in dead):
+        raise DatabaseFull(f"the database {shown(url)} is full: its workers stopped; free "
+                           "space or move it (with its -wal file) to a bigger disk, then "
+                           f"`python -m sweep resume --study {name}` finishes the study")
     goal = study_settings.load(reader).goal
     done = results(reader.get_trials(deepcopy=False))
     timed_out = timeout is not None and time.monotonic() - started >= timeout

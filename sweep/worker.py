@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -46,7 +46,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep import settings as study_settings
-from sweep.errors import WorkerError
+from sweep.errors import DatabaseFull, WorkerError
 from sweep.logs import quiet_logs
 from sweep.progress import Progress, results
 from sweep.storage import open_storage
@@ -269,6 +269,9 @@ class Worker:
                 print(f"trial {trial.number}: could not record the interruption "
                       f"({describe(record_err)})", file=sys.stderr, flush=True)
             raise KeyboardInterrupt(RECEIVED[0] if RECEIVED else "SIGINT") from None
+        except DatabaseFull:  # not this trial's fault, and no other trial could be stored
+            self._stop_full(trial)
+            raise
         except Exception as err:  # a fault of this trial: record it, take the next one
             state, error = TrialState.FAIL, describe(err)
             if _is_oom(error):
@@ -295,6 +298,17 @@ class Worker:
             trial.set_user_attr(key, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # failed under us meanwhile: its re-run has the story
+
+    def _stop_full(self, trial: optuna.Trial) -> None:
+        """Fail and re-queue the trial if the full database still takes that (an update in
+        place may fit); if not, it stays RUNNING and ``resume`` fails and re-queues it once
+        its heartbeat is stale. Either way its re-run is not lost."""
+        reason = "the database is full"
+        with suppress(DatabaseFull, optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("fail_reason", reason)
+            frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if frozen.state == TrialState.FAIL:
+                Requeue(reason)(self.study, frozen)
 
     def _stop_interrupted(self, trial: optuna.Trial) -> None:
         how = RECEIVED[0] if RECEIVED else "SIGINT"

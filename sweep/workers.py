@@ -110,10 +110,17 @@ def exit_words(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == FULL_EXIT:
+        return FULL_WORDS
     if code in STOPPED:
         return f"stopped by {STOPPED[code]} (its trial re-queued)"
     return f"exit {code}"
 
+
+# What a worker started by run_slots exits with when the database is full: it says nothing
+# itself, so that its parent says it once for all of them.
+FULL_EXIT = 3
+FULL_WORDS = "stopped: the database is full"
 
 # What a worker that was stopped by a signal exits with (128 + the signal), having recorded
 # and re-queued its trial: not a crash.

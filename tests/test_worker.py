@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 import sweep.objective
 from models.config import Config
 from sweep import settings as study_settings
-from sweep.errors import WorkerError
+from sweep.errors import DatabaseFull, WorkerError
 from sweep.progress import Progress
 from sweep.settings import Settings
 from sweep.space import parse_space
@@ -60,6 +60,22 @@ def test_nan_and_out_of_memory_fail_with_their_reason_and_the_worker_goes_on(
     assert "nan" in trials[1].user_attrs["fail_reason"].lower()
     assert trials[2].user_attrs["fail_reason"].startswith("out of memory: CUDA out of memory")
     assert "mse" not in trials[2].user_attrs  # nothing recorded for the trial that never ran
+
+
+def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny, images,
+                                                                  monkeypatch):
+    study, storage, settings, stores = make(tmp_path, tiny, goal=3)
+
+    def full(cfg: Config, **kw):
+        raise DatabaseFull("the database sqlite:///w.db is full (database or disk is full)")
+
+    monkeypatch.setattr(sweep.objective, "fit", full)
+    with pytest.raises(DatabaseFull):
+        worker_of(study, storage, settings, stores, images).run(timeout=None)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # one, not 3
+    assert trials[0].user_attrs["fail_reason"] == "the database is full"
+    assert trials[1].user_attrs["retry_of"] == 0
 
 
 def test_a_bug_stops_the_worker_after_a_few_errors_in_a_row(tmp_path, tiny, images,
