@@ -165,8 +165,11 @@ class Heartbeat(threading.Thread):
 def describe(err: BaseException) -> str:
     """One line saying why a trial failed."""
     first = (str(err).strip().splitlines() or [""])[0][:300]
-    if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or (
-            type(err).__name__ == "OutOfMemoryError"):
+    text = str(err).lower()
+    # torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (RuntimeError).
+    if isinstance(err, MemoryError) or "out of memory" in text or (
+            "can't allocate memory" in text) or type(err).__name__ == "OutOfMemoryError" or (
+            isinstance(err, OSError) and err.errno == errno.ENOMEM):
         return f"out of memory: {first or type(err).__name__}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return f"disk full: {first}"
