@@ -111,8 +111,8 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     from sweep.progress import results
     from sweep.worker import open_with_heartbeat
 
-    images = load_images(settings.base) if run else None  # bad data fails before any write
     slots = worker_slots(gpus, workers, trials_per_gpu, torch.cuda.device_count())
+    images = load_images(settings.base) if run else None  # bad data fails before any write
     quiet_logs()
     beating = open_with_heartbeat(url, heartbeat)
     with beating.study_lock(name):

@@ -53,7 +53,16 @@ def worker_slots(gpus: str | None, workers: int | None, per_gpu: int,
     """
     check_slot_flags(gpus, workers, per_gpu)
     if gpus is not None:
-        return [g.strip() for g in gpus.split(",") if g.strip() for _ in range(per_gpu)]
+        ids = [g.strip() for g in gpus.split(",") if g.strip()]
+        # Checked before anything is written: a worker given a GPU that is not there would
+        # train on the CPU, silently. (A GPU-... UUID is CUDA's to check.)
+        missing = [g for g in ids if not g.startswith(("GPU-", "MIG-"))
+                   and not (g.isdigit() and int(g) < device_count)]
+        if missing:
+            raise UsageError(f"--gpus {gpus}: no GPU {', '.join(missing)} on this machine "
+                             f"({device_count} visible: "
+                             f"{','.join(map(str, range(device_count))) or 'none'})")
+        return [g for g in ids for _ in range(per_gpu)]
     if workers is not None:
         return [None] * workers
     return [str(g) for g in range(device_count) for _ in range(per_gpu)] or [None]

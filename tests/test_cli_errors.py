@@ -39,6 +39,7 @@ BAD = [
     (["start", "--n-trials", "-1"], "--n-trials"),
     (["start", "--workers", "0"], "--workers"),
     (["start", "--gpus", "0", "--workers", "2"], "--gpus"),
+    (["start", "--gpus", "99", "--data", "synthetic"], "--gpus 99"),  # no such GPU here
     (["start", "--trials-per-gpu", "0"], "--trials-per-gpu"),
     (["start", "--threads", "0"], "--threads"),
     (["start", "--storage", "nope://where"], "nope://where"),

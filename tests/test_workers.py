@@ -15,7 +15,8 @@ from sweep.workers import (
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
-    ("0,1", None, 1, 0, ["0", "1"]),
+    ("0,1", None, 1, 2, ["0", "1"]),
+    ("GPU-5f3c", None, 1, 0, ["GPU-5f3c"]),  # a UUID: CUDA's to check
     ("2, 3,", None, 2, 8, ["2", "2", "3", "3"]),  # only the listed GPUs, K workers each
     (None, 3, 1, 0, [None, None, None]),  # CPU workers leave CUDA_VISIBLE_DEVICES alone
     (None, None, 1, 2, ["0", "1"]),  # default: every visible GPU
@@ -31,6 +32,8 @@ def test_worker_slots(gpus, workers, per_gpu, visible, slots):
     (None, 0, 1, "--workers"),
     (None, None, 0, "--trials-per-gpu"),
     (",", None, 1, "--gpus"),
+    ("7", None, 1, "--gpus 7: no GPU 7"),  # 4 visible: it would train on the CPU, silently
+    ("0,x", None, 1, "no GPU x"),
 ])
 def test_worker_slots_refuse_bad_flags(gpus, workers, per_gpu, flag):
     with pytest.raises(UsageError, match=flag):
