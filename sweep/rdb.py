@@ -228,21 +228,35 @@ def _named_lock(backend: str, name: str) -> tuple[Any, Any, Any] | None:
     return None
 
 
+def _created(engine: sqlalchemy.Engine) -> bool:
+    """Whether RDBStorage finished creating this database: its last step stamps the schema
+    revision into ``alembic_version``."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT version_num FROM alembic_version")).first() is not None
+    except sqlalchemy.exc.SQLAlchemyError:  # no such table yet (or no server: said later)
+        return False
+
+
 @contextlib.contextmanager
 def _creation_lock(url: str, lock_file: Path | None,
                    engine_kwargs: dict[str, Any]) -> Iterator[None]:
     """Held while RDBStorage creates the tables: the file lock beside an SQLite file, a
-    named lock on a server, taken on a connection of its own (closing it releases it)."""
-    if lock_file is not None:
-        with _FileLock.of(lock_file).held():
-            yield
-        return
+    named lock on a server, taken on a connection of its own (closing it releases it).
+    Not taken once the tables are there (RDBStorage then only reads), so a reader of an
+    existing database leaves no lock file beside it."""
     engine = sqlalchemy.create_engine(url, **engine_kwargs)
     try:
         named = _named_lock(engine.dialect.name, _CREATION_KEY)
-        if named is None:
+        if _created(engine) or (named is None and lock_file is None):
             yield
             return
+        if lock_file is not None:
+            with _FileLock.of(lock_file).held():
+                yield
+            return
+        assert named is not None
         lock, unlock, param = named
         with engine.connect() as conn:
             conn.execute(lock, {"k": param})
