@@ -3,6 +3,7 @@ nothing written; start refuses a bad sweep file before it imports torch."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -27,6 +28,13 @@ BAD = [
     (["train", "--threads", "0"], "--threads"),
     (["train", "--config", "missing.toml"], "missing.toml"),
     (["train", "--save", "/missing/dir/w.pt"], "--save"),
+    # outputs that cannot be written: refused before training, not after it
+    (["train", "--json", "/dev/null/m.json"], "--json"),
+    (["train", "--save", "empty"], "--save"),
+    (["train", "--log-dir", "/dev/null/logs"], "--log-dir"),
+    (["bench", "--json", "empty"], "--json"),
+    (["bench", "--json", "/dev/null/b.json"], "--json"),
+    (["export", "--out", "/dev/null/x"], "--out"),
     # start
     (["start", "--timeout", "-5"], "--timeout"),
     (["start", "--timeout", "0"], "--timeout"),
@@ -135,6 +143,28 @@ def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
         assert proc.returncode == 2 and needle in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "x").exists()
+
+
+def test_report_and_export_outputs_that_cannot_be_written_create_nothing(tmp_path):
+    optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "empty").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cases = [(["report", "--out", "a-file"], "--out a-file"),
+             (["report", "--out", "/dev/null/r"], "--out /dev/null/r"),
+             (["export", "--out", "a-file"], "--out a-file"),
+             # the test set is read before the store is opened: no sweeps-artifacts/
+             (["report", "--test-data", "folder:empty"], "empty")]
+    if os.geteuid() != 0:  # root writes through permissions
+        (tmp_path / "locked").mkdir(mode=0o555)
+        before = sorted(p.name for p in tmp_path.iterdir())
+        cases += [(["report", "--out", "locked/r"], "--out locked/r"),
+                  (["export", "--out", "locked"], "--out locked")]
+    for command, needle in cases:
+        proc = sweep(*command, cwd=tmp_path, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, proc.stderr
 
 
 def test_a_study_that_is_not_there_is_named(tmp_path):

@@ -24,6 +24,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
+    from sweep.commands import check_output
     from sweep.storage import open_study
 
     if args.test_data:
@@ -35,13 +36,16 @@ def run(args: argparse.Namespace) -> int:
     from sweep.logs import quiet_logs
     from sweep.workers import threads_per_worker, use_threads
 
+    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+    check_output("--out", out, folder=True)
     use_threads(threads_per_worker(1, args.threads))
     quiet_logs()
+    # Loaded before the store is opened: a test set that cannot be read leaves nothing.
+    heldout = heldout_images(args.test_data) if args.test_data else None
     store = artifact_store(url, study)
     who = report.roles(study)
-    if args.test_data:
-        report.score_heldout(who, storage, store, heldout_images(args.test_data))
-    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+    if heldout is not None:
+        report.score_heldout(who, storage, store, heldout)
     path = report.build(study, storage, store, out, who)
     if not args.no_upload:
         report.upload(study, store, path)
