@@ -19,8 +19,8 @@ from typing import Any, NoReturn
 
 from sweep.commands import NAMES
 from sweep.errors import BAD_INPUT, DatabaseFull, RunError
-from sweep.storage import STORAGE_ENV
-from sweep.workers import FULL_EXIT, THREADS_ENV, WORKER_ID_ENV, WorkerFailed
+from sweep.storage import STORAGE_ENV, outage_wait_s
+from sweep.workers import FULL_EXIT, THREADS_ENV, WORKER_ID_ENV, WorkerFailed, env_threads
 
 
 class Parser(argparse.ArgumentParser):
@@ -78,6 +78,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     # the user opted into: Optuna's "is experimental" warnings would only clutter stderr.
     warnings.filterwarnings("ignore", message=".*is (an )?experimental")
     try:
+        # Read by every command sooner or later: refused now, before anything is written.
+        env_threads()
+        outage_wait_s()
         return int(args.run(args))
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)

@@ -5,7 +5,8 @@ What RDBStorage lacks, and only that, is added here:
 - **Outages.** Every storage call that fails because the database cannot be reached (a
   server restarting, a dropped connection, SQLite's "database is locked" past its timeout)
   is retried with bounded exponential backoff (0.5 s doubling to 8 s, for at most
-  ``OUTAGE_WAIT_S``), with one line on stderr when the outage starts and one when it ends.
+  ``sweep.storage.outage_wait_s()``, 600 s unless $VAE_SWEEP_OUTAGE_WAIT_S says), with one
+  line on stderr when the outage starts and one when it ends.
   Heartbeats go through the same path, so a worker's trials survive the outage; and for one
   grace period after an outage this process fails no trial as stale, since every worker's
   heartbeat stopped together and needs one interval to beat again.
@@ -46,8 +47,8 @@ from optuna.storages import RDBStorage
 from optuna.trial import TrialState
 
 from sweep.errors import DatabaseFull
+from sweep.storage import outage_wait_s
 
-OUTAGE_WAIT_S = float(os.environ.get("VAE_SWEEP_OUTAGE_WAIT_S", "600"))
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 _T = TypeVar("_T")
@@ -129,7 +130,7 @@ class _Outage:
                 root = _root(err)
                 reason = (str(root).strip().splitlines() or [type(root).__name__])[0][:160]
                 print(f"storage unreachable ({reason}); retrying for up to "
-                      f"{OUTAGE_WAIT_S:.0f} s", file=sys.stderr, flush=True)
+                      f"{outage_wait_s():.0f} s", file=sys.stderr, flush=True)
 
     def recovered(self) -> None:
         if self.down_since is None:
@@ -146,11 +147,11 @@ OUTAGE = _Outage()  # per process: every storage of the process sees the same da
 
 
 def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
-    """``call`` retried through outages (bounded backoff, OUTAGE_WAIT_S at most)."""
+    """``call`` retried through outages (bounded backoff, outage_wait_s() at most)."""
 
     @functools.wraps(call)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
-        deadline = time.monotonic() + OUTAGE_WAIT_S
+        deadline = time.monotonic() + outage_wait_s()
         attempt = 0
         while True:
             try:

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import re
 import sqlite3
@@ -42,6 +43,8 @@ if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this mod
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 STORAGE_ENV = "VAE_SWEEP_STORAGE"
+OUTAGE_ENV = "VAE_SWEEP_OUTAGE_WAIT_S"
+OUTAGE_WAIT_S = 600.0  # how long a storage call waits out an outage, unless OUTAGE_ENV says
 # Long enough for a busy writer (heartbeats, trial updates of other workers) to finish.
 SQLITE_TIMEOUT_S = 60
 # Outside SQLite the artifacts and checkpoints have no file to sit beside: the working dir.
@@ -59,6 +62,22 @@ _MODULES = {"psycopg": "psycopg", "psycopg2": "psycopg2", "mysqldb": "MySQLdb",
 def resolve_storage_url(arg: str | None) -> str:
     """The storage URL to use: ``arg``, else $VAE_SWEEP_STORAGE, else DEFAULT_STORAGE."""
     return arg or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def outage_wait_s() -> float:
+    """Seconds a storage call waits out an outage: $VAE_SWEEP_OUTAGE_WAIT_S, else
+    OUTAGE_WAIT_S. Read at each use (a test or a caller may set it after import);
+    UsageError naming the variable for anything but a number >= 0."""
+    text = os.environ.get(OUTAGE_ENV, "").strip()
+    if not text:
+        return OUTAGE_WAIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"{OUTAGE_ENV}={text!r}: expected a number of seconds >= 0")
+    return value
 
 
 def open_storage(

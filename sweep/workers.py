@@ -69,8 +69,22 @@ def worker_slots(gpus: str | None, workers: int | None, per_gpu: int,
 
 
 def check_threads(threads: int | None) -> None:
+    """Refuse ``--threads`` below 1, and a $VAE_SWEEP_THREADS that would be used and is not
+    a whole number >= 1."""
     if threads is not None and threads < 1:
         raise UsageError(f"--threads must be >= 1, got {threads}")
+    if threads is None:
+        env_threads()
+
+
+def env_threads() -> int | None:
+    """$VAE_SWEEP_THREADS as a number (None: unset); UsageError naming it otherwise."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{THREADS_ENV}={text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 def threads_per_worker(workers: int, threads: int | None = None, cores: int | None = None
@@ -78,8 +92,8 @@ def threads_per_worker(workers: int, threads: int | None = None, cores: int | No
     """CPU threads each worker's torch uses: ``threads`` if given, else $VAE_SWEEP_THREADS,
     else the cores this process may run on divided among the workers (at least 1)."""
     check_threads(threads)
-    if threads is None and os.environ.get(THREADS_ENV):
-        threads = int(os.environ[THREADS_ENV])
+    if threads is None:
+        threads = env_threads()
     if threads is not None:
         return threads
     if cores is None:

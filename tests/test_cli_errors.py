@@ -81,9 +81,26 @@ BAD = [
 ]
 
 
+# Environment variables are input too: (variable, value, command).
+BAD_ENV = [
+    ("VAE_SWEEP_THREADS", "abc", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "0", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "abc", ["train", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "-2", ["worker", "--study", "x"]),
+    ("VAE_SWEEP_OUTAGE_WAIT_S", "abc", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_OUTAGE_WAIT_S", "-1", ["status"]),
+]
+BAD += [(["env", f"{var}={value}", *command], var) for var, value, command in BAD_ENV]
+
+
 @pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle,
+                                                          monkeypatch):
     (tmp_path / "empty").mkdir()
+    if args[0] == "env":  # a BAD_ENV row: the variable set for that command
+        var, value = args[1].split("=", 1)
+        monkeypatch.setenv(var, value)
+        args = args[2:]
     proc = sweep(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
