@@ -93,6 +93,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (WorkerFailed, RunError) as err:
         print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `status | head -3`: the reader has all it wanted
+        # What is still buffered would fail again at exit: send it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as err:
         study = getattr(err, "study", None)  # sweep.study.Interrupted
         how = getattr(err, "signal", "SIGINT")
