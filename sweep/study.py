@@ -96,6 +96,10 @@ def start(config: str | Path | None = None, *, study: str | None = None,
     url = resolve_storage_url(storage)
     check_url(url)
     _check_run_flags(gpus, workers, trials_per_gpu, threads, timeout)
+    if n_trials < 1:  # 0 made an empty study and said nothing
+        raise UsageError(f"--n-trials must be >= 1, got {n_trials}")
+    if study is not None and not study.strip():  # "" silently became the default name
+        raise UsageError(f"--study {study!r}: a study name cannot be empty")
     Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
     space = fix(load_space(config), dict(fixed or {}))
     store = normalize_store(artifacts) if artifacts else None

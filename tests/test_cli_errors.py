@@ -45,6 +45,9 @@ BAD = [
     (["start", "--set", "lr=inf"], "lr"),
     (["start", "--set", "latent_dim=1000000000"], "latent_dim"),
     (["start", "--n-trials", "-1"], "--n-trials"),
+    (["start", "--n-trials", "0"], "--n-trials"),
+    (["start", "--study", ""], "--study"),
+    (["start", "--study", " "], "--study"),
     (["start", "--workers", "0"], "--workers"),
     (["start", "--gpus", "0", "--workers", "2"], "--gpus"),
     (["start", "--gpus", "99", "--data", "synthetic"], "--gpus 99"),  # no such GPU here
@@ -213,3 +216,34 @@ def test_help_lists_config_keys_and_version(tmp_path):
     worker_help = sweep("worker", "--help", cwd=tmp_path).stdout
     assert "--study" in worker_help and "--heartbeat" not in worker_help
     assert sweep("--version", cwd=tmp_path).stdout.startswith("vae-sweep ")
+
+
+def test_a_port_held_only_by_time_wait_sockets_is_free():
+    """optuna-dashboard binds with SO_REUSEADDR: the pre-check refused such a port ~60 s."""
+    from sweep.commands.dashboard import check_port
+
+    with socket.socket() as server:  # a dashboard that served and stopped (it reuses too)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the side that closes first keeps the port in TIME-WAIT
+        client.close()
+    check_port("127.0.0.1", port)
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path):
+    """`status | head -3`: the reader went away; no BrokenPipeError traceback."""
+    from sweep import settings as study_settings
+    from sweep.space import load_space
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    study_settings.save(study, study_settings.Settings(load_space(None), goal=2, heartbeat=10))
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "status"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # before status prints: its write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == "", err
