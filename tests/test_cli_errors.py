@@ -76,6 +76,8 @@ BAD = [
     (["bench", "--steps", "0"], "--steps"),
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--data", "no-such"], "no-such"),
+    (["bench", "--data", "folder:empty"], "dataset"),
+    (["report", "--test-data", "folder:empty"], "sqlite:///sweeps.db"),
     (["bench", "--trials", "0"], "--trials"),
     (["bench", "--subset", "-1"], "--subset"),
     (["bench", "--margin", "nan"], "--margin"),
