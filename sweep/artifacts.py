@@ -16,6 +16,7 @@ in ``ORDER``: the gallery then compares like with like (Optuna's own ids are ran
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import json
 import mimetypes
@@ -151,8 +152,15 @@ def upload_in_order(trial: optuna.Trial, store: ArtifactStore, paths: Sequence[P
         mimetype, encoding = mimetypes.guess_type(path.name)
         meta = ArtifactMeta(artifact_id=artifact_id, filename=path.name,
                             mimetype=mimetype or "application/octet-stream", encoding=encoding)
-        with open(path, "rb") as f:
-            store.write(artifact_id, f)
+        try:
+            with open(path, "rb") as f:
+                store.write(artifact_id, f)
+        except Exception:
+            # A full disk (ENOSPC) leaves the part written, a file no trial names: removed.
+            # (The files stored before it are whole, and named in the trial's attrs.)
+            with contextlib.suppress(Exception):
+                store.remove(artifact_id)
+            raise
         trial.storage.set_trial_system_attr(trial_id(trial), ARTIFACTS_ATTR_PREFIX + artifact_id,
                                             json.dumps(asdict(meta)))
         ids.append(artifact_id)

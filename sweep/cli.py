@@ -20,10 +20,17 @@ from importlib import metadata
 from typing import Any, NoReturn
 
 from sweep.commands import NAMES
-from sweep.errors import BAD_INPUT, ParamError, RunError
+from sweep.errors import BAD_INPUT, DatabaseFull, ParamError, RunError
 from sweep.logs import printed
-from sweep.storage import STORAGE_ENV
-from sweep.workers import THREADS_ENV, WORKER_ID_ENV, WorkerFailed, wait_policy
+from sweep.storage import STORAGE_ENV, outage_wait_s
+from sweep.workers import (
+    FULL_EXIT,
+    THREADS_ENV,
+    WORKER_ID_ENV,
+    WorkerFailed,
+    env_threads,
+    wait_policy,
+)
 
 # The library's parameters (ParamError.param, and others named in its message) as the
 # command line sets them: the one place where the two sets of names meet.
@@ -112,6 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
+        # Read by every command sooner or later: refused now, before anything is written.
+        env_threads()
+        outage_wait_s()
         with warnings.catch_warnings(), printed(args.events_on_stderr):
             # Heartbeats and their retry callback are the crash-safety we rely on, not an
             # experiment the user opted into: Optuna's "is experimental" warnings would only
@@ -124,9 +134,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2
+    except DatabaseFull as err:
+        if WORKER_ID_ENV in os.environ:  # one of start's workers: start says it, once
+            return FULL_EXIT
+        print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
+        return 1
     except (WorkerFailed, RunError) as err:
         print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
         return 1
+    except BrokenPipeError:  # `status | head -3`: the reader has all it wanted
+        # What is still buffered would fail again at exit: send it nowhere.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except KeyboardInterrupt as err:
         study = getattr(err, "study", None)  # sweep.study.Interrupted
         how = getattr(err, "signal", "SIGINT")

@@ -117,6 +117,11 @@ def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str |
     if path is None or not path.exists():
         return None, None
     if not zipfile.is_zipfile(path):  # torch.save writes a zip; a killed writer leaves less
+        with path.open("rb") as f:
+            head = f.read(2)
+        if head[:1] == b"\x80" and len(head) == 2 and 2 <= head[1] <= 5:  # a pickle's opcode
+            return None, ("a legacy (pickle, not zip) torch checkpoint: it cannot be loaded "
+                          "safely (weights_only), so the trial starts over")
         return None, "not a whole checkpoint (a write was cut short)"
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)

@@ -5,7 +5,8 @@ What RDBStorage lacks, and only that, is added here:
 - **Outages.** Every storage call that fails because the database cannot be reached (a
   server restarting, a dropped connection, SQLite's "database is locked" past its timeout)
   is retried with bounded exponential backoff (0.5 s doubling to 8 s, for at most
-  ``OUTAGE_WAIT_S``), with one line on stderr when the outage starts and one when it ends.
+  ``sweep.storage.outage_wait_s()``, 600 s unless $VAE_SWEEP_OUTAGE_WAIT_S says), with one
+  line on stderr when the outage starts and one when it ends.
   Heartbeats go through the same path, so a worker's trials survive the outage; and for one
   grace period after an outage this process fails no trial as stale, since every worker's
   heartbeat stopped together and needs one interval to beat again.
@@ -18,6 +19,11 @@ What RDBStorage lacks, and only that, is added here:
   across processes and machines: ``flock`` for SQLite, ``pg_advisory_lock`` for
   PostgreSQL, ``GET_LOCK`` for MySQL. The claim lock and the study lock are the same lock on
   SQLite (reentrant within a thread), so a claim inside the study lock cannot deadlock.
+- **Creating the tables.** RDBStorage creates missing tables and writes the schema version
+  check-then-create, so processes opening a new database at once collided ("table studies
+  already exists", PostgreSQL's "duplicate key ... pg_type_typname_nsp_index") and one of
+  two concurrent ``start``s lost its budget. Opening a storage holds the SQLite lock file,
+  or a server's named lock on a connection of its own, around that creation.
 """
 
 from __future__ import annotations
@@ -44,11 +50,11 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import optuna_private
 from sweep.errors import DatabaseFull
+from sweep.storage import outage_wait_s
 
 if TYPE_CHECKING:
     from sweep.optuna_private import FrozenStudy, JSONSerializable
 
-OUTAGE_WAIT_S = float(os.environ.get("VAE_SWEEP_OUTAGE_WAIT_S", "600"))
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 _T = TypeVar("_T")
@@ -60,7 +66,7 @@ def transient(err: BaseException) -> bool:
     while seen is not None:
         if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
                              sqlalchemy.exc.DisconnectionError)):
-            return not _full(seen)
+            return not full_disk(seen)
         if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
             return True
         seen = seen.__cause__ or seen.__context__
@@ -74,9 +80,43 @@ def _root(err: BaseException) -> BaseException:
     return err
 
 
-def _full(err: BaseException) -> bool:
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it wraps, outermost first (a chain may loop back on itself)."""
+    seen: BaseException | None = err
+    for _ in range(32):
+        if seen is None:
+            return
+        yield seen
+        seen = seen.__cause__ or seen.__context__
+
+
+def _says_full(err: BaseException) -> bool:
     text = str(err).lower()
     return "disk is full" in text or "no space left" in text or "disk full" in text
+
+
+def full_disk(err: BaseException) -> bool:
+    """Whether ``err`` or any error it wraps says the disk is full: Optuna's
+    StorageInternalError reads "An exception is raised during the commit", the driver's
+    "database or disk is full" is underneath it."""
+    return any(_says_full(e) for e in _chain(err))
+
+
+def _shown_url(storage: object) -> str:
+    """The storage's URL for messages (password hidden); the wrapped call's first argument
+    is its storage when it is a method."""
+    from sweep.storage import shown
+
+    url = getattr(storage, "url", None)
+    return shown(url) if isinstance(url, str) else "(this storage)"
+
+
+def full_message(err: BaseException, where: str) -> str:
+    """One line: which database is full, and the driver's words for it."""
+    cause = next(e for e in _chain(err) if _says_full(e))
+    words = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+    return (f"the database {where} is full ({words}): free space or move it to a bigger "
+            "disk, then run again (`python -m sweep resume` finishes a started study)")
 
 
 class _Outage:
@@ -96,7 +136,7 @@ class _Outage:
                 root = _root(err)
                 reason = (str(root).strip().splitlines() or [type(root).__name__])[0][:160]
                 print(f"storage unreachable ({reason}); retrying for up to "
-                      f"{OUTAGE_WAIT_S:.0f} s", file=sys.stderr, flush=True)
+                      f"{outage_wait_s():.0f} s", file=sys.stderr, flush=True)
 
     def recovered(self) -> None:
         if self.down_since is None:
@@ -113,20 +153,20 @@ OUTAGE = _Outage()  # per process: every storage of the process sees the same da
 
 
 def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
-    """``call`` retried through outages (bounded backoff, OUTAGE_WAIT_S at most)."""
+    """``call`` retried through outages (bounded backoff, outage_wait_s() at most)."""
 
     @functools.wraps(call)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
-        deadline = time.monotonic() + OUTAGE_WAIT_S
+        deadline = time.monotonic() + outage_wait_s()
         attempt = 0
         while True:
             try:
                 result = call(*args, **kwargs)
             except Exception as err:
-                if _full(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
+                if full_disk(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
                                                    optuna.exceptions.StorageInternalError)):
-                    raise DatabaseFull(f"the database is full: {str(err).splitlines()[0]}") \
-                        from err
+                    where = _shown_url(args[0] if args else None)
+                    raise DatabaseFull(full_message(err, where)) from err
                 if not transient(err) or time.monotonic() > deadline:
                     raise
                 OUTAGE.failed(err)
@@ -173,6 +213,70 @@ class _FileLock:
                     fcntl.flock(self.fd, fcntl.LOCK_UN)
                     os.close(self.fd)
                     self.fd = None
+
+
+_CREATION_KEY = "vae-sweep:create-tables"
+
+
+def _lock_key(name: str) -> int:
+    """A name as a PostgreSQL advisory lock key (a signed 64-bit integer)."""
+    return int.from_bytes(hashlib.sha1(name.encode()).digest()[:8], "big", signed=True)
+
+
+def _named_lock(backend: str, name: str) -> tuple[Any, Any, Any] | None:
+    """(lock, unlock, parameter) of a server's named lock on ``name``; None on a backend
+    without one."""
+    if backend == "postgresql":
+        return (sqlalchemy.text("SELECT pg_advisory_lock(:k)"),
+                sqlalchemy.text("SELECT pg_advisory_unlock(:k)"), _lock_key(name))
+    if backend in ("mysql", "mariadb"):
+        return (sqlalchemy.text("SELECT GET_LOCK(:k, 600)"),
+                sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), str(_lock_key(name)))
+    return None
+
+
+def _created(engine: sqlalchemy.Engine) -> bool:
+    """Whether RDBStorage finished creating this database: its last step stamps the schema
+    revision into ``alembic_version``."""
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sqlalchemy.text(
+                "SELECT version_num FROM alembic_version")).first() is not None
+    except sqlalchemy.exc.SQLAlchemyError:  # no such table yet (or no server: said later)
+        return False
+
+
+@contextlib.contextmanager
+def _creation_lock(url: str, lock_file: Path | None,
+                   engine_kwargs: dict[str, Any]) -> Iterator[None]:
+    """Held while RDBStorage creates the tables: the file lock beside an SQLite file, a
+    named lock on a server, taken on a connection of its own (closing it releases it).
+    Not taken once the tables are there (RDBStorage then only reads), so a reader of an
+    existing database leaves no lock file beside it."""
+    engine = sqlalchemy.create_engine(url, **engine_kwargs)
+    try:
+        named = _named_lock(engine.dialect.name, _CREATION_KEY)
+        if _created(engine) or (named is None and lock_file is None):
+            yield
+            return
+        if lock_file is not None:
+            with _FileLock.of(lock_file).held():
+                yield
+            return
+        assert named is not None
+        lock, unlock, param = named
+        with engine.connect() as conn:
+            conn.execute(lock, {"k": param})
+            conn.commit()
+            try:
+                yield
+            finally:
+                with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
+                    conn.execute(unlock, {"k": param})
+                    conn.commit()
+    finally:
+        engine.dispose()
+
 
 
 class RetriedRDBStorage(RDBStorage):
@@ -292,7 +396,11 @@ class SweepStorage(RetriedRDBStorage):
 
     def __init__(self, url: str, *, lock_file: Path | None = None, **kwargs: Any) -> None:
         self.lock_file = lock_file
-        super().__init__(url, **kwargs)  # not retried: a wrong URL must fail at once
+        # Not retried: a wrong URL must fail at once. RDBStorage creates the tables and
+        # writes the schema version when they are missing, check-then-create: two processes
+        # opening a new database at once collide ("table studies already exists").
+        with _creation_lock(url, lock_file, kwargs.get("engine_kwargs") or {}):
+            super().__init__(url, **kwargs)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
@@ -340,19 +448,11 @@ class SweepStorage(RetriedRDBStorage):
             with _FileLock.of(self.lock_file).held():
                 yield
             return
-        key = int.from_bytes(hashlib.sha1(f"vae-sweep:{study_name}".encode()).digest()[:8],
-                             "big", signed=True)
-        backend = self.engine.dialect.name
-        if backend == "postgresql":
-            lock = sqlalchemy.text("SELECT pg_advisory_lock(:k)")
-            unlock: Any = sqlalchemy.text("SELECT pg_advisory_unlock(:k)")
-            param: Any = key
-        elif backend in ("mysql", "mariadb"):
-            lock = sqlalchemy.text("SELECT GET_LOCK(:k, 600)")
-            unlock, param = sqlalchemy.text("SELECT RELEASE_LOCK(:k)"), str(key)
-        else:  # a backend without named locks: Optuna's own row locks must do
+        named = _named_lock(self.engine.dialect.name, f"vae-sweep:{study_name}")
+        if named is None:  # a backend without named locks: Optuna's own row locks must do
             yield
             return
+        lock, unlock, param = named
 
         def acquire() -> sqlalchemy.Connection:
             conn = self.engine.connect()

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import math
 import os
 import re
 import sqlite3
@@ -33,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import ParamError, StorageError, UsageError
+from sweep.errors import DatabaseFull, ParamError, StorageError, UsageError
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -42,6 +43,8 @@ if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this mod
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 STORAGE_ENV = "VAE_SWEEP_STORAGE"
+OUTAGE_ENV = "VAE_SWEEP_OUTAGE_WAIT_S"
+OUTAGE_WAIT_S = 600.0  # how long a storage call waits out an outage, unless OUTAGE_ENV says
 # Long enough for a busy writer (heartbeats, trial updates of other workers) to finish.
 SQLITE_TIMEOUT_S = 60
 # Outside SQLite the artifacts and checkpoints have no file to sit beside: the working dir.
@@ -61,6 +64,22 @@ def resolve_storage_url(arg: str | None) -> str:
     return arg or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
 
 
+def outage_wait_s() -> float:
+    """Seconds a storage call waits out an outage: $VAE_SWEEP_OUTAGE_WAIT_S, else
+    OUTAGE_WAIT_S. Read at each use (a test or a caller may set it after import);
+    UsageError naming the variable for anything but a number >= 0."""
+    text = os.environ.get(OUTAGE_ENV, "").strip()
+    if not text:
+        return OUTAGE_WAIT_S
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not (math.isfinite(value) and value >= 0):
+        raise UsageError(f"{OUTAGE_ENV}={text!r}: expected a number of seconds >= 0")
+    return value
+
+
 def open_storage(
     url: str,
     *,
@@ -77,7 +96,7 @@ def open_storage(
     """
     import sqlalchemy.exc
 
-    from sweep.rdb import SweepStorage
+    from sweep.rdb import SweepStorage, full_disk, full_message
 
     parsed = check_url(url)
     shown = _shown(url, parsed)
@@ -98,6 +117,8 @@ def open_storage(
         return SweepStorage(parsed.render_as_string(hide_password=False),
                             lock_file=lock_file, engine_kwargs=engine_kwargs, **kwargs)
     except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
+        if full_disk(err):  # not the user's input: waiting or retyping does not help
+            raise DatabaseFull(full_message(err, shown)) from err
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
         raise StorageError(f"{shown}: cannot open storage: {reason}") from None
 

@@ -39,6 +39,11 @@ def normalize(url: str) -> str:
     ParamError (exit 2) for anything else."""
     if url.startswith(S3):
         parsed = urlparse(url)
+        if "@" in parsed.netloc:  # never echoed: the secret stays out of stderr and logs too
+            raise ParamError("artifacts", f"s3://***@{parsed.hostname}: credentials do not go "
+                             "in the URL (it is stored in the study's settings); set them in "
+                             "boto3's environment: AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY "
+                             "(or AWS_PROFILE), and AWS_ENDPOINT_URL for MinIO")
         if not parsed.netloc:
             raise ParamError("artifacts", f"{url}: an S3 URL needs a bucket (s3://BUCKET/PREFIX)")
         prefix = parsed.path.strip("/")

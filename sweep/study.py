@@ -33,13 +33,14 @@ from typing import TYPE_CHECKING, Any
 
 from models.config import Config
 from sweep import settings as study_settings
-from sweep.errors import ParamError, UsageError
+from sweep.errors import DatabaseFull, ParamError, UsageError
 from sweep.references import enqueue_references
 from sweep.settings import Settings
 from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
 from sweep.storage import check_url, open_storage, resolve_storage_url, shown
 from sweep.stores import normalize as normalize_store
 from sweep.workers import (
+    FULL_WORDS,
     WORKER_ID_ENV,
     WorkerFailed,
     check_slot_flags,
@@ -137,6 +138,10 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
     url = resolve_storage_url(storage)
     check_url(url)
     options = options or RunOptions()
+    if n_trials < 1:  # 0 made an empty study and said nothing
+        raise ParamError("n_trials", f"must be >= 1, got {n_trials}")
+    if study is not None and not study.strip():  # "" silently became the default name
+        raise ParamError("study", f"{study!r}: a study name cannot be empty")
     Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
     space = fix(_space(space), dict(fixed or {}))
     store = normalize_store(artifacts) if artifacts else None
@@ -147,8 +152,8 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
     from models.data import load_images
     from sweep.logs import quiet_logs
 
+    slots = options.slots()  # a GPU that is not there fails before the data loads
     images = load_images(settings.base) if run else None  # bad data fails before any write
-    slots = options.slots()
     with quiet_logs():
         _create(url, name, settings, n_trials, baseline, references, if_new)
         if run:
@@ -320,6 +325,10 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None
     if child:
         return
+    if any(line.endswith(FULL_WORDS) for line in dead):
+        raise DatabaseFull(f"the database {shown(url)} is full: its workers stopped; free "
+                           "space or move it (with its -wal file) to a bigger disk, then "
+                           f"`python -m sweep resume --study {name}` finishes the study")
     goal = study_settings.load(reader).goal
     done = results(reader.get_trials(deepcopy=False))
     timed_out = timeout is not None and time.monotonic() - started >= timeout

@@ -37,7 +37,7 @@ import threading
 import time
 import warnings
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,7 +47,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import confirm, optuna_private
 from sweep import settings as study_settings
-from sweep.errors import WorkerError
+from sweep.errors import DatabaseFull, WorkerError
 from sweep.logs import quiet_logs
 from sweep.progress import Progress, results
 from sweep.storage import open_storage
@@ -168,8 +168,11 @@ class Heartbeat(threading.Thread):
 def describe(err: BaseException) -> str:
     """One line saying why a trial failed."""
     first = (str(err).strip().splitlines() or [""])[0][:300]
-    if isinstance(err, MemoryError) or "out of memory" in str(err).lower() or (
-            type(err).__name__ == "OutOfMemoryError"):
+    text = str(err).lower()
+    # torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (RuntimeError).
+    if isinstance(err, MemoryError) or "out of memory" in text or (
+            "can't allocate memory" in text) or type(err).__name__ == "OutOfMemoryError" or (
+            isinstance(err, OSError) and err.errno == errno.ENOMEM):
         return f"out of memory: {first or type(err).__name__}"
     if isinstance(err, OSError) and err.errno == errno.ENOSPC:
         return f"disk full: {first}"
@@ -278,6 +281,9 @@ class Worker:
                 log.warning("trial %d: could not record the interruption (%s)",
                             trial.number, describe(record_err))
             raise KeyboardInterrupt(self.received[0] if self.received else "SIGINT") from None
+        except DatabaseFull:  # not this trial's fault, and no other trial could be stored
+            self._stop_full(trial)
+            raise
         except Exception as err:  # a fault of this trial: record it, take the next one
             state, error = TrialState.FAIL, describe(err)
             if _is_oom(error):
@@ -304,6 +310,17 @@ class Worker:
             trial.set_user_attr(key, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # failed under us meanwhile: its re-run has the story
+
+    def _stop_full(self, trial: optuna.Trial) -> None:
+        """Fail and re-queue the trial if the full database still takes that (an update in
+        place may fit); if not, it stays RUNNING and ``resume`` fails and re-queues it once
+        its heartbeat is stale. Either way its re-run is not lost."""
+        reason = "the database is full"
+        with suppress(DatabaseFull, optuna.exceptions.UpdateFinishedTrialError):
+            trial.set_user_attr("fail_reason", reason)
+            frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+            if frozen.state == TrialState.FAIL:
+                Requeue(reason)(self.study, frozen)
 
     def _stop_interrupted(self, trial: optuna.Trial) -> None:
         how = self.received[0] if self.received else "SIGINT"

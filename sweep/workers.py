@@ -20,7 +20,8 @@ import time
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 
-from sweep.errors import ParamError
+from sweep.errors import ParamError, UsageError
+from sweep.storage import STORAGE_ENV
 
 THREADS_ENV = "VAE_SWEEP_THREADS"
 WORKER_ID_ENV = "VAE_SWEEP_WORKER_ID"
@@ -55,6 +56,14 @@ def worker_slots(gpus: list[int] | None, workers: int | None, per_gpu: int,
     """
     check_slot_flags(gpus, workers, per_gpu)
     if gpus is not None:
+        # Checked before anything is written: a worker given a GPU that is not there would
+        # train on the CPU, silently.
+        missing = [g for g in gpus if g >= device_count]
+        if missing:
+            visible = ",".join(map(str, range(device_count))) or "none"
+            raise ParamError("gpus", f"{','.join(map(str, gpus))}: no GPU "
+                             f"{', '.join(map(str, missing))} on this machine ({device_count} "
+                             f"visible: {visible})")
         return [str(g) for g in gpus for _ in range(per_gpu)]
     if workers is not None:
         return [None] * workers
@@ -64,8 +73,22 @@ def worker_slots(gpus: list[int] | None, workers: int | None, per_gpu: int,
 
 
 def check_threads(threads: int | None) -> None:
+    """Refuse ``--threads`` below 1, and a $VAE_SWEEP_THREADS that would be used and is not
+    a whole number >= 1."""
     if threads is not None and threads < 1:
         raise ParamError("threads", f"must be >= 1, got {threads}")
+    if threads is None:
+        env_threads()
+
+
+def env_threads() -> int | None:
+    """$VAE_SWEEP_THREADS as a number (None: unset); UsageError naming it otherwise."""
+    text = os.environ.get(THREADS_ENV, "").strip()
+    if not text:
+        return None
+    if not text.isdigit() or int(text) < 1:
+        raise UsageError(f"{THREADS_ENV}={text!r}: expected a whole number >= 1")
+    return int(text)
 
 
 def threads_per_worker(workers: int, threads: int | None = None, cores: int | None = None
@@ -73,8 +96,8 @@ def threads_per_worker(workers: int, threads: int | None = None, cores: int | No
     """CPU threads each worker's torch uses: ``threads`` if given, else $VAE_SWEEP_THREADS,
     else the cores this process may run on divided among the workers (at least 1)."""
     check_threads(threads)
-    if threads is None and os.environ.get(THREADS_ENV):
-        threads = int(os.environ[THREADS_ENV])
+    if threads is None:
+        threads = env_threads()
     if threads is not None:
         return threads
     if cores is None:
@@ -133,9 +156,11 @@ def threads_for_run(threads: int) -> Iterator[None]:
         use_threads(before)
 
 
-def worker_command(study: str, storage: str, threads: int, timeout: float | None) -> list[str]:
-    """The command line of one worker process (its slot comes through the environment)."""
-    cmd = [sys.executable, "-m", "sweep", "worker", "--study", study, "--storage", storage,
+def worker_command(study: str, threads: int, timeout: float | None) -> list[str]:
+    """The command line of one worker process. Its slot and the storage URL come through
+    the environment: a command line is readable by every local user (``ps``), and the URL
+    may hold the database's password."""
+    cmd = [sys.executable, "-m", "sweep", "worker", "--study", study,
            "--workers", "1", "--threads", str(threads)]
     return cmd + (["--timeout", str(timeout)] if timeout else [])
 
@@ -156,10 +181,17 @@ def exit_words(code: int) -> str:
             return f"killed by {signal.Signals(-code).name}"
         except ValueError:
             return f"killed by signal {-code}"
+    if code == FULL_EXIT:
+        return FULL_WORDS
     if code in STOPPED:
         return f"stopped by {STOPPED[code]} (its trial re-queued)"
     return f"exit {code}"
 
+
+# What a worker started by run_slots exits with when the database is full: it says nothing
+# itself, so that its parent says it once for all of them.
+FULL_EXIT = 3
+FULL_WORDS = "stopped: the database is full"
 
 # What a worker that was stopped by a signal exits with (128 + the signal), having recorded
 # and re-queued its trial: not a crash.
@@ -185,8 +217,9 @@ def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
         with threads_for_run(threads):
             run_here()
         return []
-    procs = [subprocess.Popen(worker_command(study, storage, threads, timeout),
-                              env=worker_env(i, gpu, threads)) for i, gpu in enumerate(slots)]
+    procs = [subprocess.Popen(worker_command(study, threads, timeout),
+                              env={**worker_env(i, gpu, threads), STORAGE_ENV: storage})
+             for i, gpu in enumerate(slots)]
     received: list[str] = []
 
     def forward(signum: int, frame: object) -> None:

@@ -52,3 +52,28 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
     x = images[:4].float() / 255
     module.eval()
     assert torch.equal(loaded.reconstruct(x), module.reconstruct(x))
+
+
+def test_a_write_cut_short_by_a_full_disk_leaves_no_partial_file(tmp_path):
+    import pytest
+
+    from sweep.artifacts import upload_in_order
+
+    class FillsUp(FileSystemArtifactStore):
+        """Takes one file, then writes half of the next and runs out of space."""
+
+        def write(self, artifact_id, content_body):
+            if any(self._base_path.iterdir()):
+                (self._base_path / artifact_id).write_bytes(content_body.read()[:10])
+                raise OSError(28, "No space left on device")
+            super().write(artifact_id, content_body)
+
+    (tmp_path / "store").mkdir()
+    store = FillsUp(str(tmp_path / "store"))
+    for name in ("samples.png", "curves.png"):
+        (tmp_path / name).write_bytes(b"x" * 100)
+    trial = optuna.create_study().ask()
+    with pytest.raises(OSError, match="No space"):
+        upload_in_order(trial, store, [tmp_path / "samples.png", tmp_path / "curves.png"])
+    kept = list((tmp_path / "store").iterdir())
+    assert len(kept) == 1 and kept[0].read_bytes() == b"x" * 100  # the whole one only

@@ -3,6 +3,7 @@ nothing written; start refuses a bad sweep file before it imports torch."""
 
 from __future__ import annotations
 
+import os
 import socket
 import subprocess
 import sys
@@ -28,6 +29,13 @@ BAD = [
     (["train", "--threads", "0"], "--threads"),
     (["train", "--config", "missing.toml"], "missing.toml"),
     (["train", "--save", "/missing/dir/w.pt"], "--save"),
+    # outputs that cannot be written: refused before training, not after it
+    (["train", "--json", "/dev/null/m.json"], "--json"),
+    (["train", "--save", "empty"], "--save"),
+    (["train", "--log-dir", "/dev/null/logs"], "--log-dir"),
+    (["bench", "--json", "empty"], "--json"),
+    (["bench", "--json", "/dev/null/b.json"], "--json"),
+    (["export", "--out", "/dev/null/x"], "--out"),
     # start
     (["start", "--timeout", "-5"], "--timeout"),
     (["start", "--timeout", "0"], "--timeout"),
@@ -38,8 +46,12 @@ BAD = [
     (["start", "--set", "lr=inf"], "lr"),
     (["start", "--set", "latent_dim=1000000000"], "latent_dim"),
     (["start", "--n-trials", "-1"], "--n-trials"),
+    (["start", "--n-trials", "0"], "--n-trials"),
+    (["start", "--study", ""], "--study"),
+    (["start", "--study", " "], "--study"),
     (["start", "--workers", "0"], "--workers"),
     (["start", "--gpus", "0", "--workers", "2"], "--gpus"),
+    (["start", "--gpus", "99", "--data", "synthetic"], "--gpus 99"),  # no such GPU here
     (["start", "--trials-per-gpu", "0"], "--trials-per-gpu"),
     (["start", "--threads", "0"], "--threads"),
     (["start", "--storage", "nope://where"], "nope://where"),
@@ -48,6 +60,7 @@ BAD = [
     (["start", "--no-such-flag"], "--no-such-flag"),
     (["start", "--artifacts", "http://host/x"], "--artifacts"),
     (["start", "--artifacts", "s3://"], "--artifacts"),
+    (["start", "--artifacts", "s3://KEY:SECRET@bucket"], "AWS_ACCESS_KEY_ID"),
     # readers of a study that is not there
     (["resume", "--study", "x"], "sqlite:///sweeps.db"),
     (["worker", "--study", "x"], "sqlite:///sweeps.db"),
@@ -66,6 +79,8 @@ BAD = [
     (["bench", "--steps", "0"], "--steps"),
     (["bench", "--repeats", "0"], "--repeats"),
     (["bench", "--data", "no-such"], "no-such"),
+    (["bench", "--data", "folder:empty"], "dataset"),
+    (["report", "--test-data", "folder:empty"], "sqlite:///sweeps.db"),
     (["bench", "--trials", "0"], "--trials"),
     (["bench", "--subset", "-1"], "--subset"),
     (["bench", "--margin", "nan"], "--margin"),
@@ -74,9 +89,26 @@ BAD = [
 ]
 
 
+# Environment variables are input too: (variable, value, command).
+BAD_ENV = [
+    ("VAE_SWEEP_THREADS", "abc", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "0", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "abc", ["train", "--data", "synthetic"]),
+    ("VAE_SWEEP_THREADS", "-2", ["worker", "--study", "x"]),
+    ("VAE_SWEEP_OUTAGE_WAIT_S", "abc", ["start", "--data", "synthetic"]),
+    ("VAE_SWEEP_OUTAGE_WAIT_S", "-1", ["status"]),
+]
+BAD += [(["env", f"{var}={value}", *command], var) for var, value, command in BAD_ENV]
+
+
 @pytest.mark.parametrize("args,needle", BAD, ids=[" ".join(a) for a, _ in BAD])
-def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle):
+def test_bad_input_exits_2_with_one_line_and_writes_nothing(tmp_path, args, needle,
+                                                          monkeypatch):
     (tmp_path / "empty").mkdir()
+    if args[0] == "env":  # a BAD_ENV row: the variable set for that command
+        var, value = args[1].split("=", 1)
+        monkeypatch.setenv(var, value)
+        args = args[2:]
     proc = sweep(*args, cwd=tmp_path, check=False)
     assert proc.returncode == 2, proc.stderr
     lines = proc.stderr.strip().splitlines()
@@ -141,6 +173,28 @@ def test_export_and_report_name_a_trial_or_study_that_is_not_there(tmp_path):
     assert not (tmp_path / "x").exists()
 
 
+def test_report_and_export_outputs_that_cannot_be_written_create_nothing(tmp_path):
+    optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    (tmp_path / "a-file").write_text("")
+    (tmp_path / "empty").mkdir()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    cases = [(["report", "--out", "a-file"], "--out a-file"),
+             (["report", "--out", "/dev/null/r"], "--out /dev/null/r"),
+             (["export", "--out", "a-file"], "--out a-file"),
+             # the test set is read before the store is opened: no sweeps-artifacts/
+             (["report", "--test-data", "folder:empty"], "empty")]
+    if os.geteuid() != 0:  # root writes through permissions
+        (tmp_path / "locked").mkdir(mode=0o555)
+        before = sorted(p.name for p in tmp_path.iterdir())
+        cases += [(["report", "--out", "locked/r"], "--out locked/r"),
+                  (["export", "--out", "locked"], "--out locked")]
+    for command, needle in cases:
+        proc = sweep(*command, cwd=tmp_path, check=False)
+        lines = proc.stderr.strip().splitlines()
+        assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
+        assert sorted(p.name for p in tmp_path.iterdir()) == before, proc.stderr
+
+
 @pytest.mark.slow
 def test_a_study_that_is_not_there_is_named(tmp_path):
     optuna.create_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
@@ -171,3 +225,34 @@ def test_help_lists_config_keys_and_version(tmp_path):
     worker_help = sweep("worker", "--help", cwd=tmp_path).stdout
     assert "--study" in worker_help and "--heartbeat" not in worker_help
     assert sweep("--version", cwd=tmp_path).stdout.startswith("vae-sweep ")
+
+
+def test_a_port_held_only_by_time_wait_sockets_is_free():
+    """optuna-dashboard binds with SO_REUSEADDR: the pre-check refused such a port ~60 s."""
+    from sweep.commands.dashboard import check_port
+
+    with socket.socket() as server:  # a dashboard that served and stopped (it reuses too)
+        server.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        port = server.getsockname()[1]
+        client = socket.create_connection(("127.0.0.1", port))
+        conn, _ = server.accept()
+        conn.close()  # the side that closes first keeps the port in TIME-WAIT
+        client.close()
+    check_port("127.0.0.1", port)
+
+
+def test_status_into_a_closed_pipe_is_quiet(tmp_path):
+    """`status | head -3`: the reader went away; no BrokenPipeError traceback."""
+    from sweep import settings as study_settings
+    from sweep.space import load_space
+
+    study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    study_settings.save(study, study_settings.Settings(load_space(None), goal=2, heartbeat=10))
+    proc = subprocess.Popen([sys.executable, "-m", "sweep", "status"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env={**os.environ, "PYTHONPATH": str(ROOT)})
+    proc.stdout.close()  # before status prints: its write meets a closed pipe
+    err = proc.stderr.read()
+    assert proc.wait(timeout=120) == 0 and err == "", err

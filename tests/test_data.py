@@ -323,6 +323,29 @@ def test_folder_corrupt_image(tmp_path):
     assert f"cannot decode {tmp_path / 'a' / 'broken.jpg'}" in str(err.value)
 
 
+def test_a_corrupt_png_is_named_in_one_line_without_libpng_noise(tmp_path):
+    """One of 21 PNGs with 60 bytes of its pixel data zeroed: libpng printed its own error
+    line first, and the decoding threads crashed (SIGSEGV). A subprocess, so that a crash
+    fails this test and not the suite."""
+    import os
+    import subprocess
+    import sys
+
+    write_tree(tmp_path, {"a": random_images(21, seed=3, size=32)})
+    bad = tmp_path / "a" / "007.png"
+    raw = bytearray(bad.read_bytes())
+    raw[200:260] = bytes(60)
+    bad.write_bytes(raw)
+    code = f"from models.data import load_images; from models.config import Config; " \
+           f"load_images(Config(dataset='folder:{tmp_path}'))"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          timeout=120, env={**os.environ,
+                                            "PYTHONPATH": str(Path(data.__file__).parents[1])})
+    assert proc.returncode == 1, proc.stderr  # the ConfigError, not a signal
+    assert "libpng" not in proc.stderr and f"cannot decode {bad}" in proc.stderr, proc.stderr
+    assert data._png_intact((tmp_path / "a" / "000.png").read_bytes())
+
+
 @pytest.mark.parametrize("layout", ["missing", "empty", "no-images"])
 def test_folder_without_images(tmp_path, layout):
     root = tmp_path / "images"

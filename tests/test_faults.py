@@ -153,3 +153,58 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
     assert sum(roots.values()) == GOAL and max(roots.values()) == 1
     if not url.startswith("sqlite"):
         optuna.delete_study(study_name=name, storage=storage)
+
+
+def _open_at_once(url: str, barrier, results) -> None:
+    """One of several processes opening a new database at the same moment (forked)."""
+    try:
+        barrier.wait(timeout=60)
+        storage = open_storage(url, heartbeat_interval=None)
+        with storage.study_lock("two"):  # what start holds around create_study
+            optuna.create_study(study_name="two", storage=storage, load_if_exists=True)
+        results.put("ok")
+    except Exception as err:  # the parent asserts on it: every line of it is the evidence
+        results.put(f"{type(err).__name__}: {err}")
+
+
+def _fresh_postgres_schema(server: str) -> str:
+    """A URL on ``server``'s database whose tables go into a new, empty schema."""
+    import sqlalchemy
+
+    schema = f"race_{uuid.uuid4().hex[:8]}"
+    engine = sqlalchemy.create_engine(open_storage(server, heartbeat_interval=None).url)
+    with engine.begin() as conn:
+        conn.execute(sqlalchemy.text(f"CREATE SCHEMA {schema}"))
+    engine.dispose()
+    return str(sqlalchemy.engine.make_url(server).update_query_dict(
+        {"options": f"-csearch_path={schema}"}).render_as_string(hide_password=False))
+
+
+@pytest.mark.parametrize("server", ["sqlite", "postgresql"])
+def test_processes_opening_a_new_database_at_once_all_get_it(tmp_path, server):
+    """RDBStorage creates its tables check-then-create: 4 processes released together on a
+    new database failed with "table studies already exists" (SQLite, 4 of 5 rounds) or
+    "duplicate key ... pg_type_typname_nsp_index" (PostgreSQL, 3 of 3) without the
+    creation lock, so one of two concurrent `start`s lost its budget."""
+    import multiprocessing
+
+    ctx = multiprocessing.get_context("fork")
+    for round_ in range(3):
+        if server == "sqlite":
+            url = f"sqlite:///{tmp_path}/race-{round_}.db"
+        else:
+            pg = os.environ.get("VAE_SWEEP_TEST_POSTGRES_URL") or pytest.skip(
+                "set VAE_SWEEP_TEST_POSTGRES_URL to race on PostgreSQL")
+            url = _fresh_postgres_schema(pg)
+        barrier, results = ctx.Barrier(4), ctx.Queue()
+        procs = [ctx.Process(target=_open_at_once, args=(url, barrier, results))
+                 for _ in range(4)]
+        for p in procs:
+            p.start()
+        got = [results.get(timeout=120) for _ in procs]
+        for p in procs:
+            p.join(timeout=60)
+        assert got == ["ok"] * 4, got
+        names = [s.study_name for s in optuna.get_all_study_summaries(
+            open_storage(url, heartbeat_interval=None), include_best_trial=False)]
+        assert names == ["two"]

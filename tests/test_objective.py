@@ -80,6 +80,21 @@ def test_checkpoints_load_with_weights_only(tmp_path, tiny, images):
     assert "RandomState" in str(list(state["callbacks"]))
 
 
+@pytest.mark.parametrize("write,why", [
+    (lambda p: p.write_bytes(b"PK\x03\x04 cut"), "a write was cut short"),
+    (lambda p: torch.save({"epoch": 0}, p, _use_new_zipfile_serialization=False),
+     "legacy (pickle, not zip)"),
+], ids=["truncated", "legacy"])
+def test_a_refused_checkpoint_says_why(tmp_path, tiny, write, why):
+    from models.config import Config
+    from sweep.objective import usable_checkpoint
+
+    path = tmp_path / "last.ckpt"
+    write(path)
+    resume_from, reason = usable_checkpoint(path, Config(**tiny))
+    assert resume_from is None and reason is not None and why in reason, reason
+
+
 @pytest.mark.parametrize("spoil,why", [
     (lambda p: p.write_bytes(p.read_bytes()[:200]), "not a whole checkpoint"),
     # A pickle naming a global the weights-only loader refuses (it would run on load).

@@ -261,3 +261,33 @@ def test_a_url_without_a_driver_gets_the_installed_one(monkeypatch, installed, u
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: real("os") if name in {
         _MODULES[d] for d in installed} else None)
     assert with_driver(make_url(url)).drivername == driver
+
+
+def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
+    """Optuna wraps the driver's "database or disk is full" in a StorageInternalError that
+    reads "An exception is raised during the commit": the whole chain is read."""
+    import sqlalchemy.exc
+
+    from sweep.errors import DatabaseFull
+    from sweep.rdb import retrying, transient
+
+    url = f"sqlite:///{tmp_path}/full.db"
+    storage = open_storage(url, heartbeat_interval=None)
+    calls = []
+
+    def commit(self) -> None:
+        calls.append(self)
+        try:
+            raise sqlalchemy.exc.OperationalError(
+                "COMMIT", {}, sqlite3.OperationalError("database or disk is full"))
+        except sqlalchemy.exc.OperationalError as err:
+            raise optuna.exceptions.StorageInternalError(
+                "An exception is raised during the commit. This typically happens due to "
+                "invalid data in the commit, e.g. exceeding max length.") from err
+
+    with pytest.raises(DatabaseFull) as caught:
+        retrying(commit)(storage)
+    assert calls == [storage]  # waiting does not make room: not retried
+    assert not transient(caught.value.__cause__)
+    message = str(caught.value)
+    assert "\n" not in message and url in message and "database or disk is full" in message

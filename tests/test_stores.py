@@ -35,6 +35,15 @@ def test_normalize_keeps_absolute_folders_and_s3_urls(tmp_path, monkeypatch):
             normalize(bad)
 
 
+@pytest.mark.parametrize("url", ["s3://AKIAKEY:SeCrEt@bucket/p", "s3://SeCrEt@bucket"])
+def test_credentials_in_an_s3_url_are_refused_without_echoing_them(url):
+    """The URL goes into the study's settings, which every reader of the database sees."""
+    with pytest.raises(ParamError) as err:
+        normalize(url)
+    assert "AWS_ACCESS_KEY_ID" in str(err.value) and "s3://***@bucket" in str(err.value)
+    assert "SeCrEt" not in str(err.value) and "AKIAKEY" not in str(err.value)
+
+
 def test_a_folder_store_keeps_images_and_checkpoints_apart(tmp_path):
     stores = open_stores(str(tmp_path / "shared"), "postgresql://h/db", "a/b")
     assert stores.artifact_folder == tmp_path / "shared" / "artifacts"

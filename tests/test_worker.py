@@ -10,7 +10,7 @@ from optuna.trial import TrialState
 import sweep.objective
 from models.config import Config
 from sweep import settings as study_settings
-from sweep.errors import WorkerError
+from sweep.errors import DatabaseFull, WorkerError
 from sweep.progress import Progress
 from sweep.settings import Settings
 from sweep.space import parse_space
@@ -60,6 +60,43 @@ def test_nan_and_out_of_memory_fail_with_their_reason_and_the_worker_goes_on(
     assert "nan" in trials[1].user_attrs["fail_reason"].lower()
     assert trials[2].user_attrs["fail_reason"].startswith("out of memory: CUDA out of memory")
     assert "mse" not in trials[2].user_attrs  # nothing recorded for the trial that never ran
+
+
+def test_out_of_memory_on_the_cpu_never_stops_the_worker(tmp_path, tiny, images, monkeypatch):
+    """Four CPU OOMs in a row (more than MAX_ERRORS): each fails its trial, none is a bug."""
+    study, storage, settings, stores = make(tmp_path, tiny, goal=5,
+                                            search={"lr": {"low": 1e-3, "high": 2e-3}})
+    fit = sweep.objective.fit
+    calls = []
+
+    def oom_first(cfg: Config, **kw):
+        calls.append(cfg.lr)
+        if len(calls) <= 4:
+            raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: "
+                               "can't allocate memory: you tried to allocate 8 GB")
+        return fit(cfg, **kw)
+
+    monkeypatch.setattr(sweep.objective, "fit", oom_first)
+    worker_of(study, storage, settings, stores, images).run(timeout=None)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
+    assert all(t.user_attrs["fail_reason"].startswith("out of memory: ") for t in trials[:4])
+
+
+def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny, images,
+                                                                  monkeypatch):
+    study, storage, settings, stores = make(tmp_path, tiny, goal=3)
+
+    def full(cfg: Config, **kw):
+        raise DatabaseFull("the database sqlite:///w.db is full (database or disk is full)")
+
+    monkeypatch.setattr(sweep.objective, "fit", full)
+    with pytest.raises(DatabaseFull):
+        worker_of(study, storage, settings, stores, images).run(timeout=None)
+    trials = study.get_trials()
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.WAITING]  # one, not 3
+    assert trials[0].user_attrs["fail_reason"] == "the database is full"
+    assert trials[1].user_attrs["retry_of"] == 0
 
 
 def test_a_bug_stops_the_worker_after_a_few_errors_in_a_row(tmp_path, tiny, images,
@@ -135,6 +172,11 @@ def test_re_runs_are_bounded_and_say_what_they_re_run():
 @pytest.mark.parametrize("err,reason", [
     (MemoryError(), "out of memory: MemoryError"),
     (RuntimeError("CUDA error: out of memory"), "out of memory: CUDA error: out of memory"),
+    (RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't "
+                  "allocate memory: you tried to allocate 8000000000 bytes. Error code 12"),
+     "out of memory: [enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: can't "
+     "allocate memory: you tried to allocate 8000000000 bytes. Error code 12"),
+    (OSError(12, "Cannot allocate memory"), "out of memory: [Errno 12] Cannot allocate memory"),
     (OSError(28, "No space left on device"), "disk full: [Errno 28] No space left on device"),
     (ValueError("bad\nsecond line"), "ValueError: bad"),
 ])

@@ -5,7 +5,13 @@ import pytest
 
 from sweep.errors import ParamError
 from sweep.study import default_study_name
-from sweep.workers import THREADS_ENV, threads_per_worker, worker_env, worker_slots
+from sweep.workers import (
+    THREADS_ENV,
+    run_slots,
+    threads_per_worker,
+    worker_env,
+    worker_slots,
+)
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
@@ -28,6 +34,7 @@ def test_worker_slots(gpus, workers, per_gpu, visible, slots):
     (None, None, 0, "trials_per_gpu must be >= 1, got 0"),
     ([], None, 1, "gpus needs GPU ids like [0, 1], got []"),
     ([-1], None, 1, "gpus needs GPU ids like [0, 1], got [-1]"),
+    ([7], None, 1, "gpus 7: no GPU 7 on this machine (4 visible: 0,1,2,3)"),  # not silently CPU
 ])
 def test_worker_slots_refuse_bad_values_naming_the_parameter(gpus, workers, per_gpu, message):
     with pytest.raises(ParamError) as err:
@@ -61,3 +68,28 @@ def test_a_gpu_worker_is_pinned_to_its_gpu_and_its_threads():
 def test_default_study_name_follows_the_dataset():
     assert default_study_name("cifar10") == "vae-cifar10"
     assert default_study_name("folder:/data/cifar/train/") == "vae-train"
+
+
+def test_workers_get_the_storage_url_through_their_environment_not_argv(monkeypatch):
+    """Every local user reads a process's argv (``ps``): the URL's password stays out."""
+    import subprocess
+
+    started: list[tuple[list[str], dict[str, str]]] = []
+
+    class Done:
+        returncode, pid = 0, 1
+
+        def __init__(self, args: list[str], env: dict[str, str]) -> None:
+            started.append((args, env))
+
+        def poll(self) -> int:
+            return 0
+
+    monkeypatch.setattr(subprocess, "Popen", Done)
+    url = "postgresql://sweep:hunter2@db.example/sweeps"
+    assert run_slots([None, None], 1, "s", url, None, run_here=lambda: None,
+                     poll=lambda: None) == []
+    assert len(started) == 2
+    for args, env in started:
+        assert not any("hunter2" in a for a in args), args
+        assert env["VAE_SWEEP_STORAGE"] == url

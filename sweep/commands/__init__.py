@@ -8,9 +8,12 @@ itself lives in the modules of ``sweep`` they call.
 from __future__ import annotations
 
 import argparse
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config, parse_overrides
+from sweep.errors import UsageError
 
 if TYPE_CHECKING:
     from sweep.study import RunOptions
@@ -44,3 +47,31 @@ def config_keys() -> str:
     """The help's list of Config fields with their defaults (the seed configuration)."""
     fields = ", ".join(f"{k}={v}" for k, v in Config().to_dict().items())
     return f"config keys and defaults: {fields}"
+
+
+def check_output(flag: str, path: str | Path, *, folder: bool = False) -> None:
+    """Refuse an output path that cannot be written, before any work (a long run that fails
+    to write its result at the end is lost) and without creating anything.
+
+    A file (``folder=False``) needs an existing, writable directory and must not be a
+    directory; a folder may be missing (it is created then, so its nearest existing parent
+    must be a writable directory) and must not be a file.
+    """
+    p = Path(path).absolute()
+    if folder:
+        if p.exists() and not p.is_dir():
+            raise UsageError(f"{flag} {path}: a file is in the way (expected a directory)")
+        where = next(a for a in (p, *p.parents) if a.exists())
+    else:
+        if p.is_dir():
+            raise UsageError(f"{flag} {path}: is a directory (expected a file)")
+        if not p.parent.is_dir():
+            raise UsageError(f"{flag} {path}: directory {Path(path).parent} does not exist")
+        if p.exists() and not os.access(p, os.W_OK):
+            raise UsageError(f"{flag} {path}: the file is not writable")
+        where = p.parent
+    if not where.is_dir():
+        raise UsageError(f"{flag} {path}: {where} is not a directory")
+    if not os.access(where, os.W_OK | os.X_OK):
+        raise UsageError(f"{flag} {path}: cannot write in {where} (permission denied or a "
+                         "read-only file system)")

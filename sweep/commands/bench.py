@@ -9,6 +9,7 @@ import math
 import sys
 from pathlib import Path
 
+from sweep.commands import check_output
 from sweep.errors import UsageError
 
 HELP = ("throughput against the bare loop and a plain Optuna + Lightning script; thread "
@@ -115,8 +116,8 @@ def run(args: argparse.Namespace) -> int:
     if not (math.isfinite(args.margin) and args.margin >= 0):
         raise UsageError(f"--margin must be a number >= 0, got {args.margin}")
     ks = _ks(args.trials_per_gpu) if args.trials_per_gpu is not None else None
-    if args.json is not None and not args.json.parent.is_dir():
-        raise UsageError(f"--json: no directory {args.json.parent}")
+    if args.json is not None:
+        check_output("--json", args.json)
     from models.config import Config
 
     Config(dataset=args.data, batch_size=args.batch_size)  # a bad spec is named before loading

@@ -36,6 +36,9 @@ def check_port(host: str, port: int) -> None:
     if not 1 <= port <= 65535:
         raise UsageError(f"--port must be in [1, 65535], got {port}")
     with socket.socket() as s:
+        # As the server binds (SO_REUSEADDR): a port held only by TIME-WAIT sockets of a
+        # closed server is free for it, and was refused here for about 60 s.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as err:

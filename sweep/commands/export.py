@@ -30,11 +30,13 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
+    from sweep.commands import check_output
     from sweep.export import export, pick
     from sweep.storage import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
+    check_output("--out", args.out, folder=True)
     study, storage, url = open_study(args.storage, args.study)
     trial = pick(study, args.trial)
 

@@ -27,6 +27,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
+    from sweep.commands import check_output
     from sweep.storage import open_study
 
     if args.test_data:
@@ -39,15 +40,18 @@ def run(args: argparse.Namespace) -> int:
     from sweep.logs import quiet_logs
     from sweep.workers import threads_per_worker, use_threads
 
+    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+    check_output("--out", out, folder=True)
     use_threads(threads_per_worker(1, args.threads))
     with quiet_logs():
-        store = artifact_store(url, study)
-        who = report.roles(study)
+        # Loaded before the store is opened: a test set that cannot be read leaves nothing.
         if args.test_data:
             print(f"--test-data: loading {args.test_data}", file=sys.stderr, flush=True)
-            heldout.score(who, storage, store, heldout_images(args.test_data), study,
-                          args.test_data)
-        out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+        images = heldout_images(args.test_data) if args.test_data else None
+        store = artifact_store(url, study)
+        who = report.roles(study)
+        if images is not None:
+            heldout.score(who, storage, store, images, study, args.test_data)
         path = report.build(study, storage, store, out, who)
         if not args.no_upload:
             report.upload(study, store, path)

@@ -11,8 +11,7 @@ from typing import Any
 
 from models.config import Config
 from sweep import configfile
-from sweep.commands import config_keys, fixed_fields
-from sweep.errors import UsageError
+from sweep.commands import check_output, config_keys, fixed_fields
 from sweep.workers import check_threads
 
 HELP = "train one configuration (no study) and print its metrics as JSON"
@@ -45,9 +44,10 @@ def run(args: argparse.Namespace) -> int:
     threads = args.threads if args.threads is not None else file_threads
     cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data)})
     for flag, path in (("--json", args.json), ("--save", args.save)):
-        if path not in (None, "-") and not Path(path).resolve().parent.is_dir():
-            # Checked now: training first and failing to write would lose the run.
-            raise UsageError(f"{flag} {path}: directory {Path(path).parent} does not exist")
+        if path not in (None, "-"):
+            check_output(flag, path)
+    if args.log_dir:
+        check_output("--log-dir", args.log_dir, folder=True)
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     metrics = train(cfg, threads, progress=progress, log_dir=args.log_dir,
                     save=args.save)
