@@ -105,5 +105,6 @@ def chart(c: Curve, path: Path) -> None:
     ax.set_xlabel("wall-clock time since the study started (min)")
     ax.set_ylabel("bits/dim (validation, lower is better)")
     ax.set_title("best so far against time")
-    ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
+    if ax.get_legend_handles_labels()[0]:  # an empty study has nothing to name
+        ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)
     fig.savefig(path)
