@@ -40,5 +40,10 @@ class DatabaseFull(RunError):
     left on device"): waiting does not help, so it is not retried."""
 
 
+class StorageUnreachable(RunError):
+    """The database stayed unreachable for longer than the outage wait
+    ($VAE_SWEEP_OUTAGE_WAIT_S): an outage, not bad input, so exit 1."""
+
+
 class WorkerError(RunError):
     """A worker stopped: several trials in a row failed with unexpected errors."""

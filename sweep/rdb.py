@@ -8,7 +8,10 @@ What RDBStorage lacks, and only that, is added here:
   ``OUTAGE_WAIT_S``), with one line on stderr when the outage starts and one when it ends.
   Heartbeats go through the same path, so a worker's trials survive the outage; and for one
   grace period after an outage this process fails no trial as stale, since every worker's
-  heartbeat stopped together and needs one interval to beat again.
+  heartbeat stopped together and needs one interval to beat again. ``transient`` is the one
+  place that tells an outage (wait) from storage that can never work (a wrong password,
+  database or host: bad input, at once); ``sweep.storage.open_storage`` asks it too, so a
+  process started during an outage waits like a running worker.
 - **Claims on SQLite.** Optuna pops a WAITING trial by reading its state and then setting
   it to RUNNING; on PostgreSQL and MySQL the read holds a row lock (``FOR UPDATE``), on
   SQLite it holds nothing, so several processes could pop the same trial (measured: 10 of
@@ -42,23 +45,52 @@ from optuna.trial import TrialState
 
 from sweep.errors import DatabaseFull
 
-OUTAGE_WAIT_S = float(os.environ.get("VAE_SWEEP_OUTAGE_WAIT_S", "600"))
+OUTAGE_ENV = "VAE_SWEEP_OUTAGE_WAIT_S"
+OUTAGE_WAIT_S = float(os.environ.get(OUTAGE_ENV, "600"))
 BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 
 _T = TypeVar("_T")
 
 
+# Fragments (lower case) of the drivers' messages for what no wait can cure: the URL names a
+# user, password, database, host or table the server refuses or lacks (PostgreSQL, MySQL
+# and MariaDB), or an SQLite file that cannot be used. A connection refused, dropped or
+# timed out, a server starting or shutting down, "too many clients", "database is locked":
+# every other connection error is an outage.
+NEVER = (
+    "password authentication failed", "no password supplied", "access denied",
+    "no pg_hba.conf entry", "does not exist",  # role "x", database "x", relation "x"
+    "unknown database", "name or service not known", "nodename nor servname",
+    "unknown mysql server host", "certificate verify failed", "no such table",
+    "no such column", "unable to open database file", "readonly database",
+    "file is not a database",
+)
+_OUTAGE_TYPES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                 sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)
+
+
 def transient(err: BaseException) -> bool:
-    """Whether ``err`` (or what it wraps) means "the database could not be reached"."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                             sqlalchemy.exc.DisconnectionError)):
-            return not _full(seen)
-        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    """Whether ``err`` (or what it wraps) is an outage, to wait out, rather than storage that
+    can never work (bad input). The one place that decides: every retry and every storage
+    open asks it."""
+    chain = list(_chain(err))
+    text = " ".join(str(e) for e in chain).lower()
+    if any(_full(e) for e in chain) or any(fragment in text for fragment in NEVER):
+        return False
+    return any(isinstance(e, _OUTAGE_TYPES) or (
+        isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated) for e in chain)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it wraps (Optuna wraps SQLAlchemy's error, which wraps the driver's)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.orig is not None:
+            yield current.orig
+        current = current.__cause__ or current.__context__
 
 
 def _root(err: BaseException) -> BaseException:
@@ -121,10 +153,12 @@ def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
                                                    optuna.exceptions.StorageInternalError)):
                     raise DatabaseFull(f"the database is full: {str(err).splitlines()[0]}") \
                         from err
-                if not transient(err) or time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if not transient(err) or left <= 0:
                     raise
                 OUTAGE.failed(err)
-                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                # The last try falls on the deadline itself, not up to 8 s past it.
+                time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], left))
                 attempt += 1
                 continue
             OUTAGE.recovered()
@@ -189,7 +223,9 @@ class SweepStorage(RDBStorage):
 
     def __init__(self, url: str, *, lock_file: Path | None = None, **kwargs: Any) -> None:
         self.lock_file = lock_file
-        super().__init__(url, **kwargs)  # not retried: a wrong URL must fail at once
+        # Not retried here: open_storage retries the whole construction through outages
+        # (transient() tells an outage from a wrong URL, which fails at once).
+        super().__init__(url, **kwargs)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Any = None) -> bool:
