@@ -233,8 +233,9 @@ def _run(url: str, name: str, slots: list[str | None], threads: int | None,
     """
     import optuna
 
+    from sweep.interrupts import RECEIVED
     from sweep.progress import Progress, results
-    from sweep.worker import RECEIVED, run_worker
+    from sweep.worker import run_worker
 
     # A worker process started by another's run_slots reports nothing itself: its parent
     # draws the progress line for all of them.

@@ -18,8 +18,10 @@ The loop is Optuna's ask/tell, with what ``study.optimize`` lacks for many machi
 - **Faults are recorded, not fatal.** A trial that raises (out of memory, NaN inside a loss,
   a full disk) is FAIL with ``fail_reason`` and the worker goes on (it stops after
   MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault). SIGTERM and SIGINT
-  stop the trial at once (its last epoch checkpoint stays), mark it FAIL with the signal as
-  its reason, re-queue it to continue from that checkpoint, and end the worker.
+  stop a training trial at once (its last epoch checkpoint stays), mark it FAIL with the
+  signal as its reason, re-queue it once to continue from that checkpoint, and end the
+  worker; outside training they wait for the trial to be taken or told whole
+  (``sweep.interrupts``), so no trial is left RUNNING or failed without its re-run.
 - **Re-runs are bounded and visible**: at most MAX_RETRY per trial; each carries
   ``retry_of``, ``retry`` and ``retry_reason`` in its user attrs (the dashboard shows them),
   and Optuna's ``retry_history`` system attr, which ``progress.results`` counts by.
@@ -30,14 +32,11 @@ from __future__ import annotations
 import errno
 import gc
 import os
-import signal
 import socket
 import sys
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -47,6 +46,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep import settings as study_settings
 from sweep.errors import WorkerError
+from sweep.interrupts import RECEIVED, armed, signals_interrupt, stop_if_signalled, stopped_by
 from sweep.logs import quiet_logs
 from sweep.progress import Progress, results
 from sweep.storage import open_storage
@@ -59,6 +59,7 @@ if TYPE_CHECKING:
 MAX_RETRY = 3  # re-runs of a trial whose worker died or was stopped, before it stays FAIL
 MAX_ERRORS = 3  # unexpected errors in a row before a worker gives up
 WAIT_S = 1.0  # between looks at the study while the other workers run its last trials
+RECORD_TRIES = 3  # attempts at recording an interrupted trial, each on fresh connections
 
 
 class TrialGone(Exception):
@@ -108,31 +109,6 @@ def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage
     host = int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "big")
     entropy = [seed, worker_id, n_trials, os.getpid(), host]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-RECEIVED: list[str] = []  # the signal that stopped this worker, once one has
-
-
-def _interrupt(signum: int, frame: Any) -> None:
-    if RECEIVED:  # the first one is being handled: a worker checkpoints and marks once
-        return
-    RECEIVED.append(signal.Signals(signum).name)
-    raise KeyboardInterrupt(RECEIVED[0])
-
-
-@contextmanager
-def signals_interrupt() -> Iterator[None]:
-    """SIGTERM (``kill``, systemd, ``docker stop``) and SIGINT raise KeyboardInterrupt once,
-    in the main thread: Lightning then stops the fit gracefully and the trial is marked."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-    old = {s: signal.signal(s, _interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 class Heartbeat(threading.Thread):
@@ -212,6 +188,7 @@ class Worker:
             running = sum(t.state == TrialState.RUNNING for t in trials)
             if not waiting and results(trials) + running >= goal:
                 return running > 0
+            stop_if_signalled()  # a signal noted while waiting for the lock: take nothing
             trial = self.study.ask()
             # Stale detection only sees trials that beat once: beat before the lock goes.
             self.storage.record_heartbeat(trial._trial_id)
@@ -230,6 +207,7 @@ class Worker:
         deadline = None if timeout is None else time.monotonic() + timeout
         errors = 0
         while deadline is None or time.monotonic() < deadline:
+            stop_if_signalled()
             trial = self.claim()
             if trial is False:
                 return
@@ -244,14 +222,19 @@ class Worker:
                                   f"{reason}")
 
     def run_trial(self, trial: optuna.Trial) -> str | None:
-        """Run one trial and record it; returns the reason of an unexpected failure."""
+        """Run one trial and record it; returns the reason of an unexpected failure.
+
+        A signal stops it at once while it trains, and is only noted elsewhere
+        (``sweep.interrupts``): either way the trial ends FAIL with the signal as its
+        reason and one re-run queued, or, once its result is told, finished as it was; the
+        caller then stops."""
         self.beat = Heartbeat(self.study, self.storage, trial._trial_id, self.settings.heartbeat)
         self.beat.start()
-        self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
         values: Any = None
         state, error = TrialState.COMPLETE, None
         try:
-            values = self.objective(trial)
+            self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
+            values = self._train(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
         except (TrialGone, optuna.exceptions.UpdateFinishedTrialError):
@@ -259,18 +242,18 @@ class Worker:
                   "the database in time); its re-run continues it", file=sys.stderr, flush=True)
             return None
         except (KeyboardInterrupt, SystemExit) as err:
-            # Lightning answers SIGTERM with its own SystemExit when the signal lands where
-            # it, not our handler, sees it first: a signal received is an interruption.
-            if isinstance(err, SystemExit) and not RECEIVED:
+            # Ours, or Lightning's SystemExit (its sys.exit(1) after a KeyboardInterrupt, its
+            # SIGTERMException): a signal, or an exit, stopped the trial.
+            how = stopped_by(err)
+            self._record_interruption(trial, how)
+            if how.startswith("exit"):
                 raise
-            try:
-                self._stop_interrupted(trial)
-            except Exception as record_err:  # the stop goes on: the heartbeat check re-queues
-                print(f"trial {trial.number}: could not record the interruption "
-                      f"({describe(record_err)})", file=sys.stderr, flush=True)
-            raise KeyboardInterrupt(RECEIVED[0] if RECEIVED else "SIGINT") from None
-        except Exception as err:  # a fault of this trial: record it, take the next one
-            state, error = TrialState.FAIL, describe(err)
+            raise KeyboardInterrupt(how) from None
+        except Exception as err:
+            if RECEIVED:  # what the signal cut short failed in turn: still an interruption
+                self._record_interruption(trial, RECEIVED[0])
+                raise KeyboardInterrupt(RECEIVED[0]) from None
+            state, error = TrialState.FAIL, describe(err)  # a fault of this trial: go on
             if _is_oom(error):
                 _free_memory()
             print(f"trial {trial.number} FAIL: {error}", file=sys.stderr, flush=True)
@@ -290,19 +273,49 @@ class Worker:
                   "process before this worker told its result", file=sys.stderr, flush=True)
         return error
 
+    def _train(self, trial: optuna.Trial) -> Any:
+        """The objective, with signals raising at once (``sweep.interrupts``)."""
+        with armed():
+            return self.objective(trial)
+
     def _attr(self, trial: optuna.Trial, key: str, value: Any) -> None:
         try:
             trial.set_user_attr(key, value)
         except optuna.exceptions.UpdateFinishedTrialError:
             pass  # failed under us meanwhile: its re-run has the story
 
-    def _stop_interrupted(self, trial: optuna.Trial) -> None:
-        how = RECEIVED[0] if RECEIVED else "SIGINT"
+    def _record_interruption(self, trial: optuna.Trial, how: str) -> None:
+        """The trial FAIL with ``how`` as its reason and exactly one re-run queued (unless
+        it was finished meanwhile, or another process queued its re-run already)."""
         reason = f"interrupted by {how}; its re-run continues from the last epoch checkpoint"
-        self._attr(trial, "fail_reason", reason)
-        frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if frozen.state == TrialState.FAIL:
-            Requeue(reason)(self.study, frozen)
+        assert self.beat is not None
+        self.beat.stop()  # its writes no longer race these
+        for attempt in range(RECORD_TRIES):
+            # The signal may have landed inside a query of this thread: its session would
+            # be mid-transaction, and on SQLite its connection, with the statement never
+            # finished, would go on reading the snapshot from before (measured: tell()
+            # then returned the trial as RUNNING, and no re-run was queued). Record
+            # through fresh sessions and connections.
+            self.storage.scoped_session.remove()
+            self.storage.engine.dispose()
+            try:
+                self._attr(trial, "fail_reason", reason)
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                frozen = self.storage.get_trial(trial._trial_id)
+                if frozen.state == TrialState.FAIL and not _rerun_of(self.study, frozen.number):
+                    Requeue(reason)(self.study, frozen)
+                return
+            except Exception as err:
+                if attempt == RECORD_TRIES - 1:
+                    print(f"trial {trial.number}: could not record the interruption "
+                          f"({describe(err)}); `python -m sweep resume` re-queues it",
+                          file=sys.stderr, flush=True)
+
+
+def _rerun_of(study: optuna.Study, number: int) -> bool:
+    """Whether trial ``number``'s re-run is queued already (Requeue names it failed_trial)."""
+    return any(t.system_attrs.get("failed_trial") == number
+               for t in study.get_trials(deepcopy=False))
 
 
 def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
