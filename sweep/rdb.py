@@ -237,8 +237,11 @@ class SweepStorage(RDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
-        if time.monotonic() - OUTAGE.ended_at < grace + (self.heartbeat_interval or 0):
-            return []  # every heartbeat paused with the database: give them time to beat
+        # Every heartbeat paused with the database: give them time to beat again, the
+        # last backoff step included (a beat may retry that long after the database is back).
+        if time.monotonic() - OUTAGE.ended_at < grace + (self.heartbeat_interval or 0) + \
+                BACKOFF_S[-1]:
+            return []
         stale = retrying(super()._get_stale_trial_ids)(study_id)
         for trial_id in stale:  # said while it can be: a finished trial takes no attrs
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):

@@ -288,8 +288,8 @@ class Worker:
         """The trial FAIL with ``how`` as its reason and exactly one re-run queued (unless
         it was finished meanwhile, or another process queued its re-run already)."""
         reason = f"interrupted by {how}; its re-run continues from the last epoch checkpoint"
-        assert self.beat is not None
-        self.beat.stop()  # its writes no longer race these
+        # The heartbeat goes on (run_trial stops it afterwards): should this record wait out
+        # an outage, the trial must not look abandoned to the other workers meanwhile.
         for attempt in range(RECORD_TRIES):
             # The signal may have landed inside a query of this thread: its session would
             # be mid-transaction, and on SQLite its connection, with the statement never
