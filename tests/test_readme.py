@@ -34,8 +34,10 @@ def test_quickstart_start_runs_a_study_on_cpu(tmp_path):
                          capture_output=True, text=True, timeout=600)
     assert run.returncode == 0, run.stderr
     study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{tmp_path}/sweeps.db")
-    assert len(study.trials) == 4
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials)
+    assert len(study.trials) == 4, run.stderr
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in study.trials), \
+        run.stderr
     status = subprocess.run([sys.executable, "-m", "sweep", "status"], cwd=tmp_path, env=env,
                             capture_output=True, text=True, timeout=120)
-    assert status.returncode == 0 and "Baseline (the seed configuration" in status.stdout
+    assert status.returncode == 0, status.stderr
+    assert "Baseline (the seed configuration" in status.stdout, (status.stdout, status.stderr)

@@ -213,8 +213,13 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
     sync.mkdir()
     rounds = 10
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    logs = [tmp_path / f"asker-{i}.err" for i in range(3)]  # their stderr, for the messages
     procs = [subprocess.Popen([sys.executable, "-c", ASKER, url, str(sync), str(i), str(rounds)],
-                              cwd=ROOT, env=env) for i in range(3)]
+                              cwd=ROOT, env=env, stderr=logs[i].open("w")) for i in range(3)]
+
+    def stderr() -> str:
+        return "\n".join(log.read_text() for log in logs)
+
     try:
         shared = []
         for r in range(rounds):
@@ -223,13 +228,15 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
             (sync / f"go-{r}").touch()
             deadline = time.monotonic() + 60
             while len(list(sync.glob(f"got-{r}-*"))) < 3:
-                assert time.monotonic() < deadline and all(p.poll() in (None, 0) for p in procs)
+                assert time.monotonic() < deadline and all(
+                    p.poll() in (None, 0) for p in procs), stderr()
                 time.sleep(0.01)
             got = [int(p.read_text()) for p in sync.glob(f"got-{r}-*")]
             shared.append(got.count(waiting))
             for t in study.get_trials(states=(TrialState.RUNNING,)):
                 study.tell(t.number, 0.0)
-        assert shared == [1] * rounds  # each round: exactly one process got the queued trial
+        # each round: exactly one process got the queued trial
+        assert shared == [1] * rounds, stderr()
     finally:
         for p in procs:  # a failed round leaves the others spinning on a "go" that never comes
             with contextlib.suppress(subprocess.TimeoutExpired):
