@@ -1,8 +1,9 @@
 """A study survives the faults of real machines: 3 workers, one killed with SIGKILL and one
 stopped with SIGTERM mid-trial, a trial whose loss is NaN, and (on PostgreSQL, when CI says
-how to stop its server) the database down for a few seconds. The study finishes its
-budget, every fault is in the trials' attrs, and no finished trial is lost or duplicated.
-(Out of memory is raised in-process: tests/test_worker.py.)"""
+how to stop its server) the database down while they run, and while a fourth worker, a
+``start --no-run`` and a ``status`` start (they wait for it, as the running workers do).
+The study finishes its budget, every fault is in the trials' attrs, and no finished trial
+is lost or duplicated. (Out of memory is raised in-process: tests/test_worker.py.)"""
 
 import os
 import shlex
@@ -59,8 +60,10 @@ def children(pid: int) -> list[int]:
 def wait_for(check, seconds: float, proc: subprocess.Popen) -> None:
     deadline = time.monotonic() + seconds
     while not check():
-        assert proc.poll() is None, proc.communicate()
-        assert time.monotonic() < deadline, "timed out"
+        assert proc.poll() is None, proc.communicate()[1]
+        if time.monotonic() > deadline:
+            proc.kill()
+            raise AssertionError(f"timed out\n{proc.communicate()[1]}")
         time.sleep(0.2)
 
 
@@ -73,6 +76,35 @@ def backend(tmp_path):
     return f"sqlite:///{tmp_path}/faults.db", None
 
 
+def outage(ctl: str, name: str, tmp_path: Path,
+           common: dict) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """Stop the server, start a worker, a ``start --no-run`` of another study and a
+    ``status`` while it is down, and bring it back once each has said it waits (6 s at
+    least: the running workers wait it out). Returns those three processes, running, with
+    the files their stderr goes to."""
+    subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True, capture_output=True)
+    down = time.monotonic()
+    commands = {"worker": ["worker", "--study", name, "--workers", "1"],
+                "start --no-run": ["start", "--study", f"{name}-b", "--config", "f.toml",
+                                   "--data", "synthetic", "--n-trials", "1", "--no-run"],
+                "status": ["status", "--study", name]}
+    logs = {what: tmp_path / f"{what.split()[0]}.err" for what in commands}
+    late = {what: subprocess.Popen([sys.executable, "-m", "sweep", *args],
+                                   stdout=subprocess.DEVNULL, stderr=logs[what].open("w"),
+                                   **common) for what, args in commands.items()}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() - down < 6 or not all(
+                "storage unreachable" in log.read_text() for log in logs.values()):
+            for what, proc in late.items():
+                assert proc.poll() is None, f"{what} exited in the outage: {logs[what].read_text()}"
+            assert time.monotonic() < deadline, {w: log.read_text() for w, log in logs.items()}
+            time.sleep(0.2)
+    finally:
+        subprocess.run(shlex.split(ctl) + ["start"], check=True, capture_output=True)
+    return {what: (proc, logs[what]) for what, proc in late.items()}
+
+
 def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backend):
     url, ctl = backend
     name = f"faults-{uuid.uuid4().hex[:6]}"  # a server database outlives the test
@@ -80,10 +112,11 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
     env = dict(os.environ, PYTHONPATH=str(ROOT), VAE_SWEEP_STORAGE=url)
     store = tmp_path / "store"
     common = dict(cwd=tmp_path, env=env, text=True)
-    subprocess.run([sys.executable, "-m", "sweep", "start", "--study", name, "--config", "f.toml",
-                    "--data", "synthetic", "--n-trials", str(GOAL), "--heartbeat", "1",
-                    "--no-baseline", "--artifacts", str(store), "--no-run"], check=True,
-                   capture_output=True, **common)
+    started = subprocess.run([sys.executable, "-m", "sweep", "start", "--study", name,
+                              "--config", "f.toml", "--data", "synthetic", "--n-trials", str(GOAL),
+                              "--heartbeat", "1", "--no-baseline", "--artifacts", str(store),
+                              "--no-run"], capture_output=True, **common)
+    assert started.returncode == 0, started.stderr
     storage = open_storage(url, heartbeat_interval=None)  # postgresql:// with psycopg2
     study = optuna.load_study(study_name=name, storage=storage)
     study.enqueue_trial({"lr": 1e-3})
@@ -109,23 +142,26 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
         os.kill(busy[0], signal.SIGKILL)
         os.kill(busy[1], signal.SIGTERM)
         if ctl:
-            subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True,
-                           capture_output=True)
-            time.sleep(6)  # the outage itself: the workers must wait it out
-            subprocess.run(shlex.split(ctl) + ["start"], check=True, capture_output=True)
+            late = outage(ctl, name, tmp_path, common)
         out, err = workers.communicate(timeout=400)
     finally:
         if workers.poll() is None:
             workers.kill()
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert workers.returncode == 0, err
-    assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err
-    assert "met its goal" in err and "Traceback" not in err
+    assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err, err
+    assert "met its goal" in err and "Traceback" not in err, err
     if ctl:
-        assert "storage unreachable" in err and "storage reachable again" in err
+        assert "storage unreachable" in err and "storage reachable again" in err, err
+        for what, (proc, log) in late.items():  # started in the outage: waited, then worked
+            proc.wait(timeout=400)
+            late_err = log.read_text()
+            assert proc.returncode == 0, f"{what}: {late_err}"
+            assert "storage unreachable" in late_err and "reachable again" in late_err, late_err
+        optuna.delete_study(study_name=f"{name}-b", storage=storage)
     states = Counter(t.state for t in trials)
-    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
-    assert results(trials) == GOAL
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0, err
+    assert results(trials) == GOAL, err
     reasons = [t.user_attrs.get("fail_reason", "") for t in trials if t.state == TrialState.FAIL]
     assert any(r.startswith("interrupted by SIGTERM") for r in reasons), reasons
     assert any(r.startswith("no heartbeat") for r in reasons), reasons
