@@ -7,8 +7,9 @@ What RDBStorage lacks, and only that, is added here:
   is retried with bounded exponential backoff (0.5 s doubling to 8 s, for at most
   ``OUTAGE_WAIT_S``), with one line on stderr when the outage starts and one when it ends.
   Heartbeats go through the same path, so a worker's trials survive the outage; and for one
-  grace period after an outage this process fails no trial as stale, since every worker's
-  heartbeat stopped together and needs one interval to beat again. ``transient`` is the one
+  grace period after an outage (or after the server started) this process fails no trial as
+  stale, since every worker's heartbeat stopped together and needs one interval to beat
+  again. ``transient`` is the one
   place that tells an outage (wait) from storage that can never work (a wrong password,
   database or host: bad input, at once); ``sweep.storage.open_storage`` asks it too, so a
   process started during an outage waits like a running worker.
@@ -239,8 +240,10 @@ class SweepStorage(RDBStorage):
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
         # Every heartbeat paused with the database: give them time to beat again, the
         # last backoff step included (a beat may retry that long after the database is back).
-        if time.monotonic() - OUTAGE.ended_at < grace + (self.heartbeat_interval or 0) + \
-                BACKOFF_S[-1]:
+        # A process that saw the outage knows when it ended; one that started after it (its
+        # first query once the server was back) asks the server how long it has been up.
+        settle = grace + (self.heartbeat_interval or 0) + BACKOFF_S[-1]
+        if time.monotonic() - OUTAGE.ended_at < settle or self.uptime() < settle:
             return []
         stale = retrying(super()._get_stale_trial_ids)(study_id)
         for trial_id in stale:  # said while it can be: a finished trial takes no attrs
@@ -250,6 +253,26 @@ class SweepStorage(RDBStorage):
                     f"no heartbeat for over {grace} s: its worker was killed, or lost the "
                     "database for longer than that")
         return stale
+
+    def uptime(self) -> float:
+        """Seconds since the database server started (infinite for SQLite, which has none)."""
+        backend = self.engine.dialect.name
+        if backend == "postgresql":
+            query, column = "SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())", 0
+        elif backend in ("mysql", "mariadb"):
+            query, column = "SHOW GLOBAL STATUS LIKE 'Uptime'", 1  # (name, value) on both
+        else:
+            return float("inf")
+
+        def read() -> float:
+            with self.engine.connect() as conn:
+                row = conn.execute(sqlalchemy.text(query)).first()
+            return float("inf") if row is None else float(row[column])
+
+        try:
+            return retrying(read)()
+        except sqlalchemy.exc.SQLAlchemyError:  # not allowed to read it: rely on OUTAGE
+            return float("inf")
 
     def unclaimed_running(self, study_id: int) -> list[int]:
         """RUNNING trials that never beat: taken by a worker that died before its first

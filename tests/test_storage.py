@@ -387,3 +387,30 @@ def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input
     with pytest.raises(StorageError, match="cannot open storage: .*password authentication"):
         open_storage(url)
     assert len(calls) == 1 and "storage unreachable" not in capsys.readouterr().err
+
+
+def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
+    """A process whose first query came after an outage did not see it: the server's uptime
+    tells it every heartbeat was cut, so it fails no trial until they could beat again."""
+    import sweep.rdb
+
+    monkeypatch.setattr(sweep.rdb, "OUTAGE", sweep.rdb._Outage())  # none seen here
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
+    assert storage.uptime() == float("inf")  # SQLite has no server to restart
+    study = optuna.create_study(storage=storage)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
+        trial = study.ask()
+    storage.record_heartbeat(trial._trial_id)
+    time.sleep(2.5)  # stale by now: SQLite's clock has whole seconds
+    settle = 1 + 1 + sweep.rdb.BACKOFF_S[-1]
+    monkeypatch.setattr(type(storage), "uptime", lambda self: settle - 1)
+    assert storage._get_stale_trial_ids(study._study_id) == []
+    monkeypatch.setattr(type(storage), "uptime", lambda self: settle + 1)
+    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+
+
+def test_a_server_says_how_long_it_has_been_up(url):
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite has no server")
+    assert 0 < open_storage(url, heartbeat_interval=None).uptime() < 10 * 365 * 86400
