@@ -66,5 +66,10 @@ class NoWeights(RunError):
     a retraining that the caller did not allow (``retrain=True``)."""
 
 
+class StorageUnreachable(RunError):
+    """The database stayed unreachable for longer than the outage wait
+    ($VAE_SWEEP_OUTAGE_WAIT_S): an outage, not bad input, so exit 1."""
+
+
 class WorkerError(RunError):
     """A worker stopped: several trials in a row failed with unexpected errors."""

@@ -8,8 +8,12 @@ What RDBStorage lacks, and only that, is added here:
   ``sweep.storage.outage_wait_s()``, 600 s unless $VAE_SWEEP_OUTAGE_WAIT_S says), with one
   line on stderr when the outage starts and one when it ends.
   Heartbeats go through the same path, so a worker's trials survive the outage; and for one
-  grace period after an outage this process fails no trial as stale, since every worker's
-  heartbeat stopped together and needs one interval to beat again.
+  grace period after an outage (or after the server started) this process fails no trial as
+  stale, since every worker's heartbeat stopped together and needs one interval to beat
+  again. ``transient`` is the one
+  place that tells an outage (wait) from storage that can never work (a wrong password,
+  database or host: bad input, at once); ``sweep.storage.open_storage`` asks it too, so a
+  process started during an outage waits like a running worker.
 - **Claims on SQLite.** Optuna pops a WAITING trial by reading its state and then setting
   it to RUNNING; on PostgreSQL and MySQL the read holds a row lock (``FOR UPDATE``), on
   SQLite it holds nothing, so several processes could pop the same trial (measured: 10 of
@@ -60,17 +64,45 @@ BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)
 _T = TypeVar("_T")
 
 
+# Fragments (lower case) of the drivers' messages for what no wait can cure: the URL names a
+# user, password, database, host or table the server refuses or lacks (PostgreSQL, MySQL
+# and MariaDB), or an SQLite file that cannot be used. A connection refused, dropped or
+# timed out, a server starting or shutting down, "too many clients", "database is locked":
+# every other connection error is an outage.
+NEVER = (
+    "password authentication failed", "no password supplied", "access denied",
+    "no pg_hba.conf entry", "does not exist",  # role "x", database "x", relation "x"
+    "unknown database", "name or service not known", "nodename nor servname",
+    "unknown mysql server host", "certificate verify failed", "no such table",
+    "no such column", "unable to open database file", "readonly database",
+    "file is not a database",
+)
+_OUTAGE_TYPES = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+                 sqlalchemy.exc.DisconnectionError, sqlalchemy.exc.TimeoutError)
+
+
 def transient(err: BaseException) -> bool:
-    """Whether ``err`` (or what it wraps) means "the database could not be reached"."""
-    seen: BaseException | None = err
-    while seen is not None:
-        if isinstance(seen, (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-                             sqlalchemy.exc.DisconnectionError)):
-            return not full_disk(seen)
-        if isinstance(seen, sqlalchemy.exc.DBAPIError) and seen.connection_invalidated:
-            return True
-        seen = seen.__cause__ or seen.__context__
-    return False
+    """Whether ``err`` (or what it wraps) is an outage, to wait out, rather than storage that
+    can never work (bad input). The one place that decides: every retry and every storage
+    open asks it."""
+    chain = list(_chain(err))
+    text = " ".join(str(e) for e in chain).lower()
+    if full_disk(err) or any(fragment in text for fragment in NEVER):
+        return False
+    return any(isinstance(e, _OUTAGE_TYPES) or (
+        isinstance(e, sqlalchemy.exc.DBAPIError) and e.connection_invalidated) for e in chain)
+
+
+def _chain(err: BaseException) -> Iterator[BaseException]:
+    """``err`` and what it wraps (Optuna wraps SQLAlchemy's error, which wraps the driver's)."""
+    seen: set[int] = set()
+    current: BaseException | None = err
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        yield current
+        if isinstance(current, sqlalchemy.exc.DBAPIError) and current.orig is not None:
+            yield current.orig
+        current = current.__cause__ or current.__context__
 
 
 def _root(err: BaseException) -> BaseException:
@@ -78,16 +110,6 @@ def _root(err: BaseException) -> BaseException:
     while err.__cause__ is not None:
         err = err.__cause__
     return err
-
-
-def _chain(err: BaseException) -> Iterator[BaseException]:
-    """``err`` and what it wraps, outermost first (a chain may loop back on itself)."""
-    seen: BaseException | None = err
-    for _ in range(32):
-        if seen is None:
-            return
-        yield seen
-        seen = seen.__cause__ or seen.__context__
 
 
 def _says_full(err: BaseException) -> bool:
@@ -167,10 +189,12 @@ def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
                                                    optuna.exceptions.StorageInternalError)):
                     where = _shown_url(args[0] if args else None)
                     raise DatabaseFull(full_message(err, where)) from err
-                if not transient(err) or time.monotonic() > deadline:
+                left = deadline - time.monotonic()
+                if not transient(err) or left <= 0:
                     raise
                 OUTAGE.failed(err)
-                time.sleep(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)])
+                # The last try falls on the deadline itself, not up to 8 s past it.
+                time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], left))
                 attempt += 1
                 continue
             OUTAGE.recovered()
@@ -396,9 +420,11 @@ class SweepStorage(RetriedRDBStorage):
 
     def __init__(self, url: str, *, lock_file: Path | None = None, **kwargs: Any) -> None:
         self.lock_file = lock_file
-        # Not retried: a wrong URL must fail at once. RDBStorage creates the tables and
-        # writes the schema version when they are missing, check-then-create: two processes
-        # opening a new database at once collide ("table studies already exists").
+        # RDBStorage creates the tables and writes the schema version when they are missing,
+        # check-then-create: two processes opening a new database at once collide ("table
+        # studies already exists"), so creation is serialised. Not retried here:
+        # open_storage retries the whole construction through outages (transient() tells
+        # an outage from a wrong URL, which fails at once).
         with _creation_lock(url, lock_file, kwargs.get("engine_kwargs") or {}):
             super().__init__(url, **kwargs)
 
@@ -412,8 +438,13 @@ class SweepStorage(RetriedRDBStorage):
 
     def _get_stale_trial_ids(self, study_id: int) -> list[int]:
         grace = self.grace_period or 2 * (self.heartbeat_interval or 0)
-        if time.monotonic() - OUTAGE.ended_at < grace + (self.heartbeat_interval or 0):
-            return []  # every heartbeat paused with the database: give them time to beat
+        # Every heartbeat paused with the database: give them time to beat again, the
+        # last backoff step included (a beat may retry that long after the database is back).
+        # A process that saw the outage knows when it ended; one that started after it (its
+        # first query once the server was back) asks the server how long it has been up.
+        settle = grace + (self.heartbeat_interval or 0) + BACKOFF_S[-1]
+        if time.monotonic() - OUTAGE.ended_at < settle or self.uptime() < settle:
+            return []
         stale = retrying(super()._get_stale_trial_ids)(study_id)
         for trial_id in stale:  # said while it can be: a finished trial takes no attrs
             with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
@@ -422,6 +453,26 @@ class SweepStorage(RetriedRDBStorage):
                     f"no heartbeat for over {grace} s: its worker was killed, or lost the "
                     "database for longer than that")
         return stale
+
+    def uptime(self) -> float:
+        """Seconds since the database server started (infinite for SQLite, which has none)."""
+        backend = self.engine.dialect.name
+        if backend == "postgresql":
+            query, column = "SELECT EXTRACT(EPOCH FROM now() - pg_postmaster_start_time())", 0
+        elif backend in ("mysql", "mariadb"):
+            query, column = "SHOW GLOBAL STATUS LIKE 'Uptime'", 1  # (name, value) on both
+        else:
+            return float("inf")
+
+        def read() -> float:
+            with self.engine.connect() as conn:
+                row = conn.execute(sqlalchemy.text(query)).first()
+            return float("inf") if row is None else float(row[column])
+
+        try:
+            return retrying(read)()
+        except sqlalchemy.exc.SQLAlchemyError:  # not allowed to read it: rely on OUTAGE
+            return float("inf")
 
     def unclaimed_running(self, study_id: int) -> list[int]:
         """RUNNING trials that never beat: taken by a worker that died before its first

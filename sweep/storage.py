@@ -34,7 +34,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from sweep.errors import DatabaseFull, ParamError, StorageError, UsageError
+from sweep.errors import DatabaseFull, ParamError, StorageError, StorageUnreachable, UsageError
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -94,9 +94,10 @@ def open_storage(
     ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
     ``must_exist``: commands that only read a study must not create an empty SQLite file.
     """
+    import optuna
     import sqlalchemy.exc
 
-    from sweep.rdb import SweepStorage, full_disk, full_message
+    from sweep.rdb import SweepStorage, full_disk, full_message, retrying, transient
 
     parsed = check_url(url)
     shown = _shown(url, parsed)
@@ -113,14 +114,29 @@ def open_storage(
     kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
                               "heartbeat_interval": heartbeat_interval,
                               "grace_period": grace_period}
+    # A server that is down or restarting is waited out (sweep.rdb.retrying: one line, a
+    # bounded backoff), exactly as a running worker waits: a process started during an
+    # outage must not take it for bad input. What can never work fails at once.
     try:
-        return SweepStorage(parsed.render_as_string(hide_password=False),
-                            lock_file=lock_file, engine_kwargs=engine_kwargs, **kwargs)
-    except sqlalchemy.exc.SQLAlchemyError as err:  # e.g. server down, bad credentials
+        return retrying(SweepStorage)(parsed.render_as_string(hide_password=False),
+                                      lock_file=lock_file, engine_kwargs=engine_kwargs,
+                                      **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
         if full_disk(err):  # not the user's input: waiting or retyping does not help
             raise DatabaseFull(full_message(err, shown)) from err
-        reason = (str(err).strip().splitlines() or [type(err).__name__])[0]
-        raise StorageError(f"{shown}: cannot open storage: {reason}") from None
+        if transient(err):
+            raise StorageUnreachable(f"{shown}: still unreachable after {outage_wait_s():.0f} s "
+                                     f"(${OUTAGE_ENV}): {_reason(err)}") from None
+        raise StorageError(f"{shown}: cannot open storage: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of the SQLAlchemy error in ``err`` (it names the driver's error)."""
+    import sqlalchemy.exc
+
+    while not isinstance(err, sqlalchemy.exc.SQLAlchemyError) and err.__cause__ is not None:
+        err = err.__cause__
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
 def check_url(url: str) -> URL:

@@ -18,8 +18,10 @@ The loop is Optuna's ask/tell, with what ``study.optimize`` lacks for many machi
 - **Faults are recorded, not fatal.** A trial that raises (out of memory, NaN inside a loss,
   a full disk) is FAIL with ``fail_reason`` and the worker goes on (it stops after
   MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault). SIGTERM and SIGINT
-  stop the trial at once (its last epoch checkpoint stays), mark it FAIL with the signal as
-  its reason, re-queue it to continue from that checkpoint, and end the worker.
+  stop a training trial at once (its last epoch checkpoint stays), mark it FAIL with the
+  signal as its reason, re-queue it once to continue from that checkpoint, and end the
+  worker; outside training they wait for the trial to be taken or told whole
+  (``sweep.interrupts``), so no trial is left RUNNING or failed without its re-run.
 - **Re-runs are bounded and visible**: at most MAX_RETRY per trial; each carries
   ``retry_of``, ``retry`` and ``retry_reason`` in its user attrs (the dashboard shows them),
   and Optuna's ``retry_history`` system attr, which ``progress.results`` counts by.
@@ -31,13 +33,11 @@ import errno
 import gc
 import logging
 import os
-import signal
 import socket
 import threading
 import time
 import warnings
-from collections.abc import Iterator
-from contextlib import contextmanager, suppress
+from contextlib import suppress
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -48,6 +48,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import confirm, optuna_private
 from sweep import settings as study_settings
 from sweep.errors import DatabaseFull, WorkerError
+from sweep.interrupts import RECEIVED, armed, signals_interrupt, stop_if_signalled, stopped_by
 from sweep.logs import quiet_logs
 from sweep.progress import Progress, results
 from sweep.storage import open_storage
@@ -62,6 +63,7 @@ log = logging.getLogger(__name__)
 MAX_RETRY = 3  # re-runs of a trial whose worker died or was stopped, before it stays FAIL
 MAX_ERRORS = 3  # unexpected errors in a row before a worker gives up
 WAIT_S = 1.0  # between looks at the study while the other workers run its last trials
+RECORD_TRIES = 3  # attempts at recording an interrupted trial, each on fresh connections
 
 
 class TrialGone(Exception):
@@ -111,31 +113,6 @@ def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage
     host = int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "big")
     entropy = [seed, worker_id, n_trials, os.getpid(), host]
     return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-@contextmanager
-def signals_interrupt() -> Iterator[list[str]]:
-    """For one run: SIGTERM (``kill``, systemd, ``docker stop``) and SIGINT raise
-    KeyboardInterrupt once, in the main thread: Lightning then stops the fit gracefully and
-    the trial is marked. Yields the run's own record of the signal received (empty until
-    one is); the handlers in place before are back once the run ends."""
-    received: list[str] = []
-
-    def interrupt(signum: int, frame: Any) -> None:
-        if received:  # the first one is being handled: a worker checkpoints and marks once
-            return
-        received.append(signal.Signals(signum).name)
-        raise KeyboardInterrupt(received[0])
-
-    if threading.current_thread() is not threading.main_thread():
-        yield received
-        return
-    old = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield received
-    finally:
-        for s, handler in old.items():
-            signal.signal(s, handler)
 
 
 class Heartbeat(threading.Thread):
@@ -195,11 +172,9 @@ class Worker:
     """The claim/run/tell loop (see the module docstring)."""
 
     def __init__(self, study: optuna.Study, storage: SweepStorage, objective: Any,
-                 settings: study_settings.Settings, progress: Progress,
-                 received: list[str] | None = None) -> None:
+                 settings: study_settings.Settings, progress: Progress) -> None:
         self.study, self.storage, self.objective = study, storage, objective
         self.settings, self.progress = settings, progress
-        self.received = [] if received is None else received  # see signals_interrupt
         self.beat: Heartbeat | None = None
         objective.on_epoch = self.on_epoch
 
@@ -223,6 +198,7 @@ class Worker:
             if not waiting and results(trials) + running >= goal and (
                     running or not confirm.enqueue(self.study, trials)):
                 return running > 0
+            stop_if_signalled()  # a signal noted while waiting for the lock: take nothing
             trial = self.study.ask()
             # Stale detection only sees trials that beat once: beat before the lock goes.
             self.storage.record_heartbeat(optuna_private.trial_id(trial))
@@ -241,6 +217,7 @@ class Worker:
         deadline = None if timeout is None else time.monotonic() + timeout
         errors = 0
         while deadline is None or time.monotonic() < deadline:
+            stop_if_signalled()
             trial = self.claim()
             if trial is False:
                 return
@@ -255,15 +232,20 @@ class Worker:
                                   f"{reason}")
 
     def run_trial(self, trial: optuna.Trial) -> str | None:
-        """Run one trial and record it; returns the reason of an unexpected failure."""
+        """Run one trial and record it; returns the reason of an unexpected failure.
+
+        A signal stops it at once while it trains, and is only noted elsewhere
+        (``sweep.interrupts``): either way the trial ends FAIL with the signal as its
+        reason and one re-run queued, or, once its result is told, finished as it was; the
+        caller then stops."""
         self.beat = Heartbeat(self.study, self.storage, optuna_private.trial_id(trial),
                               self.settings.heartbeat)
         self.beat.start()
-        self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
         values: Any = None
         state, error = TrialState.COMPLETE, None
         try:
-            values = self.objective(trial)
+            self._attr(trial, "worker", f"{socket.gethostname()}:{os.getpid()}")  # who ran it
+            values = self._train(trial)
         except optuna.TrialPruned:
             state = TrialState.PRUNED
         except (TrialGone, optuna.exceptions.UpdateFinishedTrialError):
@@ -271,21 +253,21 @@ class Worker:
                         "database in time); its re-run continues it", trial.number)
             return None
         except (KeyboardInterrupt, SystemExit) as err:
-            # Lightning answers SIGTERM with its own SystemExit when the signal lands where
-            # it, not our handler, sees it first: a signal received is an interruption.
-            if isinstance(err, SystemExit) and not self.received:
+            # Ours, or Lightning's SystemExit (its sys.exit(1) after a KeyboardInterrupt, its
+            # SIGTERMException): a signal, or an exit, stopped the trial.
+            how = stopped_by(err)
+            self._record_interruption(trial, how)
+            if how.startswith("exit"):
                 raise
-            try:
-                self._stop_interrupted(trial)
-            except Exception as record_err:  # the stop goes on: the heartbeat check re-queues
-                log.warning("trial %d: could not record the interruption (%s)",
-                            trial.number, describe(record_err))
-            raise KeyboardInterrupt(self.received[0] if self.received else "SIGINT") from None
-        except DatabaseFull:  # not this trial's fault, and no other trial could be stored
-            self._stop_full(trial)
-            raise
-        except Exception as err:  # a fault of this trial: record it, take the next one
-            state, error = TrialState.FAIL, describe(err)
+            raise KeyboardInterrupt(how) from None
+        except Exception as err:
+            if RECEIVED:  # what the signal cut short failed in turn: still an interruption
+                self._record_interruption(trial, RECEIVED[0])
+                raise KeyboardInterrupt(RECEIVED[0]) from None
+            if isinstance(err, DatabaseFull):  # not this trial's fault; no other could be stored
+                self._stop_full(trial)
+                raise
+            state, error = TrialState.FAIL, describe(err)  # a fault of this trial: go on
             if _is_oom(error):
                 _free_memory()
             log.warning("trial %d FAIL: %s", trial.number, error)
@@ -305,6 +287,11 @@ class Worker:
                         "told its result", trial.number, frozen.state.name)
         return error
 
+    def _train(self, trial: optuna.Trial) -> Any:
+        """The objective, with signals raising at once (``sweep.interrupts``)."""
+        with armed():
+            return self.objective(trial)
+
     def _attr(self, trial: optuna.Trial, key: str, value: Any) -> None:
         try:
             trial.set_user_attr(key, value)
@@ -322,13 +309,37 @@ class Worker:
             if frozen.state == TrialState.FAIL:
                 Requeue(reason)(self.study, frozen)
 
-    def _stop_interrupted(self, trial: optuna.Trial) -> None:
-        how = self.received[0] if self.received else "SIGINT"
+    def _record_interruption(self, trial: optuna.Trial, how: str) -> None:
+        """The trial FAIL with ``how`` as its reason and exactly one re-run queued (unless
+        it was finished meanwhile, or another process queued its re-run already)."""
         reason = f"interrupted by {how}; its re-run continues from the last epoch checkpoint"
-        self._attr(trial, "fail_reason", reason)
-        frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-        if frozen.state == TrialState.FAIL:
-            Requeue(reason)(self.study, frozen)
+        # The heartbeat goes on (run_trial stops it afterwards): should this record wait out
+        # an outage, the trial must not look abandoned to the other workers meanwhile.
+        for attempt in range(RECORD_TRIES):
+            # The signal may have landed inside a query of this thread: its session would
+            # be mid-transaction, and on SQLite its connection, with the statement never
+            # finished, would go on reading the snapshot from before (measured: tell()
+            # then returned the trial as RUNNING, and no re-run was queued). Record
+            # through fresh sessions and connections.
+            self.storage.scoped_session.remove()
+            self.storage.engine.dispose()
+            try:
+                self._attr(trial, "fail_reason", reason)
+                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+                frozen = self.storage.get_trial(optuna_private.trial_id(trial))
+                if frozen.state == TrialState.FAIL and not _rerun_of(self.study, frozen.number):
+                    Requeue(reason)(self.study, frozen)
+                return
+            except Exception as err:
+                if attempt == RECORD_TRIES - 1:
+                    log.warning("trial %d: could not record the interruption (%s); `python -m "
+                                "sweep resume` re-queues it", trial.number, describe(err))
+
+
+def _rerun_of(study: optuna.Study, number: int) -> bool:
+    """Whether trial ``number``'s re-run is queued already (Requeue names it failed_trial)."""
+    return any(t.system_attrs.get("failed_trial") == number
+               for t in study.get_trials(deepcopy=False))
 
 
 def run_worker(url: str, name: str, worker_id: int, timeout: float | None,
@@ -367,5 +378,5 @@ def _run_worker(url: str, name: str, worker_id: int, timeout: float | None,
                           stores.artifacts, stores.checkpoints, settings.keep_checkpoints,
                           settings.keep_weights,
                           on_epoch=progress.poll if show_progress else None)
-    with signals_interrupt() as received:
-        Worker(study, storage, objective, settings, progress, received).run(timeout)
+    with signals_interrupt():
+        Worker(study, storage, objective, settings, progress).run(timeout)

@@ -20,8 +20,8 @@ import torch
 import sweep
 from sweep.cli import FLAGS, main
 from sweep.errors import NoWeights, ParamError
+from sweep.interrupts import signals_interrupt
 from sweep.recommend import recommend
-from sweep.worker import signals_interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -111,7 +111,7 @@ def test_train_prints_the_metrics_as_json(tmp_path):
     metrics = json.loads(out.stdout)
     for key in ("mse", "rate", "neg_elbo", "bits_per_dim", "active_units", "mutual_info",
                 "kl_per_dim", "collapsed", "images_per_sec", "git_sha", "versions"):
-        assert key in metrics, key
+        assert key in metrics, (key, out.stderr)
     assert len(metrics["kl_per_dim"]) == 8 and metrics["config"]["dataset"] == "synthetic"
 
 
@@ -121,7 +121,7 @@ def test_train_logs_through_lightnings_csv_logger(tmp_path):
           "--set", "depth=2", "--set", "latent_dim=8", "--set", "batch_size=8", "--set",
           "max_steps=25", "--set", "kl_schedule=linear", "--set", "kl_warmup_steps=100",
           "--log-dir", "logs", "--json", "metrics.json", cwd=tmp_path)
-    with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:
+    with open(tmp_path / "logs" / "version_0" / "metrics.csv") as f:  # sweep() shows stderr
         rows = list(csv.DictReader(f))
     # The logger writes after steps 9 and 19 (0-based) of 25, and the values it writes are
     # those of these very steps: the linear KL weight is 9/100 and 19/100 there.
@@ -144,7 +144,7 @@ def test_bench_reports_every_row(tmp_path):
                  "--device", "cpu", "--trials-per-gpu", "1", "--busy", "1",
                  "--json", "bench.json", cwd=tmp_path)
     result = json.loads((tmp_path / "bench.json").read_text())
-    assert json.loads(proc.stdout) == result
+    assert json.loads(proc.stdout) == result, proc.stderr
     for row in ("limit", "baseline", "project"):
         assert result[row] > 0 and len(result["repeats"][row]) == 1
     assert 0 <= result["sweep_overhead"] < 1 and 0 < result["trial_overhead"] < 1
@@ -167,8 +167,8 @@ def test_bench_reports_every_row(tmp_path):
     # The chosen variant: the fastest of those that agree with the 32-bit reference.
     assert gpu["chosen"] == max(agree, key=lambda name: rows[name]["images_per_sec"])
     assert list(gpu["trials_per_gpu"]) == ["1"] and gpu["trials_per_gpu"]["1"] > 0
-    assert proc.stderr.count("repeat ") == 1  # one progress line per repeat
-    assert "time_to_answer: sweep start, pruner none" in proc.stderr
+    assert proc.stderr.count("repeat ") == 1, proc.stderr  # one progress line per repeat
+    assert "time_to_answer: sweep start, pruner none" in proc.stderr, proc.stderr
 
 
 @pytest.mark.slow
@@ -176,11 +176,11 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     db = tmp_path / "sweeps.db"
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
                  "--config", str(tiny_toml), cwd=tmp_path)
-    assert "4/4 done" in proc.stdout
+    assert "4/4 done" in proc.stdout, proc.stderr
     study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}")
     trials = study.get_trials()
-    assert len(trials) == 4
-    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials)
+    assert len(trials) == 4, proc.stderr
+    assert all(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in trials), proc.stderr
     assert study.metric_names == ["mse", "rate", "active_units"]
     baseline = trials[0]
     assert baseline.user_attrs["baseline"] is True
@@ -196,25 +196,29 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert len([p for p in pngs if p.is_file()]) >= 4 * 3
     assert not list((tmp_path / "sweeps-checkpoints").rglob("*.ckpt"))  # deleted when done
 
-    sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
-          "--config", str(tiny_toml), cwd=tmp_path)
+    again = sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
+                  "--config", str(tiny_toml), cwd=tmp_path)
     assert len(optuna.get_all_study_summaries(f"sqlite:///{db}")) == 1
     trials = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}").trials
-    assert len(trials) == 6 and sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
+    assert len(trials) == 6, again.stderr
+    assert sum(bool(t.user_attrs.get("baseline")) for t in trials) == 1
     # The second run's sampler does not replay the first run's random draws.
     assert len({json.dumps(t.params, sort_keys=True) for t in trials}) == 6
 
-    report = sweep("status", cwd=tmp_path).stdout
-    assert "Pareto front" in report and "Baseline (the seed configuration, trial 0)" in report
+    status = sweep("status", cwd=tmp_path)
+    report = status.stdout
+    assert "Pareto front" in report, status.stderr
+    assert "Baseline (the seed configuration, trial 0)" in report, report
 
 
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
                  "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
-    assert "locked" not in proc.stderr + proc.stdout
+    assert "locked" not in proc.stderr + proc.stdout, proc.stderr
     got = states(tmp_path / "sweeps.db", "two")
-    assert len(got) == 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got
+    assert len(got) == 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got, (
+        got, proc.stderr)
     seeds = {json.dumps(t.params, sort_keys=True) for t in
              optuna.load_study(study_name="two", storage=f"sqlite:///{tmp_path}/sweeps.db").trials}
     assert len(seeds) == len(got)  # no two workers proposed the same trial
@@ -243,27 +247,29 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
     deadline = time.monotonic() + 120
     while not zipfile.is_zipfile(ckpt) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.1)  # wait for a whole checkpoint: the file is written in place
-    assert zipfile.is_zipfile(ckpt), "no checkpoint was written"
+    if not zipfile.is_zipfile(ckpt):
+        proc.kill()
+        raise AssertionError(f"no checkpoint was written\n{proc.communicate()[1]}")
     os.kill(proc.pid, sig)
     _, err = proc.communicate(timeout=120)
     db = tmp_path / "sweeps.db"
     # kill -9 leaves the trial RUNNING for the heartbeat to fail; Ctrl-C and SIGTERM (kill,
     # systemd, docker stop) fail it at once, saying why, and queue its re-run
-    assert states(db, "k") == left
+    assert states(db, "k") == left, err
     if sig != signal.SIGKILL:
         name = signal.Signals(sig).name
-        assert proc.returncode == 128 + sig and "python -m sweep resume --study k" in err
-        assert f"interrupted by {name}" in err and "Traceback" not in err
+        assert proc.returncode == 128 + sig and "python -m sweep resume --study k" in err, err
+        assert f"interrupted by {name}" in err and "Traceback" not in err, err
         first = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials[0]
-        assert first.user_attrs["fail_reason"].startswith(f"interrupted by {name}")
+        assert first.user_attrs["fail_reason"].startswith(f"interrupted by {name}"), err
 
-    sweep("resume", "--study", "k", cwd=tmp_path)
+    resumed = sweep("resume", "--study", "k", cwd=tmp_path).stderr
     trials = optuna.load_study(study_name="k", storage=f"sqlite:///{db}").trials
-    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE]
+    assert [t.state for t in trials] == [TrialState.FAIL, TrialState.COMPLETE], err + resumed
     rerun = trials[1]
     assert rerun.params == trials[0].params
-    assert rerun.user_attrs["resumed_from"].endswith("trial-0/last.ckpt")
-    assert rerun.user_attrs["start_epoch"] >= 1
+    assert rerun.user_attrs["resumed_from"].endswith("trial-0/last.ckpt"), err + resumed
+    assert rerun.user_attrs["start_epoch"] >= 1, err + resumed
     assert rerun.user_attrs["epochs_trained"] == 3 - rerun.user_attrs["start_epoch"]
     assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2]
 
@@ -280,8 +286,10 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # status on a study with a front: its rows are the trials, with the searched param.
-    lines = sweep("status", cwd=tmp_path).stdout.splitlines()
-    assert lines[0].startswith("study 'vae-synthetic'") and "2 complete" in lines[0]
+    status = sweep("status", cwd=tmp_path)
+    lines = status.stdout.splitlines()
+    assert lines[0].startswith("study 'vae-synthetic'") and "2 complete" in lines[0], (
+        status.stdout, status.stderr)
     front = next(i for i, line in enumerate(lines) if line.startswith("Pareto front ("))
     header = lines[front + 1].split()
     assert header == ["trial", "mse", "rate", "active_units", "neg_elbo", "lr"]
@@ -294,9 +302,10 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
         assert float(r[5]) == pytest.approx(t.params["lr"], rel=1e-3)
     port = free_port()
     env = dict(os.environ, PYTHONPATH=str(ROOT))
+    server_log = tmp_path / "dashboard.log"  # its stderr, for the assertion messages
     server = subprocess.Popen([sys.executable, "-m", "sweep", "dashboard", "--port", str(port)],
                               cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
-                              stderr=subprocess.DEVNULL)
+                              stderr=server_log.open("w"))
     base = f"http://127.0.0.1:{port}"
 
     def get(path: str) -> bytes:
@@ -310,10 +319,12 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
                 studies = json.loads(get("/api/studies"))["study_summaries"]
                 break
             except OSError:
-                assert time.monotonic() < deadline and server.poll() is None
+                assert time.monotonic() < deadline and server.poll() is None, \
+                    server_log.read_text()
                 time.sleep(0.2)
         detail = json.loads(get(f"/api/studies/{studies[0]['study_id']}"))
-        assert detail["objective_names"] == ["mse", "rate", "active_units"]
+        assert detail["objective_names"] == ["mse", "rate", "active_units"], \
+            server_log.read_text()
         assert [t["state"] for t in detail["trials"]] == ["Complete", "Complete"]
         assert detail["best_trials"]
         trial = detail["trials"][1]
@@ -334,8 +345,9 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     command = shlex.split(printed.stdout.strip().splitlines()[-1])
     assert command[0] == "optuna-dashboard" and "--artifact-dir" in command
     command[0] = str(Path(sys.executable).with_name("optuna-dashboard"))
+    plain_log = tmp_path / "optuna-dashboard.log"
     plain = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=subprocess.DEVNULL)
+                             stderr=plain_log.open("w"))
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -345,7 +357,8 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
                           f"{names['reconstructions.png']['artifact_id']}")
                 break
             except OSError:
-                assert time.monotonic() < deadline and plain.poll() is None
+                assert time.monotonic() < deadline and plain.poll() is None, \
+                    plain_log.read_text()
                 time.sleep(0.2)
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
     finally:
@@ -373,20 +386,20 @@ high = 2.0
 def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     (tmp_path / "c.toml").write_text(COLLAPSING)
     # The seed's constant KL weight collapses the tiny model at once; lr=1e6 diverges.
-    sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
-          "--no-baseline", "--study", "collapse", cwd=tmp_path)
-    sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
-          "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path)
+    first = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+                  "--no-baseline", "--study", "collapse", cwd=tmp_path)
+    second = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+                   "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path)
     storage = f"sqlite:///{tmp_path}/sweeps.db"
     (collapsed,) = optuna.load_study(study_name="collapse", storage=storage).trials
     # Collapse is a constraint: COMPLETE with its values (the dashboard plots it), infeasible
     # (constraint 1 - active units > 0), so it is never the best trial.
-    assert collapsed.state == TrialState.COMPLETE and collapsed.values
+    assert collapsed.state == TrialState.COMPLETE and collapsed.values, first.stderr
     assert collapsed.user_attrs["collapse_reason"].startswith("posterior collapse: 0 active units")
     assert collapsed.user_attrs["active_units"] == 0
     assert collapsed.constraints == {"0": 1.0}
     (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
-    assert diverged.state == TrialState.FAIL
+    assert diverged.state == TrialState.FAIL, second.stderr
     assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"
     assert diverged.user_attrs["config"]["lr"] == 1e6  # the command line's value, not searched
 
@@ -396,13 +409,13 @@ def test_timeout_stops_starting_trials_and_keep_checkpoints_keeps_them(tmp_path)
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4\nmax_epochs = 2"))
     started = time.monotonic()
-    sweep("start", "--config", str(toml), "--data", "synthetic", "--n-trials", "50",
-          "--timeout", "0.5", "--keep-checkpoints", "--study", "t", cwd=tmp_path)
+    proc = sweep("start", "--config", str(toml), "--data", "synthetic", "--n-trials", "50",
+                 "--timeout", "0.5", "--keep-checkpoints", "--study", "t", cwd=tmp_path)
     elapsed = time.monotonic() - started
     trials = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/sweeps.db").trials
     # Optuna checks the timeout between trials: the first trial runs, then no new one starts.
-    assert 1 <= len(trials) < 50 and elapsed < 120
-    assert all(t.state == TrialState.COMPLETE for t in trials)
+    assert 1 <= len(trials) < 50 and elapsed < 120, proc.stderr
+    assert all(t.state == TrialState.COMPLETE for t in trials), proc.stderr
     for t in trials:
         ckpt = tmp_path / "sweeps-checkpoints" / "t" / f"trial-{t.number}" / "last.ckpt"
         assert zipfile.is_zipfile(ckpt)

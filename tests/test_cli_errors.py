@@ -202,10 +202,10 @@ def test_a_study_that_is_not_there_is_named(tmp_path):
                     ["status", "--study", "nosuch"]):
         proc = sweep(*command, cwd=tmp_path, check=False)
         assert proc.returncode == 2 and "'nosuch'" in proc.stderr, proc.stderr
-        assert len(proc.stderr.strip().splitlines()) == 1
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     # A study made with plain Optuna has no vae-sweep settings to run with.
     proc = sweep("worker", "--study", "there", cwd=tmp_path, check=False)
-    assert proc.returncode == 2 and "not started by vae-sweep" in proc.stderr
+    assert proc.returncode == 2 and "not started by vae-sweep" in proc.stderr, proc.stderr
 
 
 def test_dashboard_on_a_busy_port_exits_2(tmp_path):

@@ -22,19 +22,23 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
         "synthetic_size = 256\nwidth = 4\nlatent_dim = 8\nau_threshold = 0.0001"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "2",
           "--config", str(toml), "--study", "s", cwd=tmp_path)
-    status = sweep("status", cwd=tmp_path).stdout
-    assert "Recommended (lowest neg_elbo" in status and "Its config, every field: " in status
+    shown = sweep("status", cwd=tmp_path)
+    status = shown.stdout
+    assert "Recommended (lowest neg_elbo" in status, (status, shown.stderr)
+    assert "Its config, every field: " in status, (status, shown.stderr)
 
     proc = sweep("report", "--study", "s", "--test-data", "synthetic", cwd=tmp_path)
     page = tmp_path / "report-s" / "report.html"
-    assert proc.stdout.strip().splitlines()[-1] == str(page.relative_to(tmp_path))
-    assert "held-out bits/dim" in page.read_text()
+    assert proc.stdout.strip().splitlines()[-1] == str(page.relative_to(tmp_path)), proc.stderr
+    assert "held-out bits/dim" in page.read_text(), proc.stderr
     study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/sweeps.db")
     assert [m.filename for m in get_all_artifact_meta(study)] == ["report-s.html"]
 
-    sweep("export", "--study", "s", "--out", "best", "--test-data", "synthetic", cwd=tmp_path)
+    exported_run = sweep("export", "--study", "s", "--out", "best", "--test-data", "synthetic",
+                         cwd=tmp_path)
     saved = json.loads((tmp_path / "best" / "metrics.json").read_text())
-    assert saved["weights"] == "saved weights" and saved["state"] == "COMPLETE"
+    assert saved["weights"] == "saved weights" and saved["state"] == "COMPLETE", \
+        exported_run.stderr
     assert saved["test"]["active_units"] > 0 and "bits_per_dim" in saved["test"]
     # The trial ran with the suite's 1 thread (conftest); this machine's default is now 2.
     assert saved["threads"] == 1
@@ -62,6 +66,6 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
     sweep("start", "--data", "synthetic", "--n-trials", "1", "--max-epochs", "1",
           "--config", str(toml), "--study", "bare", "--no-weights", cwd=tmp_path)
     proc = sweep("export", "--study", "bare", "--trial", "0", "--out", "bare", cwd=tmp_path)
-    assert "has no saved weights" in proc.stderr
+    assert "has no saved weights" in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "bare" / "metrics.json").read_text())["weights"] == "retrained"
     assert (tmp_path / "bare" / "weights.pt").stat().st_size > 0

@@ -1,8 +1,9 @@
 """A study survives the faults of real machines: 3 workers, one killed with SIGKILL and one
 stopped with SIGTERM mid-trial, a trial whose loss is NaN, and (on PostgreSQL, when CI gives
-this test a server of its own to stop: .ci/databases) the database down until the workers
-have seen it go. The study finishes its budget, every fault is in the trials' attrs, and no
-finished trial is lost or duplicated. (Out of memory is raised in-process:
+this test a server of its own to stop: .ci/databases) the database down while they run, and
+while a fourth worker, a ``start --no-run`` and a ``status`` start (they wait for it, as the
+running workers do). The study finishes its budget, every fault is in the trials' attrs, and
+no finished trial is lost or duplicated. (Out of memory is raised in-process:
 tests/test_worker.py.)"""
 
 import os
@@ -75,6 +76,36 @@ def backend(tmp_path):
     return f"sqlite:///{tmp_path}/faults.db", None
 
 
+def outage(ctl: str, name: str, tmp_path: Path, common: dict,
+           workers_log: Path) -> dict[str, tuple[subprocess.Popen, Path]]:
+    """Stop the server, start a worker, a ``start --no-run`` of another study and a
+    ``status`` while it is down, and bring it back once each, and the running workers, have
+    said they wait (6 s at least: longer than the heartbeat grace, so every beat missed it
+    and no trial may be failed as stale for that once the server is back). Returns those
+    three processes, running, with the files their stderr goes to."""
+    subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True, capture_output=True)
+    down = time.monotonic()
+    commands = {"worker": ["worker", "--study", name, "--workers", "1"],
+                "start --no-run": ["start", "--study", f"{name}-b", "--config", "f.toml",
+                                   "--data", "synthetic", "--n-trials", "1", "--no-run"],
+                "status": ["status", "--study", name]}
+    logs = {what: tmp_path / f"{what.split()[0]}.err" for what in commands}
+    late = {what: subprocess.Popen([sys.executable, "-m", "sweep", *args],
+                                   stdout=subprocess.DEVNULL, stderr=logs[what].open("w"),
+                                   **common) for what, args in commands.items()}
+    try:
+        deadline = time.monotonic() + 120
+        while time.monotonic() - down < 6 or not all(
+                "storage unreachable" in log.read_text() for log in [*logs.values(), workers_log]):
+            for what, proc in late.items():
+                assert proc.poll() is None, f"{what} exited in the outage: {logs[what].read_text()}"
+            assert time.monotonic() < deadline, {w: log.read_text() for w, log in logs.items()}
+            time.sleep(0.2)
+    finally:
+        subprocess.run(shlex.split(ctl) + ["start"], check=True, capture_output=True)
+    return {what: (proc, logs[what]) for what, proc in late.items()}
+
+
 @pytest.mark.slow
 def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backend):
     url, ctl = backend
@@ -115,15 +146,7 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
         os.kill(busy[0], signal.SIGKILL)
         os.kill(busy[1], signal.SIGTERM)
         if ctl:
-            subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True,
-                           capture_output=True)
-            stopped = time.monotonic()
-            # The outage lasts until a worker has hit it and it has outlasted the heartbeat
-            # grace period (2 s at --heartbeat 1): every beat missed it, and no trial may be
-            # failed as stale for that once the server is back.
-            wait_for(lambda: "storage unreachable" in log.read_text()
-                     and time.monotonic() - stopped > 3, 120, workers, log)
-            subprocess.run(shlex.split(ctl) + ["start"], check=True, capture_output=True)
+            late = outage(ctl, name, tmp_path, common, log)
         workers.wait(timeout=400)
     finally:
         if workers.poll() is None:
@@ -131,13 +154,19 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
     err = log.read_text()
     trials = optuna.load_study(study_name=name, storage=storage).get_trials()
     assert workers.returncode == 0, err
-    assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err
-    assert "met its goal" in err and "Traceback" not in err
+    assert "killed by SIGKILL" in err and "stopped by SIGTERM" in err, err
+    assert "met its goal" in err and "Traceback" not in err, err
     if ctl:
-        assert "storage unreachable" in err and "storage reachable again" in err
+        assert "storage unreachable" in err and "storage reachable again" in err, err
+        for what, (proc, late_log) in late.items():  # started in the outage: waited, worked
+            proc.wait(timeout=400)
+            late_err = late_log.read_text()
+            assert proc.returncode == 0, f"{what}: {late_err}"
+            assert "storage unreachable" in late_err and "reachable again" in late_err, late_err
+        optuna.delete_study(study_name=f"{name}-b", storage=storage)
     states = Counter(t.state for t in trials)
-    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0
-    assert results(trials) == GOAL
+    assert states[TrialState.RUNNING] == states[TrialState.WAITING] == 0, err
+    assert results(trials) == GOAL, err
     reasons = [t.user_attrs.get("fail_reason", "") for t in trials if t.state == TrialState.FAIL]
     assert any(r.startswith("interrupted by SIGTERM") for r in reasons), reasons
     assert any(r.startswith("no heartbeat") for r in reasons), reasons

@@ -82,4 +82,5 @@ def test_likelihoods_import_no_torch():
     import sys
 
     code = "import sys, models.config; assert 'torch' not in sys.modules, 'torch imported'"
-    subprocess.run([sys.executable, "-c", code], check=True)
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr

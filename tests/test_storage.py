@@ -217,8 +217,14 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
     sync.mkdir()
     rounds = 10
     env = {**os.environ, "PYTHONPATH": str(ROOT), "PYTHONWARNINGS": "ignore"}
+    logs = [tmp_path / f"asker-{i}.err" for i in range(3)]  # their stderr, for the messages
     procs = [subprocess.Popen([sys.executable, "-c", ASKER, url, str(sync), str(i), str(rounds),
-                               name], cwd=ROOT, env=env) for i in range(3)]
+                               name], cwd=ROOT, env=env, stderr=logs[i].open("w"))
+             for i in range(3)]
+
+    def stderr() -> str:
+        return "\n".join(log.read_text() for log in logs)
+
     try:
         shared = []
         for r in range(rounds):
@@ -227,13 +233,15 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
             (sync / f"go-{r}").touch()
             deadline = time.monotonic() + 60
             while len(list(sync.glob(f"got-{r}-*"))) < 3:
-                assert time.monotonic() < deadline and all(p.poll() in (None, 0) for p in procs)
+                assert time.monotonic() < deadline and all(
+                    p.poll() in (None, 0) for p in procs), stderr()
                 time.sleep(0.01)
             got = [int(p.read_text()) for p in sync.glob(f"got-{r}-*")]
             shared.append(got.count(waiting))
             for t in study.get_trials(states=(TrialState.RUNNING,)):
                 study.tell(t.number, 0.0)
-        assert shared == [1] * rounds  # each round: exactly one process got the queued trial
+        # each round: exactly one process got the queued trial
+        assert shared == [1] * rounds, stderr()
     finally:
         for p in procs:  # a failed round leaves the others spinning on a "go" that never comes
             with contextlib.suppress(subprocess.TimeoutExpired):
@@ -291,3 +299,9 @@ def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
     assert not transient(caught.value.__cause__)
     message = str(caught.value)
     assert "\n" not in message and url in message and "database or disk is full" in message
+
+
+def test_a_server_says_how_long_it_has_been_up(url):
+    if url.startswith("sqlite"):
+        pytest.skip("SQLite has no server")
+    assert 0 < open_storage(url, heartbeat_interval=None).uptime() < 10 * 365 * 86400
