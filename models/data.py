@@ -118,8 +118,8 @@ def _torchvision_images(name: str, data_dir: str, train: bool = True) -> torch.T
         if not existed:  # bad input writes nothing: no empty or half-downloaded data dir
             shutil.rmtree(data_dir, ignore_errors=True)
         raise ConfigError("dataset", (
-            f"{name} not found in {data_dir} and could not be downloaded; point --data at "
-            "a local copy, e.g. --data folder:PATH, or set data_dir")) from exc
+            f"{name} not found in {data_dir} and could not be downloaded; point the dataset "
+            "at a local copy (folder:PATH), or set data_dir")) from exc
     # .data is already decoded: numpy (N, H, W, C) for CIFAR, a tensor (N, H, W) for MNIST.
     data = torch.as_tensor(dataset.data).to(torch.uint8)
     return (data.unsqueeze(1) if data.ndim == 3 else data.permute(0, 3, 1, 2)).contiguous()

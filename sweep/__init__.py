@@ -1,11 +1,11 @@
 """The sweep service: search space, storage, Optuna study runner and command line.
 
 ``sweep.start``, ``sweep.resume`` and ``sweep.join`` run studies from Python exactly as the
-commands of the same names do (see ``sweep.study``), and return a ``Sweep`` to read the
-answer from (``sweep.handle``); ``sweep.load`` opens one without running anything.
+commands of the same names do (see ``sweep.runner.study``), and return a ``Sweep`` to read the
+answer from (``sweep.runner.handle``); ``sweep.load`` opens one without running anything.
 """
 
-from sweep.handle import Sweep, load
-from sweep.study import RunOptions, join, resume, start
+from sweep.runner.handle import Sweep, load
+from sweep.runner.study import RunOptions, join, resume, start
 
 __all__ = ["RunOptions", "Sweep", "join", "load", "resume", "start"]

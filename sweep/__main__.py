@@ -1,10 +1,10 @@
 """`python -m sweep`: runs the command line in sweep.cli, with the OpenMP wait policy that
-does not spin set before anything imports torch (``sweep.workers.wait_policy``)."""
+does not spin set before anything imports torch (``sweep.runner.processes.wait_policy``)."""
 
 import os
 import sys
 
-from sweep.workers import wait_policy
+from sweep.runner.processes import wait_policy
 
 os.environ.update(wait_policy(os.environ))
 

@@ -22,20 +22,21 @@ from typing import Any, NoReturn
 from sweep.commands import NAMES
 from sweep.errors import BAD_INPUT, DatabaseFull, ParamError, RunError
 from sweep.logs import printed
-from sweep.storage import STORAGE_ENV, outage_wait_s
-from sweep.workers import (
+from sweep.runner.processes import (
     FULL_EXIT,
     THREADS_ENV,
     WORKER_ID_ENV,
-    WorkerFailed,
     env_threads,
     wait_policy,
 )
+from sweep.storage.database import STORAGE_ENV
+from sweep.storage.outages import outage_wait_s
 
 # The library's parameters (ParamError.param, and others named in its message) as the
 # command line sets them: the one place where the two sets of names meet.
 FLAGS = {
     "space": "--config",
+    "config": "--config",
     "study": "--study",
     "storage": "--storage",
     "n_trials": "--n-trials",
@@ -134,20 +135,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BAD_INPUT as err:
         print(f"python -m sweep {args.command}: error: {err}", file=sys.stderr)
         return 2
-    except DatabaseFull as err:
-        if WORKER_ID_ENV in os.environ:  # one of start's workers: start says it, once
-            return FULL_EXIT
-        print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
-        return 1
-    except (WorkerFailed, RunError) as err:
-        print(f"python -m sweep {args.command}: {err}", file=sys.stderr)
+    except RunError as err:
+        if isinstance(err, DatabaseFull) and WORKER_ID_ENV in os.environ:
+            return FULL_EXIT  # one of start's workers: start says it, once
+        then = (f"; `python -m sweep resume --study {err.study}` continues it"
+                if err.study else "")
+        print(f"python -m sweep {args.command}: {err}{then}", file=sys.stderr)
         return 1
     except BrokenPipeError:  # `status | head -3`: the reader has all it wanted
         # What is still buffered would fail again at exit: send it nowhere.
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
     except KeyboardInterrupt as err:
-        study = getattr(err, "study", None)  # sweep.study.Interrupted
+        study = getattr(err, "study", None)  # sweep.runner.study.Interrupted
         how = getattr(err, "signal", "SIGINT")
         if study is None:
             print("interrupted", file=sys.stderr)
@@ -159,6 +159,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def run_main(argv: Sequence[str] | None = None) -> Any:
     """Entry point for console scripts: the process's own, so it sets the wait policy in
-    its environment (torch is not loaded yet; see ``sweep.workers.wait_policy``)."""
+    its environment (torch is not loaded yet; see ``sweep.runner.processes.wait_policy``)."""
     os.environ.update(wait_policy(os.environ))
     sys.exit(main(argv))

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from models.config import Config, ConfigError
-from sweep.errors import UsageError
+from sweep.errors import ParamError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -50,13 +50,13 @@ def read_values(path: str | Path) -> tuple[dict[str, Any], int | None]:
         with p.open("rb") as f:
             data = tomllib.load(f)
     except OSError as err:
-        raise UsageError(f"--config {p}: cannot read it ({err.strerror or err})") from None
+        raise ParamError("config", f"{p}: cannot read it ({err.strerror or err})") from None
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
-        raise UsageError(f"--config {p}: invalid TOML: {err}") from None
+        raise ParamError("config", f"{p}: invalid TOML: {err}") from None
     threads = data.pop(THREADS, None)
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
-        raise UsageError(f"--config {p}: {THREADS} must be an integer >= 1, got {threads!r}")
+        raise ParamError("config", f"{p}: {THREADS} must be an integer >= 1, got {threads!r}")
     for key, value in data.items():
         if isinstance(value, (dict, list)):
             raise ConfigError(key, f"expected a value, got a {type(value).__name__} (in {p}: "

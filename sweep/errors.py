@@ -53,7 +53,12 @@ BAD_INPUT: tuple[type[Exception], ...] = (UsageError, ConfigError)
 
 
 class RunError(RuntimeError):
-    """A run that could not go on (not bad input): one line, exit 1."""
+    """A run that could not go on (not bad input): one line, exit 1. ``study``: the study a
+    resume would continue (the command line names the command that does)."""
+
+    def __init__(self, message: str, study: str | None = None) -> None:
+        super().__init__(message)
+        self.study = study
 
 
 class DatabaseFull(RunError):

@@ -10,7 +10,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 # A type in RDBStorage's method signatures (with FrozenStudy below), which
-# sweep.rdb.RetriedRDBStorage repeats so that mypy checks its overrides against Optuna's.
+# sweep.storage.sweep_storage.RetriedRDBStorage repeats so that mypy checks its overrides
+# against Optuna's.
 from optuna._typing import JSONSerializable
 
 # The type of "an artifact store": Optuna exports only the concrete stores (file system,
@@ -24,7 +25,7 @@ from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
 
 # The system attr where a trial's constraint values live (what constraints_func fills, now
 # deprecated in Optuna 5): TPE, best_trial(s) and optuna-dashboard all read it, and no public
-# call writes it, so the collapse constraint is written there (sweep.objective).
+# call writes it, so the collapse constraint is written there (sweep.runner.objective).
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAINTS_KEY
 from optuna.study._frozen import FrozenStudy
 
@@ -49,7 +50,8 @@ __all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "
 
 def rdb_models() -> ModuleType:
     """RDBStorage's table models: "RUNNING trials that never sent a heartbeat" is one query
-    on them, and no public call answers it (sweep.rdb.SweepStorage.unclaimed_running).
+    on them, and no public call answers it
+    (sweep.storage.sweep_storage.SweepStorage.unclaimed_running).
     Imported when called: it loads SQLAlchemy's ORM, which most commands never need."""
     from optuna.storages._rdb import models
 

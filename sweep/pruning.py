@@ -12,7 +12,7 @@ with the epoch-``e`` vectors of the earlier finished trials, and the trial is pr
 - at least ``fraction`` of those vectors Pareto-dominate its own.
 
 With one objective "dominated" is "strictly worse", so the rule is a percentile pruner.
-Nothing here knows Lightning or Optuna: sweep.callbacks feeds it.
+Nothing here knows Lightning or Optuna: sweep.runner.callbacks feeds it.
 """
 
 from __future__ import annotations

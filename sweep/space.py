@@ -29,10 +29,10 @@ A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
     when = { kl_schedule = ["cyclical"] }           # only suggested while an earlier value matches
 
 Without a [search] table the file searches DEFAULT_SPACE's parameters less its [fixed] fields,
-with the "focus" strategy (``sweep.stages``): the baseline and the references screen the
+with the "focus" strategy (``sweep.runner.stages``): the baseline and the references screen the
 families, then the sampler searches a window around the best reference. ``confirm`` is how
 many of the best configurations (and the best reference) are re-run with more seeds
-(``sweep.confirm``; 0 turns it off).
+(``sweep.runner.confirm``; 0 turns it off).
 Everything is checked by ``parse_space`` before any trial runs: a bad file raises SpaceError,
 one line that starts with the offending key.
 """
@@ -65,14 +65,14 @@ METRICS: dict[str, str] = {
     "neg_elbo_own": "minimize", "bits_per_dim_own": "minimize",
     "active_units": "maximize", "mutual_info": "maximize"}
 
-# The yardstick the answer is chosen by (sweep.recommend): the sampler optimises just that,
-# and collapse is a constraint (sweep.objective), not an objective.
+# The yardstick the answer is chosen by (sweep.answer.recommend): the sampler optimises just that,
+# and collapse is a constraint (sweep.runner.objective), not an objective.
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("bits_per_dim",)
 
-# "focus": the sampler's trials search a window around the best reference (sweep.stages);
+# "focus": the sampler's trials search a window around the best reference (sweep.runner.stages);
 # "tpe": the sampler searches the space as written.
 STRATEGIES = ("focus", "tpe")
-DEFAULT_CONFIRM = 3  # configurations re-run with more seeds at the end (sweep.confirm)
+DEFAULT_CONFIRM = 3  # configurations re-run with more seeds at the end (sweep.runner.confirm)
 EXTRA_SEEDS = 2  # seeds added to each confirmed configuration: 3 seeds in all
 
 # "median" and "hyperband": Optuna's pruners, fed by per-epoch reports of a single objective
@@ -138,7 +138,7 @@ class Space:
         return [METRICS[name] for name in self.objectives]
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        """The study's Optuna pruner; "pareto" and "none" need none (sweep.callbacks'
+        """The study's Optuna pruner; "pareto" and "none" need none (sweep.runner.callbacks'
         ParetoPruning applies the Pareto rule itself)."""
         import optuna
 
@@ -146,7 +146,7 @@ class Space:
             return optuna.pruners.MedianPruner()
         if self.pruner == "hyperband":
             # Successive halving over epochs: the resource is the epochs trained (the step
-            # sweep.callbacks reports), so only a third of each rung trains on to the next
+            # sweep.runner.callbacks reports), so only a third of each rung trains on to the next
             # and only finalists train max_epochs.
             epochs = Config.from_dict(dict(self.fixed)).max_epochs
             return optuna.pruners.HyperbandPruner(min_resource=1, max_resource=max(epochs, 1),

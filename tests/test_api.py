@@ -18,10 +18,10 @@ import pytest
 import torch
 
 import sweep
+from sweep.answer.recommend import recommend
 from sweep.cli import FLAGS, main
 from sweep.errors import NoWeights, ParamError
-from sweep.interrupts import signals_interrupt
-from sweep.recommend import recommend
+from sweep.runner.interrupts import signals_interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 

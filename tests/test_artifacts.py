@@ -11,8 +11,8 @@ from PIL import Image
 
 from models.config import Config
 from models.module import VAE
-from sweep.artifacts import N_IMAGES, ORDER, SCALE, upload_trial_artifacts
-from sweep.weights import load_model
+from sweep.answer.trial_artifacts import N_IMAGES, ORDER, SCALE, upload_trial_artifacts
+from sweep.answer.weights import load_model
 
 
 def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, images):
@@ -57,7 +57,7 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
 def test_a_write_cut_short_by_a_full_disk_leaves_no_partial_file(tmp_path):
     import pytest
 
-    from sweep.artifacts import upload_in_order
+    from sweep.answer.trial_artifacts import upload_in_order
 
     class FillsUp(FileSystemArtifactStore):
         """Takes one file, then writes half of the next and runs out of space."""

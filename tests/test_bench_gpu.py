@@ -4,7 +4,7 @@
 import torch
 
 from models.config import Config
-from sweep import bench_gpu
+from sweep.bench import gpu as bench_gpu
 
 
 def test_gpu_rows_without_a_gpu_are_marked_not_measured(tiny, images):

@@ -9,9 +9,9 @@ from optuna.trial import TrialState, create_trial
 from models.config import Config
 from models.data import ImageDataModule
 from models.train import fit
-from sweep.callbacks import CollapseStop, OptunaPruning, ParetoPruning, pruning_callback
-from sweep.objective import Objective
 from sweep.pruning import ParetoRule
+from sweep.runner.callbacks import CollapseStop, OptunaPruning, ParetoPruning, pruning_callback
+from sweep.runner.objective import Objective
 from sweep.space import parse_space
 
 OBJ = ("mse", "rate", "active_units")

@@ -245,8 +245,8 @@ def test_a_port_held_only_by_time_wait_sockets_is_free():
 
 def test_status_into_a_closed_pipe_is_quiet(tmp_path):
     """`status | head -3`: the reader went away; no BrokenPipeError traceback."""
-    from sweep import settings as study_settings
     from sweep.space import load_space
+    from sweep.storage import settings as study_settings
 
     study = optuna.create_study(study_name="s", storage=f"sqlite:///{tmp_path}/sweeps.db")
     study_settings.save(study, study_settings.Settings(load_space(None), goal=2, heartbeat=10))

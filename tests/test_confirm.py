@@ -11,10 +11,10 @@ from optuna.distributions import FloatDistribution
 from optuna.trial import TrialState, create_trial
 
 from models.config import Config
-from sweep import confirm
-from sweep.recommend import gap, recommend, recommend_group, reference_group
+from sweep.answer.recommend import gap, recommend, recommend_group, reference_group
+from sweep.runner import confirm
+from sweep.runner.stages import focus_space
 from sweep.space import fix, load_space
-from sweep.stages import focus_space
 
 CALIBRATED = Config(recon_reduction="sum", likelihood="gaussian", sigma_mode="optimal")
 

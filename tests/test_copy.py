@@ -19,12 +19,12 @@ from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upl
 from test_cli import free_port
 
 from sweep import optuna_private
-from sweep import settings as study_settings
 from sweep.cli import main
 from sweep.commands.dashboard import stores_of
-from sweep.copying import copy_study, studies_without_artifacts
 from sweep.errors import UsageError
-from sweep.storage import artifact_dir, open_storage
+from sweep.storage import settings as study_settings
+from sweep.storage.copying import copy_study, studies_without_artifacts
+from sweep.storage.database import artifact_dir, open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"not really an image, but bytes to carry"

@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 from sweep.cli import build_parser
-from sweep.storage import check_url
-from sweep.stores import normalize
+from sweep.storage.database import check_url
+from sweep.storage.stores import normalize
 
 yaml = pytest.importorskip("yaml")  # PyYAML comes with the test extra
 

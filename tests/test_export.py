@@ -12,7 +12,7 @@ import torch
 from optuna.artifacts import get_all_artifact_meta
 from test_cli import NO_COLLAPSE, sweep
 
-from sweep.weights import load_model
+from sweep.answer.weights import load_model
 
 
 @pytest.mark.slow

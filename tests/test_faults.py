@@ -21,8 +21,8 @@ import pytest
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import TrialState
 
-from sweep.progress import results
-from sweep.storage import open_storage
+from sweep.runner.progress import results
+from sweep.storage.database import open_storage
 
 ROOT = Path(__file__).resolve().parent.parent
 TOML = """

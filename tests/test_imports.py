@@ -5,6 +5,7 @@ for type checking only do not run, and do not count)."""
 from __future__ import annotations
 
 import ast
+import re
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -92,3 +93,76 @@ def test_models_never_import_the_sweep():
     graph = import_graph()
     assert not {t for m, ts in graph.items() if m.startswith("models") for t in ts
                 if t.startswith("sweep")}
+
+
+# The layers, lowest first: a module imports only from its own layer or the ones below.
+LAYERS = (
+    ("models",),
+    ("sweep.errors", "sweep.logs", "sweep.provenance", "sweep.space", "sweep.configfile",
+     "sweep.pruning", "sweep.optuna_private", "sweep.scoped", "sweep.storage.outages"),
+    ("sweep.storage",),
+    ("sweep.answer",),
+    ("sweep.runner",),
+    ("sweep",),
+    ("sweep.bench",),
+    ("sweep.commands", "sweep.cli", "sweep.__main__"),
+)
+# Only the command line knows flags: argparse, and errors that name a --flag.
+CLI = ("sweep.cli", "sweep.commands")
+FLAG = re.compile(r"(?<![\w-])--[a-z][a-z0-9]*(-[a-z0-9]+)*\b")
+
+
+def layer(module: str) -> int:
+    """The index of the layer ``module`` belongs to (the longest matching prefix wins)."""
+    best, found = -1, -1
+    for i, prefixes in enumerate(LAYERS):
+        for prefix in prefixes:
+            if (module == prefix or module.startswith(prefix + ".")) and len(prefix) > best:
+                best, found = len(prefix), i
+    assert found >= 0, f"{module} is in no layer: add it to LAYERS"
+    return found
+
+
+def upward(graph: dict[str, set[str]]) -> list[str]:
+    return sorted(f"{m} -> {t}" for m, ts in graph.items() for t in ts if layer(t) > layer(m))
+
+
+def flag_strings(path: Path) -> list[str]:
+    """The strings of ``path``'s raise statements that name a --flag: a library error names
+    its parameter (``n_trials``); the command line maps parameters to flags."""
+    raises = [node for node in ast.walk(ast.parse(path.read_text())) if isinstance(node, ast.Raise)]
+    return [node.value for r in raises for node in ast.walk(r)
+            if isinstance(node, ast.Constant) and isinstance(node.value, str)
+            and FLAG.search(node.value)]
+
+
+def test_layers_are_checked_and_a_planted_upward_import_is_found():
+    assert upward({"sweep.storage.stores": {"sweep.answer.report"}}) == [
+        "sweep.storage.stores -> sweep.answer.report"]
+    assert upward({"sweep.answer.report": {"sweep.storage.stores"}}) == []
+    assert FLAG.search("refused; pass --n-trials 3") and not FLAG.search("a 2--3 range")
+    planted = ROOT / "tests" / "planted_flag_error.py"
+    try:
+        planted.write_text("def f(n):\n    raise ValueError(f'--n-trials must be >= 0, got {n}')\n")
+        assert flag_strings(planted) == ["--n-trials must be >= 0, got "]
+    finally:
+        planted.unlink()
+
+
+def test_no_module_imports_a_higher_layer():
+    assert upward(import_graph()) == []
+
+
+def test_only_the_command_line_knows_argparse_and_flags():
+    modules = {module_name(p): p for pkg in PACKAGES for p in (ROOT / pkg).rglob("*.py")}
+    found = []
+    for name, path in modules.items():
+        if name.startswith(CLI):
+            continue
+        tree = ast.parse(path.read_text())
+        if any(isinstance(n, ast.Import) and any(a.name == "argparse" for a in n.names)
+               or isinstance(n, ast.ImportFrom) and n.module == "argparse"
+               for n in ast.walk(tree)):
+            found.append(f"{name}: imports argparse")
+        found += [f"{name}: {s!r}" for s in flag_strings(path)]
+    assert found == []

@@ -9,10 +9,10 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
-from sweep.objective import Objective
+from sweep.runner.loop import Requeue
+from sweep.runner.objective import Objective
 from sweep.space import parse_space
-from sweep.stores import FolderCheckpoints
-from sweep.worker import Requeue
+from sweep.storage.stores import FolderCheckpoints
 
 METRICS = ("mse", "rate", "neg_elbo", "active_units", "mutual_info")
 
@@ -87,7 +87,7 @@ def test_checkpoints_load_with_weights_only(tmp_path, tiny, images):
 ], ids=["truncated", "legacy"])
 def test_a_refused_checkpoint_says_why(tmp_path, tiny, write, why):
     from models.config import Config
-    from sweep.objective import usable_checkpoint
+    from sweep.runner.objective import usable_checkpoint
 
     path = tmp_path / "last.ckpt"
     write(path)

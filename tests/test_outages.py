@@ -1,7 +1,7 @@
-"""Database outages: one place (``sweep.rdb.transient``) tells an outage, to wait out, from
-storage that can never work; opening a storage waits an outage out with one line and a
-bounded backoff, and gives up at once on bad input; no trial is stale while the server is
-just back. (Real outages of a PostgreSQL server: tests/test_faults.py.)"""
+"""Database outages: one place (``sweep.storage.sweep_storage.transient``) tells an outage, to
+wait out, from storage that can never work; opening a storage waits an outage out with one
+line and a bounded backoff, and gives up at once on bad input; no trial is stale while the
+server is just back. (Real outages of a PostgreSQL server: tests/test_faults.py.)"""
 
 import re
 import sqlite3
@@ -11,7 +11,7 @@ import warnings
 import optuna
 import pytest
 
-from sweep.storage import StorageError, open_storage
+from sweep.storage.database import StorageError, open_storage
 
 
 def _driver_error(driver: str, message: str, code: int | None = None) -> Exception:
@@ -63,7 +63,7 @@ NEVER_WORKS = [
 def test_one_place_tells_an_outage_from_storage_that_can_never_work(driver, message, code):
     from optuna.exceptions import StorageInternalError
 
-    from sweep.rdb import transient
+    from sweep.storage.sweep_storage import transient
 
     outage = (driver, message, code) in OUTAGES
     err = _driver_error(driver, message, code)
@@ -79,18 +79,19 @@ def test_one_place_tells_an_outage_from_storage_that_can_never_work(driver, mess
 def quick_outages(monkeypatch):
     """The outage wait in tenths of a second, not minutes, and this test's own outage
     notices (the process-wide ones would carry an unended outage into the next test)."""
-    import sweep.rdb
+    import sweep.storage.sweep_storage
 
-    monkeypatch.setattr(sweep.rdb, "OUTAGE", sweep.rdb._Outage())
-    monkeypatch.setattr(sweep.rdb, "OUTAGE_WAIT_S", 0.3)
-    monkeypatch.setattr(sweep.rdb, "BACKOFF_S", (0.05,))
+    monkeypatch.setattr(sweep.storage.sweep_storage, "OUTAGE",
+                        sweep.storage.sweep_storage._Outage())
+    monkeypatch.setenv("VAE_SWEEP_OUTAGE_WAIT_S", "0.3")
+    monkeypatch.setattr(sweep.storage.sweep_storage, "BACKOFF_S", (0.05,))
 
 
 def test_opening_storage_waits_out_an_outage_with_one_line(tmp_path, monkeypatch, capsys,
                                                            quick_outages):
-    import sweep.rdb
+    import sweep.storage.sweep_storage
 
-    real = sweep.rdb.SweepStorage.__init__
+    real = sweep.storage.sweep_storage.SweepStorage.__init__
     down = [_driver_error("psycopg2", PG + "Connection refused")] * 2
 
     def after_two_refusals(self, *args, **kwargs):
@@ -98,7 +99,7 @@ def test_opening_storage_waits_out_an_outage_with_one_line(tmp_path, monkeypatch
             raise down.pop()
         real(self, *args, **kwargs)
 
-    monkeypatch.setattr(sweep.rdb.SweepStorage, "__init__", after_two_refusals)
+    monkeypatch.setattr(sweep.storage.sweep_storage.SweepStorage, "__init__", after_two_refusals)
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=None)
     assert storage.get_all_studies() == [] and not down
     lines = capsys.readouterr().err.splitlines()
@@ -108,7 +109,7 @@ def test_opening_storage_waits_out_an_outage_with_one_line(tmp_path, monkeypatch
 
 def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input(
         monkeypatch, capsys, quick_outages):
-    import sweep.rdb
+    import sweep.storage.sweep_storage
     from sweep.errors import BAD_INPUT, RunError, StorageUnreachable
 
     calls = []
@@ -120,7 +121,8 @@ def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input
         return init
 
     url = "postgresql+psycopg2://sweep:s3cret@127.0.0.1:5432/sweeps"
-    monkeypatch.setattr(sweep.rdb.SweepStorage, "__init__", refuse("Connection refused"))
+    monkeypatch.setattr(sweep.storage.sweep_storage.SweepStorage, "__init__",
+                        refuse("Connection refused"))
     started = time.monotonic()
     with pytest.raises(StorageUnreachable) as down:
         open_storage(url)
@@ -130,7 +132,7 @@ def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input
     assert capsys.readouterr().err.count("storage unreachable") == 1
 
     calls.clear()
-    monkeypatch.setattr(sweep.rdb.SweepStorage, "__init__",
+    monkeypatch.setattr(sweep.storage.sweep_storage.SweepStorage, "__init__",
                         refuse('FATAL:  password authentication failed for user "sweep"'))
     with pytest.raises(StorageError, match="cannot open storage: .*password authentication"):
         open_storage(url)
@@ -140,9 +142,10 @@ def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input
 def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
     """A process whose first query came after an outage did not see it: the server's uptime
     tells it every heartbeat was cut, so it fails no trial until they could beat again."""
-    import sweep.rdb
+    import sweep.storage.sweep_storage
 
-    monkeypatch.setattr(sweep.rdb, "OUTAGE", sweep.rdb._Outage())  # none seen here
+    monkeypatch.setattr(sweep.storage.sweep_storage, "OUTAGE",
+                        sweep.storage.sweep_storage._Outage())  # none seen here
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
     assert storage.uptime() == float("inf")  # SQLite has no server to restart
     study = optuna.create_study(storage=storage)
@@ -151,7 +154,7 @@ def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
         trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
     time.sleep(2.5)  # stale by now: SQLite's clock has whole seconds
-    settle = 1 + 1 + sweep.rdb.BACKOFF_S[-1]
+    settle = 1 + 1 + sweep.storage.sweep_storage.BACKOFF_S[-1]
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle - 1)
     assert storage._get_stale_trial_ids(study._study_id) == []
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle + 1)

@@ -6,9 +6,9 @@ from optuna.trial import TrialState
 
 from models.config import Config
 from models.train import fit
-from sweep.callbacks import EpochProgress
 from sweep.logs import printed
-from sweep.progress import Progress, results
+from sweep.runner.callbacks import EpochProgress
+from sweep.runner.progress import Progress, results
 
 
 def test_a_failed_trial_that_was_rerun_counts_once():

@@ -23,7 +23,7 @@ from optuna.trial import TrialState
 from torchvision.io import write_png
 
 from models.data import synthetic_images
-from sweep.references import REFERENCES
+from sweep.answer.references import REFERENCES
 from sweep.space import load_space
 
 ROOT = Path(__file__).resolve().parent.parent

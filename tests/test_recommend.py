@@ -10,7 +10,7 @@ from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
 
 from models.config import Config
-from sweep.recommend import baseline, changed_fields, recommend, references, trial_config
+from sweep.answer.recommend import baseline, changed_fields, recommend, references, trial_config
 
 DIST = {"kl_schedule": CategoricalDistribution(["constant", "linear"])}
 

@@ -8,7 +8,7 @@ import pytest
 from optuna.trial import FixedTrial
 
 from models.config import Config
-from sweep.references import REFERENCES, enqueue_references, reference_params
+from sweep.answer.references import REFERENCES, enqueue_references, reference_params
 from sweep.space import baseline_params, fix, load_space, parse_space, suggest
 
 

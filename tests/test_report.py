@@ -17,7 +17,7 @@ from optuna.trial import TrialState, create_trial
 from PIL import Image
 
 from models.config import Config
-from sweep import report
+from sweep.answer import report
 
 DISTS = {"kl_schedule": CategoricalDistribution(["constant", "linear", "cyclical"]),
          "lr": FloatDistribution(1e-4, 1e-2, log=True)}

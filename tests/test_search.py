@@ -14,16 +14,17 @@ from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
-import sweep.objective
-from sweep import answer, recommend
-from sweep import settings as study_settings
+import sweep.runner.objective
+from sweep.answer import recommend
+from sweep.answer import summary as answer
+from sweep.answer.references import enqueue_references
 from sweep.cli import main
-from sweep.progress import Progress
-from sweep.references import enqueue_references
-from sweep.settings import Settings
+from sweep.runner.loop import Worker, open_with_heartbeat
+from sweep.runner.progress import Progress
 from sweep.space import baseline_params, parse_space
-from sweep.stores import open_stores
-from sweep.worker import Worker, open_with_heartbeat
+from sweep.storage import settings as study_settings
+from sweep.storage.settings import Settings
+from sweep.storage.stores import open_stores
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +45,8 @@ def study_run(tmp_path_factory, images):
     study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True})
     enqueue_references(study, space, room=2)  # KL warm-up and cyclical annealing
     stores = open_stores(None, url, "s")
-    objective = sweep.objective.Objective(space, images, stores.artifacts, stores.checkpoints)
+    objective = sweep.runner.objective.Objective(space, images, stores.artifacts,
+                                                 stores.checkpoints)
     Worker(study, storage, objective, settings, Progress(study, 4, False)).run(timeout=None)
     return tmp, url, optuna.load_study(study_name="s", storage=url)
 

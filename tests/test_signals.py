@@ -6,7 +6,7 @@ The signal is raised in this process (``signal.raise_signal``) from inside the m
 names: a Lightning hook (a training step, validation, checkpoint writing), or a patched
 call of the worker (taking the trial, recording its metrics, telling its result, between
 two trials, while the interruption itself is recorded). The whole run is
-``sweep.worker``'s: ``signals_interrupt`` around ``Worker.run``, as ``run_worker`` does.
+``sweep.runner.loop``'s: ``signals_interrupt`` around ``Worker.run``, as ``run_worker`` does.
 """
 
 from __future__ import annotations
@@ -21,16 +21,16 @@ import pytorch_lightning as pl
 import sqlalchemy.engine
 from optuna.trial import TrialState
 
-import sweep.interrupts
-import sweep.objective
-import sweep.worker
-from sweep import settings as study_settings
-from sweep.interrupts import signals_interrupt
-from sweep.progress import Progress
-from sweep.settings import Settings
+import sweep.runner.interrupts
+import sweep.runner.loop
+import sweep.runner.objective
+from sweep.runner.interrupts import signals_interrupt
+from sweep.runner.loop import Requeue, Worker, open_with_heartbeat
+from sweep.runner.progress import Progress
 from sweep.space import parse_space
-from sweep.stores import open_stores
-from sweep.worker import Requeue, Worker, open_with_heartbeat
+from sweep.storage import settings as study_settings
+from sweep.storage.settings import Settings
+from sweep.storage.stores import open_stores
 
 FAIL, WAITING, COMPLETE = TrialState.FAIL, TrialState.WAITING, TrialState.COMPLETE
 
@@ -66,23 +66,23 @@ class SignalAt(pl.Callback):
 
 @pytest.fixture(autouse=True)
 def fresh_signal_state():
-    sweep.interrupts.RECEIVED.clear()
+    sweep.runner.interrupts.RECEIVED.clear()
     yield
-    sweep.interrupts.RECEIVED.clear()
+    sweep.runner.interrupts.RECEIVED.clear()
 
 
 def plant(at: str, sig: signal.Signals, study: optuna.Study, worker: Worker,
           monkeypatch: pytest.MonkeyPatch, before: Any, first_time: Any) -> None:
     """Have ``sig`` sent at the named point ``at`` of the trial's life."""
     if at in ("training step", "validation", "checkpoint writing"):
-        fit = sweep.objective.fit
-        monkeypatch.setattr(sweep.objective, "fit", lambda cfg, callbacks, **kw: fit(
+        fit = sweep.runner.objective.fit
+        monkeypatch.setattr(sweep.runner.objective, "fit", lambda cfg, callbacks, **kw: fit(
             cfg, callbacks=[*callbacks, SignalAt(at, sig)], **kw))
     elif at == "a query at an epoch's end":
         # Right after a query of the epoch-end callbacks returns, its result unread: on
         # SQLite the connection then kept reading the snapshot from before, so the
         # interruption's tell() saw the trial still RUNNING and queued no re-run.
-        fit = sweep.objective.fit
+        fit = sweep.runner.objective.fit
         in_fit = [False]
 
         def fit_flagged(*args: Any, **kwargs: Any) -> Any:
@@ -92,14 +92,14 @@ def plant(at: str, sig: signal.Signals, study: optuna.Study, worker: Worker,
             finally:
                 in_fit[0] = False
 
-        monkeypatch.setattr(sweep.objective, "fit", fit_flagged)
+        monkeypatch.setattr(sweep.runner.objective, "fit", fit_flagged)
         before(sqlalchemy.engine.Connection, "execute", after=True, when=lambda: (
             in_fit[0] and threading.current_thread() is threading.main_thread()
             and first_time()))
     elif at == "taking the trial":  # ask() has set it RUNNING; its run has not begun
         before(study, "ask", after=True)
     elif at == "recording its metrics":  # training is over; its attrs are being written
-        before(sweep.objective, "record")
+        before(sweep.runner.objective, "record")
     elif at in ("telling its result", "after telling its result"):
         before(study, "tell", after=at.startswith("after"))
     elif at == "between trials":  # the first trial is told; the next is not taken yet
@@ -107,7 +107,7 @@ def plant(at: str, sig: signal.Signals, study: optuna.Study, worker: Worker,
     elif at == "recording the interruption":  # a second signal, as Ctrl-C in a terminal
         # sends one to the worker and its parent forwards another
         before(Requeue, "__call__")
-        monkeypatch.setattr(sweep.objective, "record", lambda *a, **kw: send(sig))
+        monkeypatch.setattr(sweep.runner.objective, "record", lambda *a, **kw: send(sig))
     else:
         raise AssertionError(at)
 
@@ -124,7 +124,7 @@ def run_until_signalled(tmp_path, tiny, images, monkeypatch, goal: int, sig: sig
     study = optuna.create_study(study_name="s", storage=storage, direction="minimize")
     study_settings.save(study, settings)
     stores = open_stores(None, url, "s")
-    objective = sweep.objective.Objective(space, images[:128], stores.artifacts,
+    objective = sweep.runner.objective.Objective(space, images[:128], stores.artifacts,
                                           stores.checkpoints, keep_weights=False)
     worker = Worker(study, storage, objective, settings, Progress(study, goal, False))
     once = [False]
@@ -149,7 +149,7 @@ def run_until_signalled(tmp_path, tiny, images, monkeypatch, goal: int, sig: sig
     plant(at, sig, study, worker, monkeypatch, before, first_time)
     with pytest.raises(KeyboardInterrupt), signals_interrupt():
         worker.run(timeout=None)
-    assert sweep.interrupts.RECEIVED == [sig.name]
+    assert sweep.runner.interrupts.RECEIVED == [sig.name]
     return optuna.load_study(study_name="s", storage=url).get_trials()
 
 

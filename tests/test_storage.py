@@ -17,7 +17,7 @@ import pytest
 from optuna.trial import TrialState
 
 from sweep.space import Space, load_space
-from sweep.storage import (
+from sweep.storage.database import (
     DEFAULT_STORAGE,
     STORAGE_ENV,
     StorageError,
@@ -140,7 +140,7 @@ WORKER = """
 import os, sys, time
 from pathlib import Path
 import optuna
-from sweep.storage import open_storage
+from sweep.storage.database import open_storage
 
 url, ready, me = sys.argv[1], Path(sys.argv[2]), sys.argv[3]
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -184,7 +184,7 @@ ASKER = """
 import sys, time
 from pathlib import Path
 import optuna
-from sweep.storage import open_storage
+from sweep.storage.database import open_storage
 
 url, sync, me, rounds = sys.argv[1], Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])
 optuna.logging.set_verbosity(optuna.logging.WARNING)
@@ -263,7 +263,7 @@ def test_a_url_without_a_driver_gets_the_installed_one(monkeypatch, installed, u
 
     from sqlalchemy.engine import make_url
 
-    from sweep.storage import _MODULES, with_driver
+    from sweep.storage.database import _MODULES, with_driver
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name: real("os") if name in {
@@ -277,7 +277,7 @@ def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
     import sqlalchemy.exc
 
     from sweep.errors import DatabaseFull
-    from sweep.rdb import retrying, transient
+    from sweep.storage.sweep_storage import retrying, transient
 
     url = f"sqlite:///{tmp_path}/full.db"
     storage = open_storage(url, heartbeat_interval=None)

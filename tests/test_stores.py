@@ -11,10 +11,10 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from sweep.errors import ParamError
-from sweep.objective import Objective
+from sweep.runner.loop import Requeue
+from sweep.runner.objective import Objective
 from sweep.space import parse_space
-from sweep.stores import FirstFound, normalize, open_stores
-from sweep.worker import Requeue
+from sweep.storage.stores import FirstFound, normalize, open_stores
 
 
 def space_of(tiny: dict, epochs: int):

@@ -12,7 +12,7 @@ import pytest
 from models.config import Config
 from sweep import configfile
 from sweep.errors import UsageError
-from sweep.workers import wait_policy, worker_env
+from sweep.runner.processes import wait_policy, worker_env
 
 ROOT = Path(__file__).resolve().parents[1]
 

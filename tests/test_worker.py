@@ -7,15 +7,15 @@ import pytest
 import torch
 from optuna.trial import TrialState
 
-import sweep.objective
+import sweep.runner.objective
 from models.config import Config
-from sweep import settings as study_settings
 from sweep.errors import DatabaseFull, WorkerError
-from sweep.progress import Progress
-from sweep.settings import Settings
+from sweep.runner.loop import MAX_RETRY, Requeue, Worker, describe, open_with_heartbeat
+from sweep.runner.progress import Progress
 from sweep.space import parse_space
-from sweep.stores import open_stores
-from sweep.worker import MAX_RETRY, Requeue, Worker, describe, open_with_heartbeat
+from sweep.storage import settings as study_settings
+from sweep.storage.settings import Settings
+from sweep.storage.stores import open_stores
 
 
 def make(tmp_path, tiny, goal, search=None):
@@ -33,7 +33,7 @@ def make(tmp_path, tiny, goal, search=None):
 
 
 def worker_of(study, storage, settings, stores, images):
-    objective = sweep.objective.Objective(settings.space, images, stores.artifacts,
+    objective = sweep.runner.objective.Objective(settings.space, images, stores.artifacts,
                                           stores.checkpoints)
     return Worker(study, storage, objective, settings, Progress(study, settings.goal, False))
 
@@ -45,14 +45,14 @@ def test_nan_and_out_of_memory_fail_with_their_reason_and_the_worker_goes_on(
     study.enqueue_trial({"lr": 1e12})  # the loss overflows: NaN
     study.enqueue_trial({"lr": 2e-3})  # out of memory, below
     study.enqueue_trial({"lr": 3e-3})
-    fit = sweep.objective.fit
+    fit = sweep.runner.objective.fit
 
     def fit_or_oom(cfg: Config, **kw):
         if cfg.lr == 2e-3:
             raise torch.OutOfMemoryError("CUDA out of memory. Tried to allocate 2.00 GiB")
         return fit(cfg, **kw)
 
-    monkeypatch.setattr(sweep.objective, "fit", fit_or_oom)
+    monkeypatch.setattr(sweep.runner.objective, "fit", fit_or_oom)
     worker_of(study, storage, settings, stores, images).run(timeout=None)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.COMPLETE, TrialState.FAIL,
@@ -66,7 +66,7 @@ def test_out_of_memory_on_the_cpu_never_stops_the_worker(tmp_path, tiny, images,
     """Four CPU OOMs in a row (more than MAX_ERRORS): each fails its trial, none is a bug."""
     study, storage, settings, stores = make(tmp_path, tiny, goal=5,
                                             search={"lr": {"low": 1e-3, "high": 2e-3}})
-    fit = sweep.objective.fit
+    fit = sweep.runner.objective.fit
     calls = []
 
     def oom_first(cfg: Config, **kw):
@@ -76,7 +76,7 @@ def test_out_of_memory_on_the_cpu_never_stops_the_worker(tmp_path, tiny, images,
                                "can't allocate memory: you tried to allocate 8 GB")
         return fit(cfg, **kw)
 
-    monkeypatch.setattr(sweep.objective, "fit", oom_first)
+    monkeypatch.setattr(sweep.runner.objective, "fit", oom_first)
     worker_of(study, storage, settings, stores, images).run(timeout=None)
     trials = study.get_trials()
     assert [t.state for t in trials] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
@@ -90,7 +90,7 @@ def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny
     def full(cfg: Config, **kw):
         raise DatabaseFull("the database sqlite:///w.db is full (database or disk is full)")
 
-    monkeypatch.setattr(sweep.objective, "fit", full)
+    monkeypatch.setattr(sweep.runner.objective, "fit", full)
     with pytest.raises(DatabaseFull):
         worker_of(study, storage, settings, stores, images).run(timeout=None)
     trials = study.get_trials()
@@ -106,7 +106,7 @@ def test_a_bug_stops_the_worker_after_a_few_errors_in_a_row(tmp_path, tiny, imag
     def broken(cfg, **kw):
         raise KeyError("no_such_metric")
 
-    monkeypatch.setattr(sweep.objective, "fit", broken)
+    monkeypatch.setattr(sweep.runner.objective, "fit", broken)
     with pytest.raises(WorkerError, match="3 trials in a row.*KeyError"):
         worker_of(study, storage, settings, stores, images).run(timeout=None)
     assert len(study.trials) == 3
@@ -143,7 +143,7 @@ def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, imag
     trial = worker.claim()
     assert worker.run_trial(trial) is None
     said = [(r.name, r.levelname) for r in caplog.records if "was failed under this" in r.message]
-    assert said == [("sweep.worker", "WARNING")]
+    assert said == [("sweep.runner.loop", "WARNING")]
     assert study.trials[0].state == TrialState.FAIL
 
 

@@ -4,14 +4,14 @@ processes, the threads each gets, and the environment a worker process starts wi
 import pytest
 
 from sweep.errors import ParamError
-from sweep.study import default_study_name
-from sweep.workers import (
+from sweep.runner.processes import (
     THREADS_ENV,
     run_slots,
     threads_per_worker,
     worker_env,
     worker_slots,
 )
+from sweep.runner.study import default_study_name
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [

@@ -16,7 +16,7 @@ from models.config import Config, parse_overrides
 from sweep.errors import UsageError
 
 if TYPE_CHECKING:
-    from sweep.study import RunOptions
+    from sweep.runner.study import RunOptions
 
 # The order ``python -m sweep --help`` lists them in.
 NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
@@ -37,7 +37,7 @@ def fixed_fields(items: list[str] | None, data: str | None = None,
 
 def run_options(args: argparse.Namespace) -> RunOptions:
     """The flags of the ``run`` group as the library's ``RunOptions``."""
-    from sweep.study import RunOptions
+    from sweep.runner.study import RunOptions
 
     return RunOptions(gpus=args.gpus, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
                       threads=args.threads, timeout=args.timeout)

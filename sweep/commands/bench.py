@@ -1,5 +1,5 @@
 """``python -m sweep bench``: a trial's speed against its limit, what users write, and the
-sweep around it (see sweep/bench.py)."""
+sweep around it (see sweep/bench/rows.py)."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ STDOUT_IS_DATA = True  # the JSON: the sweep's events go to stderr
 EPILOG = """\
 rows: limit = the model's bare PyTorch loop on batches already on the device;
 baseline = optuna-examples' Lightning script shape (ImageFolder + ToTensor +
-DataLoader workers, Lightning's defaults; sweep/baseline.py); project = a trial's
+DataLoader workers, Lightning's defaults; sweep/bench/user_script.py); project = a trial's
 own path (models.train.fit). threads = each fixed thread count and the default,
 idle and beside --busy N busy processes (default_over_best: the default's share of
 the best fixed count). trial_overhead = the share of a running worker's second
@@ -125,10 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no GPU is visible to torch")
-    from sweep import baseline
-    from sweep.bench import Options, bench
+    from sweep.bench import user_script as baseline
+    from sweep.bench.rows import Options, bench
     from sweep.logs import quiet_logs
-    from sweep.workers import threads_per_worker, use_threads
+    from sweep.runner.processes import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, args.threads))
     workers = baseline.DEFAULT_WORKERS if args.baseline_workers is None \

@@ -20,8 +20,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.copying import copy_study
-    from sweep.storage import shown
+    from sweep.storage.copying import copy_study
+    from sweep.storage.database import shown
 
     done = copy_study(args.source, args.destination, args.study, args.artifacts)
     lost = f"; {done.missing} listed but not in the source store" if done.missing else ""

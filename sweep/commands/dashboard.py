@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 from sweep.errors import UsageError
 
 if TYPE_CHECKING:
-    from sweep.stores import Stores
+    from sweep.storage.stores import Stores
 
 HELP = "optuna-dashboard on this storage, with the trials' images"
 PARENTS = ("storage",)
@@ -50,8 +50,8 @@ def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
     """The stores of every study in ``storage`` (``override`` alone when given)."""
     import optuna
 
-    from sweep import settings as study_settings
-    from sweep.stores import normalize, open_stores
+    from sweep.storage import settings as study_settings
+    from sweep.storage.stores import normalize, open_stores
 
     if override:
         return [open_stores(normalize(override), url, "")]
@@ -65,8 +65,8 @@ def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.storage import open_storage, resolve_storage_url, shown
-    from sweep.stores import FirstFound
+    from sweep.storage.database import open_storage, resolve_storage_url, shown
+    from sweep.storage.stores import FirstFound
 
     if not args.print_command:
         check_port(args.host, args.port)
@@ -84,7 +84,7 @@ def run(args: argparse.Namespace) -> int:
         return 0
     import optuna_dashboard
 
-    from sweep.copying import studies_without_artifacts
+    from sweep.storage.copying import studies_without_artifacts
 
     for name, listed, where in studies_without_artifacts(storage, url, args.artifacts):
         print(f"study {name!r}: none of its {listed} images and files are in {where}; "

@@ -30,9 +30,9 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     from models.config import Config
+    from sweep.answer.export import export, pick
     from sweep.commands import check_output
-    from sweep.export import export, pick
-    from sweep.storage import open_study
+    from sweep.storage.database import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
@@ -40,9 +40,9 @@ def run(args: argparse.Namespace) -> int:
     study, storage, url = open_study(args.storage, args.study)
     trial = pick(study, args.trial)
 
-    from sweep.evaluate import artifact_store, heldout_images
+    from sweep.answer.evaluate import artifact_store, heldout_images
     from sweep.logs import quiet_logs
-    from sweep.workers import threads_per_worker, use_threads
+    from sweep.runner.processes import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, args.threads))
     with quiet_logs():

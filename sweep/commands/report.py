@@ -28,17 +28,17 @@ def run(args: argparse.Namespace) -> int:
 
     from models.config import Config
     from sweep.commands import check_output
-    from sweep.storage import open_study
+    from sweep.storage.database import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
     study, storage, url = open_study(args.storage, args.study)
 
-    from sweep import heldout, report
-    from sweep.answer import save_notes
-    from sweep.evaluate import artifact_store, heldout_images
+    from sweep.answer import heldout, report
+    from sweep.answer.evaluate import artifact_store, heldout_images
+    from sweep.answer.summary import save_notes
     from sweep.logs import quiet_logs
-    from sweep.workers import threads_per_worker, use_threads
+    from sweep.runner.processes import threads_per_worker, use_threads
 
     out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
     check_output("--out", out, folder=True)

@@ -56,7 +56,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def next_commands(study: str, storage: str | None) -> str:
     """What to run once a study has run: the lines that end ``start``'s output (a password
     in ``storage`` is shown as ***, as in every message)."""
-    from sweep.storage import shown
+    from sweep.storage.database import shown
 
     at = f" --storage {shlex.quote(shown(storage))}" if storage else ""
     rows = [(f"python -m sweep status --study {study}{at}", "the trials, the front, this answer"),
@@ -67,8 +67,8 @@ def next_commands(study: str, storage: str | None) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.status import answer
-    from sweep.study import start
+    from sweep.answer.status import answer
+    from sweep.runner.study import start
 
     handle = start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
                    fixed=fixed_fields(args.set, args.data, args.max_epochs),

@@ -19,11 +19,11 @@ def run(args: argparse.Namespace) -> int:
     if args.format == "json":
         import json
 
-        from sweep.status import status_json
+        from sweep.answer.status import status_json
 
         print(json.dumps(status_json(args.storage, args.study), indent=2))
         return 0
-    from sweep.status import status
+    from sweep.answer.status import status
 
     print(status(args.storage, args.study))
     return 0

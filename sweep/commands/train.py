@@ -12,7 +12,7 @@ from typing import Any
 from models.config import Config
 from sweep import configfile
 from sweep.commands import check_output, config_keys, fixed_fields
-from sweep.workers import check_threads
+from sweep.runner.processes import check_threads
 
 HELP = "train one configuration (no study) and print its metrics as JSON"
 PARENTS = ("threads",)
@@ -35,7 +35,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--log-dir", metavar="DIR",
                    help="also log every metric through Lightning's CSVLogger into DIR")
     p.add_argument("--save", metavar="PATH",
-                   help="write the final weights here (load with sweep.weights.load_model)")
+                   help="write the final weights here (load with sweep.answer.weights.load_model)")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -51,7 +51,7 @@ def run(args: argparse.Namespace) -> int:
     progress = sys.stderr.isatty() if args.progress is None else args.progress
     metrics = train(cfg, threads, progress=progress, log_dir=args.log_dir,
                     save=args.save)
-    from sweep.export import json_safe
+    from sweep.answer.export import json_safe
 
     text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
     if args.json == "-":
@@ -68,21 +68,21 @@ def train(cfg: Config, threads: int | None = None, progress: bool = False,
 
     With ``log_dir``, Lightning's CSVLogger writes the per-step training and per-epoch
     validation metrics to ``log_dir/version_N/metrics.csv``; with ``save``, the final
-    weights go to that file (``sweep.weights``).
+    weights go to that file (``sweep.answer.weights``).
     """
     from pytorch_lightning.loggers import CSVLogger
 
     from models.train import fit
     from sweep.logs import quiet_logs
     from sweep.provenance import provenance, torch_threads
-    from sweep.workers import threads_per_worker, use_threads
+    from sweep.runner.processes import threads_per_worker, use_threads
 
     use_threads(threads_per_worker(1, threads))
     logger = CSVLogger(log_dir, name="") if log_dir else False
     with quiet_logs():
         result = fit(cfg, progress=progress, logger=logger)
     if save:
-        from sweep.weights import save_weights
+        from sweep.answer.weights import save_weights
 
         save_weights(result.module, save)
     return {**result.metrics, "config": cfg.to_dict(), "threads": torch_threads(),

@@ -1,0 +1,93 @@
+"""``python -m sweep export``: take one trial away as ``config.toml``, ``weights.pt`` and
+``metrics.json``.
+
+``config.toml`` holds every ``Config`` field and the thread count the trial ran with, so
+``python -m sweep train --config DIR/config.toml`` trains the same run again (the same
+metrics on CPU, whatever this machine's default thread count); ``weights.pt`` is the
+trial's ``weights.pt`` artifact, or, when the study kept none, the weights of a retraining
+of its config (said on stderr, with a progress bar); ``metrics.json`` is everything the
+trial recorded (metrics, config, provenance, per-epoch history), with the held-out metrics
+of ``--test-data`` under ``"test"``.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial
+
+from sweep import configfile
+from sweep.answer.recommend import recommend, trial_config
+from sweep.errors import ParamError
+
+
+def pick(study: optuna.Study, which: int | str) -> FrozenTrial:
+    """Trial number ``which``, or the recommended trial for ``"best"``."""
+    trials = study.get_trials(deepcopy=False)
+    if which == "best":
+        chosen = recommend(trials)
+        if chosen is None:
+            raise ParamError("trial", f"best: study {study.study_name!r} has no complete trial "
+                             "that kept an active unit; name a trial number")
+    else:
+        chosen = next((t for t in trials if t.number == int(which)), None)
+        if chosen is None:
+            raise ParamError("trial", f"{which}: study {study.study_name!r} has no such trial")
+    if "config" not in chosen.user_attrs:
+        raise ParamError("trial", f"{which}: trial {chosen.number} is {chosen.state.name} "
+                         "and never trained (it has no config)")
+    return chosen
+
+
+def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any,
+           trial: FrozenTrial, out: Path, test_images: Any = None,
+           retrain: bool = True) -> dict[str, Any]:
+    """Write the three files into ``out``; returns what went into metrics.json.
+    ``retrain=False``: NoWeights (before anything is written) when the trial kept none."""
+    from sweep.answer.evaluate import download_weights, evaluate, model_for
+    from sweep.answer.weights import load_model, save_weights
+
+    with tempfile.TemporaryDirectory() as tmp:
+        saved = Path(tmp) / "weights.pt"
+        if download_weights(trial, storage, store, saved):
+            module, how = None, "saved weights"
+        else:
+            module, how = model_for(trial, storage, store, retrain=retrain)
+        out.mkdir(parents=True, exist_ok=True)
+        if module is None:
+            shutil.copy(saved, out / "weights.pt")
+            module = load_model(out / "weights.pt") if test_images is not None else None
+        else:
+            save_weights(module, out / "weights.pt")
+    cfg = trial_config(trial)
+    (out / "config.toml").write_text(configfile.dumps(
+        cfg, f"study {study.study_name!r}, trial {trial.number} ({trial.state.name})\n"
+             f"python -m sweep train --config {out / 'config.toml'} trains it again",
+        threads=trial.user_attrs.get("threads")))
+    data: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
+                            "state": trial.state.name, "values": trial.values,
+                            **trial.user_attrs, "weights": how}
+    if how == "retrained" and module is not None:
+        data["retrained"] = {k: v for k, v in module.last_metrics.items() if k != "kl_per_dim"}
+    if test_images is not None and module is not None:
+        data["test"] = evaluate(module, test_images)
+    (out / "metrics.json").write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    return data
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers (a diverged run's
+    metrics must still parse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value

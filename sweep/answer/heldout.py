@@ -1,0 +1,77 @@
+"""Held-out scores for the report and status: the recommended trial, the baseline, the
+references, and every seed of the pick and of the best reference, scored on a split no
+trial saw (``report --test-data``), with a line per trial on stderr (each may retrain).
+The scores are kept in the study's user attrs (``sweep.answer.summary.TEST_KEY``), so ``status``
+and ``status --format json`` show the test-split mean ± SD too.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import optuna
+
+from sweep.answer import recommend as rec_rule
+from sweep.answer import summary as answer_data
+from sweep.optuna_private import ArtifactStore
+
+if TYPE_CHECKING:
+    from sweep.answer.report import Roles
+
+log = logging.getLogger(__name__)
+
+
+def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
+    """The pick and the best reference over their seeds, and the gap, as HTML (``data``:
+    ``sweep.answer.summary.summary``; ``table``: the report's table renderer)."""
+    rows = []
+    for role, g in (("the sweep's pick", data["recommended"]),
+                    ("best reference", data["best_reference"])):
+        if g is None:
+            continue
+        test = g.get("test_bits_per_dim")
+        rows.append([role, ", ".join(map(str, g["trials"])), ", ".join(map(str, g["seeds"])),
+                     ", ".join(f"{v:.4f}" for v in g["bits_per_dim"]["values"]),
+                     _pm(g["bits_per_dim"]), _pm(test) if test else "-"])
+    if not rows:
+        return "<p>No configuration kept an active unit yet.</p>"
+    gap = data["gap"]
+    text = ("<p>Validation bits/dim of each run, their mean ± sample SD, and on the "
+            "held-out split when <code>report --test-data</code> scored them. "
+            + (f"Gap (reference minus pick): <b>{_pm(gap)}</b> bits/dim, paired over "
+               f"{gap['seeds']} seed(s)." if gap else "") + "</p>")
+    return text + table(["", "trials", "seeds", "bits/dim per seed", "mean ± SD",
+                          "held-out mean ± SD"], rows, bold=lambda i: i == 0)
+
+
+def _pm(stats: dict[str, Any]) -> str:
+    sd = stats.get("sd")
+    return f"{stats['mean']:.4f}" + (f" ± {sd:.4f}" if sd is not None else "")
+
+
+def score(who: Roles, storage: optuna.storages.BaseStorage, store: ArtifactStore,
+                  images: Any, study: optuna.Study | None = None, spec: str = "") -> None:
+    """Score the recommended trial, the baseline, the references and every seed of the
+    pick and of the best reference on ``images`` (a split no trial saw) into
+    ``who.heldout``, from their saved weights or retrained, one line on stderr per trial.
+    With ``study``, the scores are kept in its user attrs (``sweep.answer.summary.TEST_KEY``), so
+    ``status`` shows them too."""
+    from sweep.answer.evaluate import evaluate, model_for
+
+    todo = [t for t in (who.recommended, who.baseline, *who.references) if t is not None]
+    if study is not None:
+        trials = study.get_trials(deepcopy=False)
+        for group in (rec_rule.recommend_group(trials), rec_rule.reference_group(trials)):
+            todo += list(group.runs) if group is not None else []
+    todo = [t for i, t in enumerate(todo) if "config" in t.user_attrs
+            and t.number not in who.heldout and t not in todo[:i]]
+    for i, t in enumerate(todo, 1):
+        log.info("test data: scoring trial %d (%d/%d)", t.number, i, len(todo))
+        module, who.sources[t.number] = model_for(t, storage, store)
+        who.heldout[t.number] = evaluate(module, images)
+    if study is not None:
+        study.set_user_attr(answer_data.TEST_KEY, {"data": spec, "scores": {
+            str(n): {k: v for k, v in m.items() if isinstance(v, (int, float))}
+            for n, m in who.heldout.items()}})

@@ -1,0 +1,152 @@
+"""The study's answer as data, as a paragraph, and as optuna-dashboard notes.
+
+``summary`` is what ``status --format json`` prints (keys named after what a user asks):
+
+- ``recommended``: the configuration ``sweep.answer.recommend.recommend_group`` picks: its first
+  ``trial``, every run (``trials``), the ``seeds``, its complete ``config``, and
+  ``bits_per_dim`` ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
+- ``best_reference``: the same for the best reference fix, with its ``label``;
+- ``gap``: reference minus pick in bits/dim ({"mean", "sd", "seeds"}: paired over the seeds
+  both ran, so positive means the pick is better);
+- ``baseline``: the seed configuration's ``trial``, ``fate``, ``bits_per_dim``,
+  ``active_units``;
+- ``test``: the ``--test-data`` spec and, inside each of the above, ``test_bits_per_dim``
+  when ``report --test-data`` has scored them (kept in the study's user attrs, TEST_KEY).
+
+``paragraph`` says it in words; ``save_notes`` writes it as the study's note and a note on
+the recommended trial, where optuna-dashboard shows them.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+import optuna
+
+from sweep import optuna_private
+from sweep.answer import recommend as rec_rule
+
+TEST_KEY = "vae_sweep_test"  # study user attr: {"data": spec, "scores": {trial: metrics}}
+
+
+def _stats(values: list[float]) -> dict[str, Any]:
+    return {"mean": statistics.fmean(values) if values else None,
+            "sd": statistics.stdev(values) if len(values) > 1 else None, "values": values}
+
+
+def _group(group: rec_rule.Group | None, scores: dict[str, Any]) -> dict[str, Any] | None:
+    if group is None:
+        return None
+    out: dict[str, Any] = {
+        "trial": group.origin.number, "trials": [t.number for t in group.runs],
+        "seeds": group.seeds, "config": rec_rule.trial_config(group.origin).to_dict(),
+        "bits_per_dim": _stats(group.values()),
+        "active_units": group.mean("active_units")}
+    tested = [scores[str(t.number)]["bits_per_dim"] for t in group.runs
+              if str(t.number) in scores]
+    if tested:
+        out["test_bits_per_dim"] = _stats(tested)
+    return out
+
+
+def summary(study: optuna.Study) -> dict[str, Any]:
+    """The answer as data (see the module docstring)."""
+    trials = study.get_trials(deepcopy=False)
+    test = study.user_attrs.get(TEST_KEY) or {}
+    scores = test.get("scores", {})
+    pick, ref = rec_rule.recommend_group(trials), rec_rule.reference_group(trials)
+    out: dict[str, Any] = {"study": study.study_name, "recommended": _group(pick, scores),
+                           "best_reference": _group(ref, scores), "gap": None,
+                           "baseline": None, "test": test.get("data")}
+    if ref is not None and out["best_reference"] is not None:
+        out["best_reference"]["label"] = ref.origin.user_attrs["reference"]
+    if pick is not None and ref is not None:
+        mean, sd, n = rec_rule.gap(ref, pick)
+        out["gap"] = {"mean": mean, "sd": sd, "seeds": n}
+        both = [g for g in (out["recommended"], out["best_reference"])
+                if "test_bits_per_dim" in g]
+        if len(both) == 2:
+            out["gap"]["test_mean"] = (both[1]["test_bits_per_dim"]["mean"]
+                                       - both[0]["test_bits_per_dim"]["mean"])
+    base = rec_rule.baseline(trials)
+    if base is not None:
+        out["baseline"] = {"trial": base.number, "fate": rec_rule.fate(base),
+                           "bits_per_dim": base.user_attrs.get("bits_per_dim"),
+                           "active_units": base.user_attrs.get("active_units")}
+        if str(base.number) in scores:
+            out["baseline"]["test_bits_per_dim"] = scores[str(base.number)]["bits_per_dim"]
+    return out
+
+
+def _pm(stats: dict[str, Any] | None, unit: str = "bits/dim") -> str:
+    if not stats or stats.get("mean") is None:
+        return "-"
+    sd = stats.get("sd")
+    return f"{stats['mean']:.4f}" + (f" ± {sd:.4f}" if sd is not None else "") + f" {unit}"
+
+
+def lines(data: dict[str, Any]) -> list[str]:
+    """The answer in a few sentences, one a line (plain text: status, notes, the report)."""
+    out = []
+    base = data["baseline"]
+    if base is not None:
+        out.append(f"The seed configuration (trial {base['trial']}): {base['fate']}, "
+                   f"{_fmt(base['bits_per_dim'])} bits/dim, {base['active_units']} active units.")
+    pick, ref, gap = data["recommended"], data["best_reference"], data["gap"]
+    if pick is None:
+        out.append("Recommended: none yet (no complete trial kept an active unit).")
+        return out
+    n = len(pick["seeds"])
+    out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['trials'])}, seeds "
+               f"{_list(pick['seeds'])}): {_pm(pick['bits_per_dim'])} on validation over "
+               f"{n} seed(s)" + (f", {_pm(pick['test_bits_per_dim'])} on {data['test']}"
+                                 if "test_bits_per_dim" in pick else "") + ".")
+    if ref is not None:
+        out.append(f"Best reference: {ref['label']}, trial {ref['trial']} (seeds "
+                   f"{_list(ref['seeds'])}): {_pm(ref['bits_per_dim'])}"
+                   + (f", {_pm(ref['test_bits_per_dim'])} on {data['test']}"
+                      if "test_bits_per_dim" in ref else "") + ".")
+    if ref is not None and ref["trial"] == pick["trial"]:
+        out.append("The pick is the best reference itself: the search found nothing better.")
+    elif gap is not None:
+        sd = f" ± {gap['sd']:.4f}" if gap["sd"] is not None else ""
+        what = "below" if gap["mean"] > 0 else "above"
+        out.append(f"Gap (reference minus pick): {gap['mean']:.4f}{sd} bits/dim over "
+                   f"{gap['seeds']} paired seed(s): the pick is {abs(gap['mean']):.4f} "
+                   f"bits/dim {what} the best reference"
+                   + (f"; on {data['test']}: {gap['test_mean']:.4f}" if "test_mean" in gap
+                      else "") + ".")
+    return out
+
+
+def _fmt(v: Any) -> str:
+    return f"{v:.4f}" if isinstance(v, float) else str(v)
+
+
+def _list(values: list[Any]) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+def paragraph(data: dict[str, Any]) -> str:
+    """The study note: the answer and how to take it, in Markdown."""
+    text = "## The answer\n\n" + "\n\n".join(lines(data))
+    if data["recommended"] is not None:
+        text += (f"\n\nTake it: `python -m sweep export --study {data['study']} --trial "
+                 f"{data['recommended']['trial']} --out DIR`")
+    return text
+
+
+def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
+    """The answer as the study's note, and a note on the recommended trial (both replace
+    the previous ones: optuna-dashboard keeps one note per study and per trial)."""
+    from optuna_dashboard import save_note
+
+    data = summary(study) if data is None else data
+    save_note(study, paragraph(data))
+    pick = data["recommended"]
+    if pick is not None:
+        trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
+        said = [line for line in lines(data) if line.startswith(("Recommended", "Gap"))]
+        save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
+                  "## Recommended\n\n" + "\n\n".join(said))

@@ -1,0 +1,191 @@
+"""The bench's view of the sweep around the trainer: real ``sweep start`` runs, timed.
+
+- ``sweep_overhead``: two 1-epoch trials through ``sweep.start`` into a fresh SQLite study;
+  the share of its wall time spent outside the trainer's fits (creating the study and its
+  storage, loading the cached images, claiming and recording the trial, pictures and
+  artifacts): what the sweep adds around the training a user's own script would also run.
+  ``fit_s`` is the fit call (the epoch's training steps and its validation, as in any
+  Lightning script); ``train_s`` the trainer's own clock (training batches only).
+- ``trial_overhead``: the share of the second trial's own wall time (from the worker
+  taking it to its result recorded: what each trial of a running worker pays after its
+  first) that is not training steps: Lightning's setup, the validation of the split with
+  every metric, the pictures and the storage writes (``first_trial_overhead``: the
+  first's, which also splits and moves the images).
+- ``time_to_answer``: the same trial budget on the same images run by the plain Optuna +
+  Lightning script (``sweep.bench.user_script``) and by ``sweep start`` with its pruner on and off;
+  for each, the wall time until a finished, non-collapsed trial's neg_elbo is within
+  ``margin`` of the best any of them found.
+
+Data are an ImageFolder both sides read: the user's folder itself, or the images written
+as PNGs; a subset is a folder of symlinks to a fixed random choice of its files. The
+project's decoded-image cache is filled before timing (what every run after the first sees).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+import torchvision
+from optuna.trial import FrozenTrial, TrialState
+
+from models.config import Config
+from models.data import load_images
+from sweep.bench import user_script as baseline
+from sweep.space import fix, parse_space
+
+SUBSET_SEED = 0
+STUDY = "bench"
+
+
+def say(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def image_folder(cfg: Config, images: torch.Tensor, dest: Path) -> Path:
+    """An ImageFolder holding ``cfg``'s images: its own folder, or ``images`` as PNGs."""
+    if cfg.dataset.startswith("folder:"):
+        return Path(os.path.expanduser(cfg.dataset[len("folder:"):]))
+    return baseline.write_image_folder(images, dest)
+
+
+def subset_folder(root: Path, n: int, dest: Path) -> Path:
+    """``n`` of ``root``'s images (a fixed random choice; all when n is 0 or larger) as an
+    ImageFolder of symlinks, so both sides of a comparison read the same files."""
+    samples = torchvision.datasets.ImageFolder(str(root)).samples
+    chosen = sorted(random.Random(SUBSET_SEED).sample(range(len(samples)), n)) \
+        if 0 < n < len(samples) else range(len(samples))
+    for i in chosen:
+        path = Path(samples[i][0])
+        link = dest / path.parent.name / path.name
+        link.parent.mkdir(parents=True, exist_ok=True)
+        link.symlink_to(path.resolve())
+    return dest
+
+
+def run_start(dest: Path, root: Path, fixed: dict[str, Any], space: dict[str, Any],
+              n_trials: int, baseline_trial: bool) -> tuple[float, list[FrozenTrial], float]:
+    """``sweep.start`` into a fresh SQLite file: (wall seconds, trials, start time)."""
+    import sweep
+
+    dest.mkdir(parents=True)
+    config = dest / "sweep.toml"
+    config.write_text("".join(f"{k} = {json.dumps(v)}\n" for k, v in space.items()))
+    fields = {**fixed, "dataset": f"folder:{root}"}
+    load_images(Config.from_dict(fields))  # fill the decode cache before the clock starts
+    started = time.time()
+    done = sweep.start(config, study=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
+                       n_trials=n_trials, fixed=fields, baseline=baseline_trial,
+                       options=sweep.RunOptions(threads=torch.get_num_threads()))
+    wall = time.time() - started
+    return wall, done.study.get_trials(deepcopy=False), started
+
+
+def _outside_steps(trial: FrozenTrial, batch_size: int) -> tuple[float, float, float]:
+    """(the trial's wall seconds, from taken to recorded; its training steps' seconds;
+    the share of the first outside the second)."""
+    attrs = trial.user_attrs
+    train_s = attrs["steps"] * batch_size / attrs["images_per_sec"]
+    assert trial.datetime_start is not None and trial.datetime_complete is not None
+    trial_s = (trial.datetime_complete - trial.datetime_start).total_seconds()
+    return trial_s, train_s, 1 - train_s / trial_s
+
+
+def sweep_overhead(cfg: Config, root: Path, dest: Path, device: torch.device) -> dict[str, Any]:
+    """Two 1-epoch trials through ``sweep start`` (the seed configuration, then the first
+    reference): ``trial_overhead`` is the second's, as every trial of a running worker
+    after its first pays it; ``first_trial_overhead`` the first's."""
+    say("sweep_overhead: two 1-epoch trials through sweep start")
+    fixed = {"batch_size": cfg.batch_size, "max_epochs": 1}
+    wall, trials, _ = run_start(dest, root, fixed, {}, n_trials=2, baseline_trial=True)
+    fit_s = sum(t.user_attrs["wall_time_s"] for t in trials)
+    first_s, _, first = _outside_steps(trials[0], cfg.batch_size)
+    trial_s, train_s, share = _outside_steps(trials[-1], cfg.batch_size)
+    out = {"fraction": round(1 - fit_s / wall, 4), "trial_overhead": round(share, 4),
+           "first_trial_overhead": round(first, 4), "wall_s": round(wall, 2),
+           "fit_s": round(fit_s, 2), "trial_s": round(trial_s, 2),
+           "first_trial_s": round(first_s, 2), "train_s": round(train_s, 2),
+           "steps": trials[-1].user_attrs["steps"], "device": str(device)}
+    say(f"sweep_overhead: {out['fraction']:.1%} of {wall:.1f} s outside the {fit_s:.1f} s of "
+        f"fits; trial_overhead: {share:.1%} of the second {trial_s:.1f} s trial outside its "
+        f"{train_s:.1f} s of training steps (the first: {first:.1%})")
+    return out
+
+
+def _answers(trials: list[FrozenTrial], values: dict[int, tuple[float, float]], started: float
+             ) -> list[tuple[float, float]]:
+    """(seconds since start, neg_elbo) of each finished, non-collapsed trial."""
+    out = []
+    for t in trials:
+        neg_elbo, active = values.get(t.number, (float("nan"), 0.0))
+        if t.state == TrialState.COMPLETE and active > 0 and neg_elbo == neg_elbo \
+                and t.datetime_complete is not None:
+            done = t.datetime_complete.timestamp() - started
+            out.append((done, neg_elbo))
+    return sorted(out)
+
+
+def _first_within(answers: list[tuple[float, float]], threshold: float) -> float | None:
+    return next((round(s, 2) for s, v in answers if v <= threshold), None)
+
+
+def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: float,
+                   workers: int, dest: Path, device: torch.device) -> dict[str, Any]:
+    """The same budget by the script and by ``sweep start`` (pruner on, then off)."""
+    fixed = {"batch_size": cfg.batch_size, "max_epochs": epochs, "seed": cfg.seed}
+    # The "tpe" strategy: both sides search the same space with the same TPE seed.
+    space = fix(parse_space({"objectives": ["neg_elbo"], "strategy": "tpe"}),
+                {**fixed, "dataset": f"folder:{root}"})
+    accelerator = "cuda" if device.type == "cuda" else "cpu"
+    say(f"time_to_answer: baseline script, {n_trials} trials of {epochs} epoch(s)")
+    started = time.time()
+    script = baseline.run_study(space, root, n_trials, workers, accelerator)
+    runs: dict[str, tuple[float, list[FrozenTrial], float, dict[int, tuple[float, float]]]] = {
+        "baseline": (time.time() - started, script.trials, started,
+                     {t.number: (t.value if t.value is not None else float("nan"),
+                                 t.user_attrs.get("active_units", 0))
+                      for t in script.trials})}
+    for name, pruner in (("project", "median"), ("project_no_pruning", "none")):
+        say(f"time_to_answer: sweep start, pruner {pruner}")
+        wall, trials, begun = run_start(dest / name, root, fixed,
+                                        {"objectives": ["neg_elbo"], "pruner": pruner,
+                                         "strategy": "tpe"},
+                                        n_trials, baseline_trial=False)
+        runs[name] = (wall, trials, begun,
+                      {t.number: (t.user_attrs.get("neg_elbo", float("nan")),
+                                  t.user_attrs.get("active_units", 0)) for t in trials})
+    answers = {name: _answers(trials, values, begun)
+               for name, (_, trials, begun, values) in runs.items()}
+    found = [v for a in answers.values() for _, v in a]
+    best = min(found) if found else None  # None: every trial collapsed or failed
+    threshold = best + margin * abs(best) if best is not None else float("-inf")
+    out: dict[str, Any] = {"margin": margin, "best_neg_elbo": best,
+                           "threshold": threshold if best is not None else None,
+                           "trials": n_trials,
+                           "epochs": epochs, "images": _image_count(root),
+                           "pruner": "median (project), none (project_no_pruning)"}
+    for name, (wall, trials, _, _) in runs.items():
+        key = "baseline" if name == "baseline" else name
+        out[f"{key}_s"] = _first_within(answers[name], threshold)
+        out[f"{key}_wall_s"] = round(wall, 2)
+        out[f"{key}_pruned"] = sum(t.state == TrialState.PRUNED for t in trials)
+    b = out["baseline_s"]
+    for name, key in (("project", "ratio"), ("project_no_pruning", "ratio_no_pruning")):
+        p = out[f"{name}_s"]
+        out[key] = round(p / b, 3) if p is not None and b else None
+        if p is not None and b is None:  # the script never got there: its whole wall bounds it
+            out[f"{key}_at_most"] = round(p / out["baseline_wall_s"], 3)
+    say(f"time_to_answer: baseline {out['baseline_s']} s, project {out['project_s']} s "
+        f"(no pruning {out['project_no_pruning_s']} s), ratio {out['ratio']}")
+    return out
+
+
+def _image_count(root: Path) -> int:
+    return len(torchvision.datasets.ImageFolder(str(root)).samples)
+

@@ -1,0 +1,119 @@
+"""Progress of a study: counts by state, a line per finished trial, the best so far.
+
+Each is a record of the ``sweep.runner.progress`` logger; the counts carry ``redraw``, so the
+command line's handler redraws them in place on a terminal (``sweep.logs.Console``); otherwise each
+change is one plain log line. ``results`` is what the trial goal counts: finished trials,
+where a failed trial that was re-run counts once (through its re-run).
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Sequence
+
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
+from optuna.trial import FrozenTrial, TrialState
+
+from sweep.answer.recommend import recommend
+from sweep.storage.settings import KEY
+
+log = logging.getLogger(__name__)
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def results(trials: Sequence[FrozenTrial]) -> int:
+    """Finished trials among ``trials``, a failed one that was re-run counting once."""
+    retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
+    return sum(t.state in FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
+               for t in trials)
+
+
+def best_summary(study: optuna.Study) -> str:
+    try:
+        if len(study.directions) == 1:
+            best = study.best_trial
+            return f"best: trial {best.number} = {best.value:.4g}"
+        front = study.best_trials
+    except ValueError:
+        return "best: none yet"
+    if not front:
+        return "best: none yet"
+    # The trial status and report recommend, by the same rule, so the line never names another.
+    top = recommend(study.get_trials(deepcopy=False))
+    if top is None:
+        return f"Pareto front: {len(front)} trial(s); none to recommend yet"
+    return (f"Pareto front: {len(front)} trial(s); recommended: trial {top.number} "
+            f"({top.user_attrs['bits_per_dim']:.4g} bits/dim, "
+            f"{top.user_attrs.get('active_units', 0)} active units)")
+
+
+class Progress:
+    def __init__(self, study: optuna.Study, goal: int | None = None, echo: bool = True) -> None:
+        self.study, self.goal, self.echo = study, goal, echo
+        self.last = ""
+        self.started = time.monotonic()
+
+    def counts(self) -> str:
+        trials = self.study.get_trials(deepcopy=False)
+        c = Counter(t.state for t in trials)
+        done = results(trials)
+        stored = self.study.user_attrs.get(KEY) if self.goal is not None else None
+        if stored:  # confirmation runs (sweep.runner.confirm) or another start raised the goal
+            self.goal = stored["goal"]
+        goal = f"/{self.goal}" if self.goal is not None else ""
+        # How far each running trial is (EpochProgress writes it after every epoch).
+        where = ", ".join(f"#{t.number} {t.user_attrs['progress']}" for t in trials
+                          if t.state == TrialState.RUNNING and "progress" in t.user_attrs)
+        return (f"{done}{goal} done: {c[TrialState.COMPLETE]} complete, "
+                f"{c[TrialState.PRUNED]} pruned, {c[TrialState.FAIL]} failed, "
+                f"{c[TrialState.RUNNING]} running{f' ({where})' if where else ''}, "
+                f"{c[TrialState.WAITING]} queued")
+
+    def covered(self) -> bool:
+        """Whether a worker should start no new trial: nothing is queued, and the trials done
+        plus those running on other workers meet the goal (so N workers do not overshoot it
+        by N - 1). Trials whose worker died are failed (and re-queued) first, so they are
+        not counted as running."""
+        if self.goal is None:
+            return False
+        optuna.storages.fail_stale_trials(self.study)
+        trials = self.study.get_trials(deepcopy=False)
+        if any(t.state == TrialState.WAITING for t in trials):
+            return False
+        running = sum(t.state == TrialState.RUNNING for t in trials)
+        return results(trials) + running >= self.goal
+
+    def _print(self, line: str, final: bool) -> None:
+        log.info("%s", line, extra={"redraw": not final})
+
+    def poll(self) -> None:
+        """Log the counts when they changed (the parent of several workers calls this)."""
+        line = f"[{time.monotonic() - self.started:6.0f}s] {self.counts()} | "
+        line += best_summary(self.study)
+        if line.split("] ", 1)[1] != self.last.split("] ", 1)[-1]:
+            self._print(line, final=False)
+            self.last = line
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Optuna callback after each trial of this worker."""
+        self.report(study, trial)
+        if self.covered():
+            study.stop()
+
+    def report(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """A line for a trial this worker finished, then the counts."""
+        if self.echo:
+            if trial.values:
+                names = study.metric_names or [f"v{i}" for i in range(len(trial.values))]
+                what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values, strict=False))
+                if "collapse_reason" in trial.user_attrs:  # kept in the plots, never best
+                    what += f"; infeasible: {trial.user_attrs['collapse_reason']}"
+            else:
+                what = str(trial.user_attrs.get("pruned_reason")
+                           or trial.user_attrs.get("fail_reason") or "")
+            self._print(f"trial {trial.number} {trial.state.name}: {what}", final=True)
+            self.poll()

@@ -1,0 +1,267 @@
+"""Where studies live: ``open_storage`` is the only place an Optuna storage is made.
+
+Supported URLs: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (one file
+for the workers of one machine), and any other SQLAlchemy URL whose dialect and driver are
+installed (``postgresql://...``, ``mysql+pymysql://...``) for workers on several machines.
+A URL without a driver uses the one that is installed: ``postgresql://`` means psycopg 3
+to SQLAlchemy 2.1, and the ``[postgresql]`` extra installs psycopg2, so ``postgresql://``
+becomes ``postgresql+psycopg2://`` when only psycopg2 is there (``mysql://`` likewise
+becomes ``mysql+pymysql://``).
+SQLite is set up for several local worker processes: WAL journal mode (readers never block
+the writer; the mode is stored in the file) and a 60 s busy timeout, so a worker waits for
+the write lock instead of failing with "database is locked". Every storage is an RDBStorage
+with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna;
+it is a ``sweep.storage.sweep_storage.SweepStorage``: retried through database outages, with
+an atomic claim of queued trials on SQLite and a study-wide lock.
+
+A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
+created raises StorageError, one line naming the URL (password hidden), before anything
+is written. A study's artifacts and checkpoints live where its settings say (see
+``sweep.storage.stores``); ``artifact_dir`` and ``checkpoint_dir`` are the defaults: beside the
+SQLite file, or in the working directory for a server database.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+import re
+import sqlite3
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from sweep.errors import DatabaseFull, ParamError, StorageError, StorageUnreachable, UsageError
+from sweep.storage.outages import OUTAGE_ENV, outage_wait_s
+
+if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
+    import optuna
+    from optuna.trial import FrozenTrial
+    from sqlalchemy.engine import URL
+
+DEFAULT_STORAGE = "sqlite:///sweeps.db"
+STORAGE_ENV = "VAE_SWEEP_STORAGE"
+# Long enough for a busy writer (heartbeats, trial updates of other workers) to finish.
+SQLITE_TIMEOUT_S = 60
+# Outside SQLite the artifacts and checkpoints have no file to sit beside: the working dir.
+_NON_SQLITE_ARTIFACTS = "vae-sweep-artifacts"
+_NON_SQLITE_CHECKPOINTS = "vae-sweep-checkpoints"
+_EXPECTED = "expected sqlite:///path.db, postgresql://... or mysql://..."
+# A URL without a driver gets the first of these that is installed (SQLAlchemy's own
+# default first, so a machine with psycopg 3 keeps it).
+DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("mysqldb", "pymysql"),
+           "mariadb": ("mysqldb", "pymysql")}
+_MODULES = {"psycopg": "psycopg", "psycopg2": "psycopg2", "mysqldb": "MySQLdb",
+            "pymysql": "pymysql"}
+
+
+def resolve_storage_url(arg: str | None) -> str:
+    """The storage URL to use: ``arg``, else $VAE_SWEEP_STORAGE, else DEFAULT_STORAGE."""
+    return arg or os.environ.get(STORAGE_ENV) or DEFAULT_STORAGE
+
+
+def open_storage(
+    url: str,
+    *,
+    heartbeat_interval: int | None = 60,
+    grace_period: int | None = 180,
+    stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
+    must_exist: bool = False,
+) -> optuna.storages.BaseStorage:
+    """An RDBStorage on ``url`` (see the module docstring); StorageError if it is unusable.
+
+    ``heartbeat_interval=None`` turns heartbeats off (for readers: status, dashboard).
+    ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
+    ``must_exist``: commands that only read a study must not create an empty SQLite file.
+    """
+    import optuna
+    import sqlalchemy.exc
+
+    from sweep.storage.sweep_storage import (
+        SweepStorage,
+        full_disk,
+        full_message,
+        retrying,
+        transient,
+    )
+
+    parsed = check_url(url)
+    shown = _shown(url, parsed)
+    engine_kwargs: dict[str, Any]
+    lock_file = None
+    if parsed.get_backend_name() == "sqlite":
+        if must_exist and not Path(str(parsed.database)).is_file():
+            raise StorageError(f"{shown}: no such database file")
+        _prepare_sqlite(parsed, shown)
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
+        lock_file = Path(f"{parsed.database}-lock")
+    else:  # a server may drop idle connections during a long trial: test each before use
+        engine_kwargs = {"pool_pre_ping": True}
+    kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
+                              "heartbeat_interval": heartbeat_interval,
+                              "grace_period": grace_period}
+    # A server that is down or restarting is waited out (sweep.storage.sweep_storage.retrying:
+    # one line, a bounded backoff), exactly as a running worker waits: a process started during an
+    # outage must not take it for bad input. What can never work fails at once.
+    try:
+        return retrying(SweepStorage)(parsed.render_as_string(hide_password=False),
+                                      lock_file=lock_file, engine_kwargs=engine_kwargs,
+                                      **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
+        if full_disk(err):  # not the user's input: waiting or retyping does not help
+            raise DatabaseFull(full_message(err, shown)) from err
+        if transient(err):
+            raise StorageUnreachable(f"{shown}: still unreachable after {outage_wait_s():.0f} s "
+                                     f"(${OUTAGE_ENV}): {_reason(err)}") from None
+        raise StorageError(f"{shown}: cannot open storage: {_reason(err)}") from None
+
+
+def _reason(err: BaseException) -> str:
+    """The first line of the SQLAlchemy error in ``err`` (it names the driver's error)."""
+    import sqlalchemy.exc
+
+    while not isinstance(err, sqlalchemy.exc.SQLAlchemyError) and err.__cause__ is not None:
+        err = err.__cause__
+    return (str(err).strip().splitlines() or [type(err).__name__])[0]
+
+
+def check_url(url: str) -> URL:
+    """``url`` parsed, with its driver importable; StorageError otherwise. Writes nothing:
+    commands call it first, before any slow import."""
+    parsed = with_driver(_parse(url))
+    try:  # the dialect loads its DB-API module only when the engine is made: check it now
+        parsed.get_dialect().import_dbapi()
+    except ImportError as err:
+        raise StorageError(f"{_shown(url, parsed)}: its database driver is not installed "
+                           f"({err})") from None
+    return parsed
+
+
+def with_driver(parsed: URL) -> URL:
+    """``parsed`` with an installed driver when it names none (see the module docstring)."""
+    backend = parsed.get_backend_name()
+    if "+" in parsed.drivername or backend not in DRIVERS:
+        return parsed
+    for driver in DRIVERS[backend]:
+        if importlib.util.find_spec(_MODULES[driver]) is not None:
+            return parsed.set(drivername=f"{backend}+{driver}")
+    return parsed  # none installed: check_url names the missing driver
+
+
+def pinned(url: str) -> str:
+    """``url`` with a relative SQLite path made absolute, so that a handle kept open (in a
+    notebook) reads the same file, and the artifacts beside it, after a change of directory."""
+    db = _sqlite_path(url)
+    if db is None or db.is_absolute():
+        return url
+    return f"sqlite:///{db.resolve()}"
+
+
+def artifact_dir(url: str) -> Path:
+    """The FileSystemArtifactStore's directory: ``<db dir>/<db stem>-artifacts`` for SQLite,
+    else ``./vae-sweep-artifacts``. Not created here (the store does not create it either)."""
+    db = _sqlite_path(url)
+    return db.parent / f"{db.stem}-artifacts" if db else Path(_NON_SQLITE_ARTIFACTS)
+
+
+def checkpoint_dir(url: str, study_name: str) -> Path:
+    """Checkpoints of ``study_name``'s trials: ``<db dir>/<db stem>-checkpoints/<study>``
+    for SQLite, else ``./vae-sweep-checkpoints/<study>``. Not created here.
+
+    A study name that is not a plain file name (``/``, ``..``, spaces...) is made one, with
+    a hash of the real name appended so that two such studies never share a directory.
+    """
+    db = _sqlite_path(url)
+    root = db.parent / f"{db.stem}-checkpoints" if db else Path(_NON_SQLITE_CHECKPOINTS)
+    return root / safe_name(study_name)
+
+
+def safe_name(study_name: str) -> str:
+    """``study_name`` as a file name (see checkpoint_dir)."""
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", study_name)
+    if safe != study_name or safe in ("", ".", ".."):
+        safe = f"{safe}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
+    return safe
+
+
+def _parse(url: str) -> URL:
+    """The URL parsed, with a dialect SQLAlchemy knows (else StorageError)."""
+    from sqlalchemy.engine import make_url
+    from sqlalchemy.exc import ArgumentError, NoSuchModuleError
+
+    try:
+        parsed = make_url(url)
+    except (ArgumentError, ValueError, TypeError):
+        raise StorageError(f"{_shown(url)}: not a storage URL ({_EXPECTED})") from None
+    try:
+        parsed.get_dialect()
+    except NoSuchModuleError:
+        raise StorageError(f"{_shown(url, parsed)}: unsupported scheme "
+                           f"{parsed.drivername!r} ({_EXPECTED})") from None
+    if parsed.get_backend_name() == "sqlite" and parsed.database in (None, "", ":memory:"):
+        # An in-memory database is private to one connection: no worker could share it.
+        raise StorageError(f"{url}: an SQLite storage needs a file path ({_EXPECTED})")
+    return parsed
+
+
+def shown(url: str) -> str:
+    """``url`` for messages, with any password hidden (``user:***@host``)."""
+    try:
+        return _shown(url, _parse(url))
+    except StorageError:
+        return _shown(url)
+
+
+def _shown(url: str, parsed: URL | None = None) -> str:
+    """``url`` for messages, with any password hidden."""
+    if parsed is not None and parsed.password:
+        return parsed.render_as_string(hide_password=True)
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)
+
+
+def _sqlite_path(url: str) -> Path | None:
+    parsed = _parse(url)
+    return Path(str(parsed.database)) if parsed.get_backend_name() == "sqlite" else None
+
+
+def _prepare_sqlite(parsed: URL, shown: str) -> None:
+    """Create the file's directory and switch the file to WAL (a no-op once it is)."""
+    path = Path(str(parsed.database))
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"{shown}: cannot create directory {path.parent} "
+                           f"({err.strerror or err})") from None
+    try:
+        con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
+        try:
+            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        finally:
+            con.close()
+    except sqlite3.Error as err:  # a directory, a read-only place, not an SQLite file...
+        raise StorageError(f"{shown}: cannot open SQLite file {path} ({err})") from None
+    if mode.lower() != "wal":  # e.g. on a network file system, which has no shared memory
+        warnings.warn(f"{shown}: SQLite kept journal mode {mode!r} instead of WAL; "
+                      "concurrent workers may hit 'database is locked'", stacklevel=3)
+
+
+def open_study(storage_arg: str | None, name: str | None
+               ) -> tuple[optuna.Study, optuna.storages.BaseStorage, str]:
+    """Study ``name`` (or the storage's only study) for reading, its storage and URL: what
+    ``status``, ``report`` and ``export`` read. UsageError naming what is missing."""
+    import optuna
+
+    url = resolve_storage_url(storage_arg)
+    storage = open_storage(url, heartbeat_interval=None, must_exist=True)
+    names = [s.study_name for s in optuna.get_all_study_summaries(storage,
+                                                                  include_best_trial=False)]
+    if name is None:
+        if len(names) != 1:
+            raise ParamError("study", f"is needed: {len(names)} studies in {shown(url)} "
+                                      f"({', '.join(names) or 'none'})")
+        name = names[0]
+    if name not in names:
+        raise UsageError(f"no study {name!r} in {shown(url)}")
+    return optuna.load_study(study_name=name, storage=storage), storage, url
