@@ -21,7 +21,7 @@ import sweep
 from sweep.answer.recommend import recommend
 from sweep.cli import FLAGS, main
 from sweep.errors import NoWeights, ParamError
-from sweep.runner.interrupts import signals_interrupt
+from sweep.runner.interrupts import armed, signals_interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -119,7 +119,7 @@ def test_each_run_has_its_own_signal_record_and_gives_the_handler_back():
     try:
         for _ in range(2):  # a second run answers Ctrl-C as the first did
             with pytest.raises(KeyboardInterrupt, match="SIGINT"), \
-                    signals_interrupt() as received:
+                    signals_interrupt() as received, armed():  # as while a trial trains
                 signal.raise_signal(signal.SIGINT)
             assert received == ["SIGINT"]
             assert signal.getsignal(signal.SIGINT) is _handler
@@ -136,7 +136,7 @@ def test_no_library_module_chooses_a_matplotlib_backend_or_uses_pyplot():
 
 def test_errors_name_the_parameter_and_the_command_line_the_flag(tmp_path):
     with contextlib.chdir(tmp_path):
-        with pytest.raises(ParamError, match=r"^n_trials must be >= 0, got -1$"):
+        with pytest.raises(ParamError, match=r"^n_trials must be >= 1, got -1$"):
             sweep.start(SPACE, n_trials=-1, storage="sqlite:///s.db")
         with pytest.raises(ParamError, match=r"^timeout must be a positive number"):
             sweep.RunOptions(timeout=0)

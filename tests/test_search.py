@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 import sweep.runner.objective
-from sweep.answer import recommend
+from sweep.answer import recommend, references
 from sweep.answer import summary as answer
 from sweep.answer.references import enqueue_references
 from sweep.cli import main
@@ -43,7 +43,9 @@ def study_run(tmp_path_factory, images):
     study.set_metric_names(list(space.objectives))
     study_settings.save(study, settings)
     study.enqueue_trial(baseline_params(space), user_attrs={"baseline": True})
-    enqueue_references(study, space, room=2)  # KL warm-up and cyclical annealing
+    with pytest.MonkeyPatch.context() as mp:  # the two fixes that keep units on tiny data
+        mp.setattr(references, "REFERENCES", references.REFERENCES[2:])
+        enqueue_references(study, space, room=2)  # cyclical annealing and KL warm-up
     stores = open_stores(None, url, "s")
     objective = sweep.runner.objective.Objective(space, images, stores.artifacts,
                                                  stores.checkpoints)

@@ -15,7 +15,7 @@ from sweep.runner.study import default_study_name
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
-    ([0, 1], None, 1, 0, ["0", "1"]),
+    ([0, 1], None, 1, 2, ["0", "1"]),
     ([2, 3], None, 2, 8, ["2", "2", "3", "3"]),  # only the listed GPUs, K workers each
     ([0], None, 1, 1, ["0"]),  # named: pinned (so run in a process of its own)
     (None, 3, 1, 0, [None, None, None]),  # CPU workers leave CUDA_VISIBLE_DEVICES alone

@@ -23,7 +23,6 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import sys
     from pathlib import Path
 
     from models.config import Config
@@ -45,8 +44,6 @@ def run(args: argparse.Namespace) -> int:
     use_threads(threads_per_worker(1, args.threads))
     with quiet_logs():
         # Loaded before the store is opened: a test set that cannot be read leaves nothing.
-        if args.test_data:
-            print(f"--test-data: loading {args.test_data}", file=sys.stderr, flush=True)
         images = heldout_images(args.test_data) if args.test_data else None
         store = artifact_store(url, study)
         who = report.roles(study)
