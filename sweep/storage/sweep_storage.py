@@ -302,7 +302,6 @@ def _creation_lock(url: str, lock_file: Path | None,
         engine.dispose()
 
 
-
 class RetriedRDBStorage(RDBStorage):
     """RDBStorage whose every call a worker makes is retried through outages (``retrying``).
 
