@@ -310,16 +310,20 @@ class Worker:
         """Fail and re-queue the trial if the full database still takes that (an update in
         place may fit); if not, it stays RUNNING and ``resume`` fails and re-queues it once
         its heartbeat is stale. Either way its re-run is not lost."""
-        reason = "the database is full"
         with suppress(DatabaseFull, optuna.exceptions.UpdateFinishedTrialError):
-            trial.set_user_attr("fail_reason", reason)
-            frozen = self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-            if frozen.state == TrialState.FAIL:
-                Requeue(reason)(self.study, frozen)
+            self._fail_with_rerun(trial, "the database is full")
+
+    def _fail_with_rerun(self, trial: optuna.Trial, reason: str) -> None:
+        """The trial FAIL with ``reason`` and exactly one re-run queued, unless it was
+        finished meanwhile or another process queued its re-run already."""
+        self._attr(trial, "fail_reason", reason)
+        self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
+        frozen = self.storage.get_trial(optuna_private.trial_id(trial))
+        if frozen.state == TrialState.FAIL and not _rerun_of(self.study, frozen.number):
+            Requeue(reason)(self.study, frozen)
 
     def _record_interruption(self, trial: optuna.Trial, how: str) -> None:
-        """The trial FAIL with ``how`` as its reason and exactly one re-run queued (unless
-        it was finished meanwhile, or another process queued its re-run already)."""
+        """``_fail_with_rerun`` with ``how`` in the reason, through fresh connections."""
         reason = f"interrupted by {how}; its re-run continues from the last epoch checkpoint"
         # The heartbeat goes on (run_trial stops it afterwards): should this record wait out
         # an outage, the trial must not look abandoned to the other workers meanwhile.
@@ -332,11 +336,7 @@ class Worker:
             self.storage.scoped_session.remove()
             self.storage.engine.dispose()
             try:
-                self._attr(trial, "fail_reason", reason)
-                self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
-                frozen = self.storage.get_trial(optuna_private.trial_id(trial))
-                if frozen.state == TrialState.FAIL and not _rerun_of(self.study, frozen.number):
-                    Requeue(reason)(self.study, frozen)
+                self._fail_with_rerun(trial, reason)
                 return
             except Exception as err:
                 if attempt == RECORD_TRIES - 1:
