@@ -81,6 +81,7 @@ def open_storage(
 
     from sweep.storage.sweep_storage import (
         SweepStorage,
+        _FileLock,
         full_disk,
         full_message,
         retrying,
@@ -94,9 +95,9 @@ def open_storage(
     if parsed.get_backend_name() == "sqlite":
         if must_exist and not Path(str(parsed.database)).is_file():
             raise StorageError(f"{shown}: no such database file")
-        _prepare_sqlite(parsed, shown)
-        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
         lock_file = Path(f"{parsed.database}-lock")
+        _prepare_sqlite(parsed, shown, _FileLock.of(lock_file))
+        engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:  # a server may drop idle connections during a long trial: test each before use
         engine_kwargs = {"pool_pre_ping": True}
     kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
@@ -226,8 +227,10 @@ def _sqlite_path(url: str) -> Path | None:
     return Path(str(parsed.database)) if parsed.get_backend_name() == "sqlite" else None
 
 
-def _prepare_sqlite(parsed: URL, shown: str) -> None:
-    """Create the file's directory and switch the file to WAL (a no-op once it is)."""
+def _prepare_sqlite(parsed: URL, shown: str, lock: Any) -> None:
+    """Create the file's directory and switch the file to WAL (a no-op once it is). The
+    switch takes SQLite's exclusive lock, which its busy timeout does not wait for: processes
+    opening a new file at once take turns under ``lock`` (the creation lock beside it)."""
     path = Path(str(parsed.database))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
@@ -237,7 +240,10 @@ def _prepare_sqlite(parsed: URL, shown: str) -> None:
     try:
         con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
         try:
-            mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+            mode = str(con.execute("PRAGMA journal_mode").fetchone()[0])
+            if mode.lower() != "wal":
+                with lock.held():
+                    mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         finally:
             con.close()
     except sqlite3.Error as err:  # a directory, a read-only place, not an SQLite file...
