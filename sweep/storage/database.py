@@ -23,6 +23,7 @@ SQLite file, or in the working directory for a server database.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import importlib.util
 import os
@@ -230,19 +231,21 @@ def _sqlite_path(url: str) -> Path | None:
 def _prepare_sqlite(parsed: URL, shown: str, lock: Any) -> None:
     """Create the file's directory and switch the file to WAL (a no-op once it is). The
     switch takes SQLite's exclusive lock, which its busy timeout does not wait for: processes
-    opening a new file at once take turns under ``lock`` (the creation lock beside it)."""
+    creating the file at once take turns under ``lock`` (the creation lock beside it). An
+    existing file is switched without it, so a reader leaves no lock file behind."""
     path = Path(str(parsed.database))
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as err:
         raise StorageError(f"{shown}: cannot create directory {path.parent} "
                            f"({err.strerror or err})") from None
+    new = not path.exists() or path.stat().st_size == 0
     try:
         con = sqlite3.connect(path, timeout=SQLITE_TIMEOUT_S)
         try:
             mode = str(con.execute("PRAGMA journal_mode").fetchone()[0])
             if mode.lower() != "wal":
-                with lock.held():
+                with lock.held() if new else contextlib.nullcontext():
                     mode = str(con.execute("PRAGMA journal_mode=WAL").fetchone()[0])
         finally:
             con.close()
