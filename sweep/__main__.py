@@ -2,12 +2,11 @@
 does not spin set before anything imports torch (``sweep.runner.processes.wait_policy``)."""
 
 import os
-import sys
 
 from sweep.runner.processes import wait_policy
 
 os.environ.update(wait_policy(os.environ))
 
-from sweep.cli import main
+from sweep.cli import run_main
 
-sys.exit(main())
+run_main()

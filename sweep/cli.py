@@ -157,8 +157,22 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 128 + int(getattr(signal, how, signal.SIGINT))
 
 
+class Terminated(KeyboardInterrupt):
+    """SIGTERM outside a run (before it starts, or while the summary prints): the command
+    stops as Ctrl-C would stop it, with exit 143 and a line, instead of dying silently."""
+
+    signal = "SIGTERM"
+
+
+def _terminate(signum: int, frame: Any) -> NoReturn:
+    raise Terminated
+
+
 def run_main(argv: Sequence[str] | None = None) -> Any:
-    """Entry point for console scripts: the process's own, so it sets the wait policy in
-    its environment (torch is not loaded yet; see ``sweep.runner.processes.wait_policy``)."""
+    """Entry point for console scripts and ``python -m sweep``: the process's own, so it
+    sets the wait policy in its environment (torch is not loaded yet; see
+    ``sweep.runner.processes.wait_policy``) and answers SIGTERM (a run installs its own
+    handlers for its duration and puts this one back)."""
     os.environ.update(wait_policy(os.environ))
+    signal.signal(signal.SIGTERM, _terminate)
     sys.exit(main(argv))

@@ -335,6 +335,9 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
         png = get(f"/artifacts/{trial['study_id']}/{trial['trial_id']}/"
                   f"{names['reconstructions.png']['artifact_id']}")
         assert png[:8] == b"\x89PNG\r\n\x1a\n"
+        # `docker stop` or systemd: the server stops as on Ctrl-C (exit 0), not killed (-15).
+        server.terminate()
+        assert server.wait(timeout=60) == 0, server_log.read_text()
     finally:
         server.kill()
         server.wait()
