@@ -16,6 +16,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep.optuna_private import CONSTRAINTS_KEY
 from sweep.space import Space, load_space
 from sweep.storage.database import (
     DEFAULT_STORAGE,
@@ -84,6 +85,21 @@ def test_storage_contract(url):
     finally:
         if not url.startswith("sqlite"):
             optuna.delete_study(study_name=name, storage=storage)
+
+
+def test_the_best_trial_the_dashboard_asks_for_is_feasible_once_one_is(tmp_path):
+    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=None)
+    study = optuna.create_study(storage=storage)
+
+    def add(value: float, constraint: float) -> int:
+        trial = optuna.trial.create_trial(value=value, system_attrs={CONSTRAINTS_KEY: [constraint]})
+        study.add_trial(trial)
+        return study.trials[-1].number
+
+    collapsed = add(1.0, 1.0)  # the lowest value, but no active unit
+    assert storage.get_best_trial(study._study_id).number == collapsed  # none feasible yet
+    kept, _ = add(3.0, 0.0), add(2.5, 0.5)
+    assert storage.get_best_trial(study._study_id).number == kept == study.best_trial.number
 
 
 @pytest.mark.parametrize("bad", [

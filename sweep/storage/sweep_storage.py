@@ -453,6 +453,22 @@ class SweepStorage(RetriedRDBStorage):
                     "database for longer than that")
         return stale
 
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        """The best trial, feasible first: ``Study.best_trial`` skips infeasible trials
+        (Optuna's constraints), but optuna-dashboard's "Best Trial" asks the storage, which
+        does not; a collapsed trial with the lowest value was shown as best there. With no
+        feasible trial yet, the storage's answer stands: the dashboard needs one to draw."""
+        best = super().get_best_trial(study_id)
+        if all(c <= 0 for c in best.system_attrs.get(optuna_private.CONSTRAINTS_KEY, ())):
+            return best
+        complete = self.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+        feasible = [t for t in complete if all(
+            c <= 0 for c in t.system_attrs.get(optuna_private.CONSTRAINTS_KEY, ()))]
+        if not feasible:
+            return best
+        pick = max if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
+        return pick(feasible, key=lambda t: float(t.value or 0.0))
+
     def uptime(self) -> float:
         """Seconds since the database server started (infinite for SQLite, which has none)."""
         backend = self.engine.dialect.name
