@@ -13,8 +13,8 @@ the ones their config gives. A configuration with a collapsed seed is out: the f
 reliable. ``recommend`` is the first trial of that configuration.
 
 The answer always comes with its complete config (every ``Config`` field, fixed and
-conditional ones included), read from the trial's ``config`` attr, so running it gives the
-same trial.
+conditional ones included), read from the trial's record (``sweep.storage.trial_record``),
+so running it gives the same trial.
 """
 
 from __future__ import annotations
