@@ -3,6 +3,8 @@ same order in every trial, read the way optuna-dashboard reads it."""
 
 from __future__ import annotations
 
+import json
+
 import optuna
 import torch
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
@@ -27,7 +29,9 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
     trials = []
     for i in range(5):
         trial = study.ask()
-        upload_trial_artifacts(trial, store, module, images, metrics, history, weights=i == 0)
+        upload_trial_artifacts(trial, store, module, images, metrics, history, weights=i == 0,
+                               document={"trial": trial.number, "metrics": metrics,
+                                         "history": history})
         trials.append(trial)
     storage = study._storage
     listed = [[a["filename"] for a in list_trial_artifacts(
@@ -46,6 +50,10 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
             im.load()
             if name != "curves.png":  # upscaled: every image SCALE times its size, at least
                 assert im.size[0] >= N_IMAGES * images.shape[3] * SCALE
+    download_artifact(artifact_store=store, artifact_id=metas["trial.json"].artifact_id,
+                      file_path=str(tmp_path / "trial.json"))
+    assert json.loads((tmp_path / "trial.json").read_text()) == {
+        "trial": 0, "metrics": metrics, "history": history}
     download_artifact(artifact_store=store, artifact_id=metas["weights.pt"].artifact_id,
                       file_path=str(tmp_path / "w.pt"))
     loaded = load_model(tmp_path / "w.pt")

@@ -13,6 +13,7 @@ from sweep.pruning import ParetoRule
 from sweep.runner.callbacks import CollapseStop, OptunaPruning, ParetoPruning, pruning_callback
 from sweep.runner.objective import Objective
 from sweep.space import parse_space
+from sweep.storage import trial_record
 
 OBJ = ("mse", "rate", "active_units")
 DIRS = ["minimize", "minimize", "maximize"]
@@ -93,7 +94,7 @@ def history(vector, epochs):
 def finished(state, vector, epochs):
     values = list(vector) if state == TrialState.COMPLETE else None
     return create_trial(state=state, values=values,
-                        user_attrs={"history": history(vector, epochs)})
+                        system_attrs=trial_record.system_attrs(history=history(vector, epochs)))
 
 
 # No trained model has mse 0 with 16 active units at rate 0: dominated at every epoch.
@@ -185,7 +186,7 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                           FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
     study.optimize(objective, n_trials=1)
     trial = study.trials[-1]
-    assert len(trial.user_attrs["history"]) == 1  # a reference for later trials' epoch 0
+    assert len(trial_record.history(trial)) == 1  # a reference for later trials' epoch 0
     if warmup:
         assert trial.state == TrialState.PRUNED
         assert trial.user_attrs["pruned_epoch"] == 0

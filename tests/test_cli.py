@@ -27,6 +27,7 @@ from optuna.trial import TrialState
 
 from models.config import Config
 from sweep.space import baseline_params, load_space
+from sweep.storage import trial_record
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY_TOML = """
@@ -186,12 +187,12 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert baseline.user_attrs["baseline"] is True
     assert baseline.params == baseline_params(load_space(tiny_toml))
     seed = Config().to_dict()
-    assert all(baseline.user_attrs["config"][k] == seed[k] for k in baseline.params)
+    assert all(trial_record.config(baseline)[k] == seed[k] for k in baseline.params)
     for t in trials:
-        assert {"config", "git_sha", "images_per_sec", "history", "rate"} <= set(t.user_attrs)
+        assert {"git_sha", "images_per_sec", "rate"} <= set(t.user_attrs)
         # [fixed] synthetic_size = 96 reaches the data: 86 training images, 2 batches of 32.
-        assert t.user_attrs["config"]["synthetic_size"] == 96
-        assert t.user_attrs["steps"] == 2 * len(t.user_attrs["history"])
+        assert trial_record.config(t)["synthetic_size"] == 96
+        assert t.user_attrs["steps"] == 2 * len(trial_record.history(t))
     pngs = list((tmp_path / "sweeps-artifacts").rglob("*"))
     assert len([p for p in pngs if p.is_file()]) >= 4 * 3
     assert not list((tmp_path / "sweeps-checkpoints").rglob("*.ckpt"))  # deleted when done
@@ -271,7 +272,7 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
     assert rerun.user_attrs["resumed_from"].endswith("trial-0/last.ckpt"), err + resumed
     assert rerun.user_attrs["start_epoch"] >= 1, err + resumed
     assert rerun.user_attrs["epochs_trained"] == 3 - rerun.user_attrs["start_epoch"]
-    assert [h["epoch"] for h in rerun.user_attrs["history"]] == [0, 1, 2]
+    assert [h["epoch"] for h in trial_record.history(rerun)] == [0, 1, 2]
 
 
 @pytest.mark.slow
@@ -404,7 +405,7 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
     assert diverged.state == TrialState.FAIL, second.stderr
     assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"
-    assert diverged.user_attrs["config"]["lr"] == 1e6  # the command line's value, not searched
+    assert trial_record.config(diverged)["lr"] == 1e6  # the command line's value, not searched
 
 
 @pytest.mark.slow

@@ -15,6 +15,7 @@ from sweep.answer.recommend import gap, recommend, recommend_group, reference_gr
 from sweep.runner import confirm
 from sweep.runner.stages import focus_space
 from sweep.space import fix, load_space
+from sweep.storage import trial_record
 
 CALIBRATED = Config(recon_reduction="sum", likelihood="gaussian", sigma_mode="optimal")
 
@@ -48,9 +49,9 @@ def trial(number, bpd, au=8, seed=0, **attrs):
     t = create_trial(state=TrialState.COMPLETE, value=bpd, params={"lr": cfg["lr"]},
                      distributions=LR,
                      user_attrs={"bits_per_dim": bpd, "neg_elbo": 1000 * bpd, "seed": seed,
-                                 "active_units": au, "collapsed": au == 0, "config": cfg,
-                                 "history": [{"epoch": 0}], **attrs},
-                     system_attrs={"constraints": [1.0 - au]})
+                                 "active_units": au, "collapsed": au == 0, **attrs},
+                     system_attrs={"constraints": [1.0 - au], **trial_record.system_attrs(
+                         config=cfg, history=[{"epoch": 0}])})
     t.number = number
     return t
 

@@ -23,6 +23,7 @@ from sweep.cli import main
 from sweep.commands.dashboard import stores_of
 from sweep.errors import UsageError
 from sweep.storage import settings as study_settings
+from sweep.storage import trial_record
 from sweep.storage.copying import copy_study, studies_without_artifacts
 from sweep.storage.database import artifact_dir, open_storage
 
@@ -32,7 +33,7 @@ PNG = b"\x89PNG\r\n\x1a\n" + b"not really an image, but bytes to carry"
 
 def a_study(tmp_path: Path, name: str = "s") -> str:
     """A two-trial study in ``tmp_path/src.db`` with one image per trial in its default
-    store (beside the database), as ``start`` leaves it."""
+    store (beside the database) and its long values, as ``start`` leaves it."""
     url = f"sqlite:///{tmp_path}/src.db"
     study = optuna.create_study(study_name=name,
                                 storage=open_storage(url, heartbeat_interval=None))
@@ -45,6 +46,7 @@ def a_study(tmp_path: Path, name: str = "s") -> str:
         image.write_bytes(PNG + bytes([n]))
         upload_artifact(study_or_trial=trial, file_path=str(image),
                         artifact_store=FileSystemArtifactStore(str(folder)))
+        trial_record.write(trial, {"seed": n}, [{"epoch": 0, "rate": float(n)}], [0.5, 0.5])
         study.tell(trial, float(n))
     return url
 
@@ -66,6 +68,9 @@ def test_a_copy_into_a_new_sqlite_file_serves_every_image(tmp_path, capsys):
     storage = open_storage(copy, heartbeat_interval=None)
     study = optuna.load_study(study_name="s", storage=storage)
     assert [t.value for t in study.trials] == [0.0, 1.0]
+    assert [(trial_record.config(t), trial_record.history(t), trial_record.kl_per_dim(t))
+            for t in study.trials] == [({"seed": n}, [{"epoch": 0, "rate": float(n)}],
+                                        [0.5, 0.5]) for n in range(2)]
     assert study.user_attrs[study_settings.KEY] == {"goal": 2, "artifacts": None}
     # What `dashboard` serves on the copy: its store, through optuna-dashboard's own app.
     stores = stores_of(storage, copy, None)

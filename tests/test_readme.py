@@ -25,6 +25,7 @@ from torchvision.io import write_png
 from models.data import synthetic_images
 from sweep.answer.references import REFERENCES
 from sweep.space import load_space
+from sweep.storage import trial_record
 
 ROOT = Path(__file__).resolve().parent.parent
 TINY = README_TINY
@@ -162,7 +163,7 @@ def test_your_own_images_as_the_readme_gives_them(tmp_path):
     out = run([*start, "--n-trials", "2", *TINY_SET], tmp_path, HOME=str(tmp_path)).stdout
     assert "study 'mine'" in out and "\nNext:\n" in out
     study = optuna.load_study(study_name="mine", storage=f"sqlite:///{tmp_path}/sweeps.db")
-    assert study.trials[0].user_attrs["config"]["dataset"] == "folder:~/images/train"
+    assert trial_record.config(study.trials[0])["dataset"] == "folder:~/images/train"
     assert [t.state.is_finished() for t in study.trials] == [True, True]
     run(report, tmp_path, HOME=str(tmp_path))
     assert (tmp_path / "report-mine" / "report.html").is_file()

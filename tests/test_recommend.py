@@ -11,19 +11,21 @@ from optuna.trial import TrialState, create_trial
 
 from models.config import Config
 from sweep.answer.recommend import baseline, changed_fields, recommend, references, trial_config
+from sweep.storage import trial_record
 
 DIST = {"kl_schedule": CategoricalDistribution(["constant", "linear"])}
 
 
 def trial(number: int, state: TrialState = TrialState.COMPLETE, neg_elbo: float = 100.0,
-          au: int = 5, **attrs) -> optuna.trial.FrozenTrial:
+          au: int = 5, history: list | None = None, **attrs) -> optuna.trial.FrozenTrial:
     cfg = Config(kl_schedule="linear", latent_dim=32, max_epochs=3).to_dict()
     value = neg_elbo if math.isfinite(neg_elbo) else 1e9  # Optuna refuses NaN values
     t = create_trial(state=state, values=[value] if state == TrialState.COMPLETE else None,
                      params={"kl_schedule": "linear"}, distributions=DIST,
                      user_attrs={"neg_elbo": neg_elbo, "active_units": au,
-                                 "collapsed": au == 0, "config": cfg,
-                                 "history": [{"epoch": 0}], **attrs})
+                                 "collapsed": au == 0, **attrs},
+                     system_attrs=trial_record.system_attrs(
+                         config=cfg, history=[{"epoch": 0}] if history is None else history))
     t.number = number
     return t
 

@@ -18,6 +18,7 @@ from PIL import Image
 
 from models.config import Config
 from sweep.answer import report
+from sweep.storage import trial_record
 
 DISTS = {"kl_schedule": CategoricalDistribution(["constant", "linear", "cyclical"]),
          "lr": FloatDistribution(1e-4, 1e-2, log=True)}
@@ -61,8 +62,9 @@ def make_study(rows=ROWS, images: dict[int, str] | None = None,
                    for e in range(2 if state == TrialState.COMPLETE else 1)] if ran else []
         neg_elbo = 3072 * 0.5 * (1 + math.log(2 * 3.14159 * mse)) + rate \
             if ran else None
-        attrs = {"config": Config(kl_schedule=schedule, lr=lr).to_dict(), "history": history,
-                 "active_units": au, "mse": mse, "rate": rate, "neg_elbo": neg_elbo,
+        system.update(trial_record.system_attrs(
+            config=Config(kl_schedule=schedule, lr=lr).to_dict(), history=history))
+        attrs = {"active_units": au, "mse": mse, "rate": rate, "neg_elbo": neg_elbo,
                  "bits_per_dim": neg_elbo / (3072 * 0.693) + 8 if ran else None,
                  "collapsed": au == 0, **extra}
         if state == TrialState.PRUNED and au == 0:

@@ -23,6 +23,7 @@ from sweep.runner.loop import Worker, open_with_heartbeat
 from sweep.runner.progress import Progress
 from sweep.space import baseline_params, parse_space
 from sweep.storage import settings as study_settings
+from sweep.storage import trial_record
 from sweep.storage.settings import Settings
 from sweep.storage.stores import open_stores
 
@@ -78,7 +79,7 @@ def test_references_screen_then_the_focus_stage_searches_around_the_best(study_r
     assert centre.number == recommend.recommend(
         [t for t in study.trials[:3] if t.user_attrs.get("reference")]).number
     # The centre's categorical fields are fixed; lr is searched within 3x of the centre's.
-    mine, its = focus.user_attrs["config"], centre.user_attrs["config"]
+    mine, its = trial_record.config(focus), trial_record.config(centre)
     for field in ("likelihood", "recon_reduction", "kl_reduction", "kl_schedule"):
         assert mine[field] == its[field]
     assert set(focus.params) <= {"lr", "kl_warmup_steps", "kl_cycles", "kl_ratio", "free_bits"}
@@ -96,8 +97,8 @@ def test_the_best_configuration_and_the_best_reference_are_confirmed_over_seeds(
         assert sorted(t.user_attrs["seed"] for t in runs) == [1, 2]
         assert group.seeds == [0, 1, 2] and len(group.runs) == 3
         for t in runs:  # the same config but the seed
-            cfg = {**t.user_attrs["config"], "seed": 0}
-            assert cfg == group.origin.user_attrs["config"]
+            cfg = {**trial_record.config(t), "seed": 0}
+            assert cfg == trial_record.config(group.origin)
     assert len(confirm) == 2 * len({pick.origin.number, ref.origin.number})
     # The budget grew by the confirmation runs, which ran: nothing is left to queue.
     assert study_settings.load(study).goal == 4 + len(confirm)
@@ -126,7 +127,7 @@ def test_status_json_is_the_answer_recommend_gives(study_run, capsys):
         assert got["seeds"] == [0, 1, 2] and got["trials"] == [t.number for t in group.runs]
         assert got["bits_per_dim"]["mean"] == pytest.approx(statistics.fmean(values))
         assert got["bits_per_dim"]["sd"] == pytest.approx(statistics.stdev(values))
-        assert got["config"] == group.origin.user_attrs["config"]
+        assert got["config"] == trial_record.config(group.origin)
     assert data["best_reference"]["label"] == ref.origin.user_attrs["reference"]
     # Paired over the same three seeds: the mean gap is the difference of the means.
     assert data["gap"]["seeds"] == 3

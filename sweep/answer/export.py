@@ -25,6 +25,7 @@ from optuna.trial import FrozenTrial
 from sweep import configfile
 from sweep.answer.recommend import recommend, trial_config
 from sweep.errors import ParamError
+from sweep.storage import trial_record
 
 
 def pick(study: optuna.Study, which: int | str) -> FrozenTrial:
@@ -39,7 +40,7 @@ def pick(study: optuna.Study, which: int | str) -> FrozenTrial:
         chosen = next((t for t in trials if t.number == int(which)), None)
         if chosen is None:
             raise ParamError("trial", f"{which}: study {study.study_name!r} has no such trial")
-    if "config" not in chosen.user_attrs:
+    if trial_record.config(chosen) is None:
         raise ParamError("trial", f"{which}: trial {chosen.number} is {chosen.state.name} "
                          "and never trained (it has no config)")
     return chosen
@@ -72,7 +73,9 @@ def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any
         threads=trial.user_attrs.get("threads")))
     data: dict[str, Any] = {"study": study.study_name, "trial": trial.number,
                             "state": trial.state.name, "values": trial.values,
-                            **trial.user_attrs, "weights": how}
+                            **trial.user_attrs, "config": trial_record.config(trial),
+                            "history": trial_record.history(trial),
+                            "kl_per_dim": trial_record.kl_per_dim(trial), "weights": how}
     if how == "retrained" and module is not None:
         data["retrained"] = {k: v for k, v in module.last_metrics.items() if k != "kl_per_dim"}
     if test_images is not None and module is not None:

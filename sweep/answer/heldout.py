@@ -16,6 +16,7 @@ import optuna
 from sweep.answer import recommend as rec_rule
 from sweep.answer import summary as answer_data
 from sweep.optuna_private import ArtifactStore
+from sweep.storage import trial_record
 
 if TYPE_CHECKING:
     from sweep.answer.report import Roles
@@ -65,7 +66,7 @@ def score(who: Roles, storage: optuna.storages.BaseStorage, store: ArtifactStore
         trials = study.get_trials(deepcopy=False)
         for group in (rec_rule.recommend_group(trials), rec_rule.reference_group(trials)):
             todo += list(group.runs) if group is not None else []
-    todo = [t for i, t in enumerate(todo) if "config" in t.user_attrs
+    todo = [t for i, t in enumerate(todo) if trial_record.config(t) is not None
             and t.number not in who.heldout and t not in todo[:i]]
     for i, t in enumerate(todo, 1):
         log.info("test data: scoring trial %d (%d/%d)", t.number, i, len(todo))

@@ -13,8 +13,8 @@ the ones their config gives. A configuration with a collapsed seed is out: the f
 reliable. ``recommend`` is the first trial of that configuration.
 
 The answer always comes with its complete config (every ``Config`` field, fixed and
-conditional ones included), read from the trial's ``config`` attr, so running it gives the
-same trial.
+conditional ones included), read from the trial's record (``sweep.storage.trial_record``),
+so running it gives the same trial.
 """
 
 from __future__ import annotations
@@ -28,6 +28,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import Config
+from sweep.storage import trial_record
 
 YARDSTICK = "neg_elbo"
 
@@ -59,7 +60,7 @@ class Group:
 
     @property
     def seeds(self) -> list[int]:
-        return [int(t.user_attrs.get("seed", (t.user_attrs.get("config") or {}).get("seed", 0)))
+        return [int(t.user_attrs.get("seed", (trial_record.config(t) or {}).get("seed", 0)))
                 for t in self.runs]
 
     def values(self, key: str = "bits_per_dim") -> list[float]:
@@ -128,7 +129,7 @@ def recommend(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
 
 
 def reached_an_epoch(t: FrozenTrial) -> bool:
-    return bool(t.user_attrs.get("history"))
+    return bool(trial_record.history(t))
 
 
 def baseline(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
@@ -151,8 +152,12 @@ def references(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
 
 
 def trial_config(t: FrozenTrial) -> Config:
-    """The trial's complete config, from its ``config`` attr."""
-    return Config.from_dict(dict(t.user_attrs["config"]))
+    """The trial's complete config (``sweep.storage.trial_record``); KeyError if it never
+    trained."""
+    cfg = trial_record.config(t)
+    if cfg is None:
+        raise KeyError(f"trial {t.number} has no config: it never trained")
+    return Config.from_dict(cfg)
 
 
 def changed_fields(cfg: Config) -> dict[str, Any]:

@@ -37,6 +37,7 @@ from sweep.answer.heldout import seeds_html
 from sweep.answer.status import front as status_front
 from sweep.answer.trial_artifacts import curves_chart
 from sweep.optuna_private import ArtifactStore
+from sweep.storage import trial_record
 
 SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
             "anytime": "Best so far against time",
@@ -87,7 +88,7 @@ def points(trials: Sequence[FrozenTrial], who: Roles) -> list[Point]:
     """Every trial that reached an epoch, at its last epoch."""
     out = []
     for t in trials:
-        history = t.user_attrs.get("history") or []
+        history = trial_record.history(t)
         if not history:
             continue
         last = history[-1]
@@ -203,7 +204,7 @@ def answer(study: optuna.Study, who: Roles) -> str:
     if base is not None:
         parts.append(f"The seed configuration (trial {base.number}) "
                      f"<b>{html.escape(rec_rule.fate(base))}</b> after "
-                     f"{len(base.user_attrs.get('history') or [])} epoch(s): {_metrics(base)}.")
+                     f"{len(trial_record.history(base))} epoch(s): {_metrics(base)}.")
     else:
         parts.append("This study has no baseline trial (it was started with --no-baseline).")
     if best is not None:
@@ -231,7 +232,7 @@ def answer(study: optuna.Study, who: Roles) -> str:
     text = "<p>" + " ".join(parts) + "</p>"
     shown = [(f"{name} (trial {t.number})", rec_rule.trial_config(t).to_dict())
              for name, t in (("baseline", base), ("recommended", best))
-             if t is not None and "config" in t.user_attrs]
+             if t is not None and trial_record.config(t) is not None]
     if shown:
         seed = Config().to_dict()
         rows = [[k, seed[k], *(c[k] for _, c in shown)] for k in seed]
@@ -263,7 +264,7 @@ def yardstick(study: optuna.Study, who: Roles) -> str:
         header += ["held-out bits/dim", "held-out mse", "held-out active units", "model"]
     rows = []
     for role, t in rows_t:
-        row = [t.number, role, rec_rule.fate(t), len(t.user_attrs.get("history") or []),
+        row = [t.number, role, rec_rule.fate(t), len(trial_record.history(t)),
                *(t.user_attrs.get(k) for k in keys)]
         if who.heldout:
             h = who.heldout.get(t.number, {})
@@ -346,8 +347,8 @@ def build(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Arti
     series = [t for t in (who.recommended, who.baseline) if t is not None]
     series += [t for t in who.front[:MAX_FRONT_CURVES] if t not in series]
     if series:
-        curves_chart([(f"#{t.number} {who.label(t) or 'front'}", t.user_attrs.get("history")
-                       or []) for t in series], "validation metrics per epoch",
+        curves_chart([(f"#{t.number} {who.label(t) or 'front'}", trial_record.history(t))
+                      for t in series], "validation metrics per epoch",
                      out / "curves.png")
         body["curves"] = ("<p>The recommended trial, the baseline and the front (thick: the "
                           "first two).</p>" + _img(out / "curves.png", "per-epoch curves"))

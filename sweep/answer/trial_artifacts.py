@@ -7,6 +7,9 @@ optuna-dashboard shows them, always in the order of ``ORDER``:
   stand-in for Optuna's intermediate-values chart, which only single-objective studies get);
 - ``kl_per_dim.png``: bar chart of the rate per latent dim (nats/image), active units marked;
 - ``metrics.csv``: the per-epoch validation metrics;
+- ``trial.json``: the trial's whole record (config, seed, history, final metrics with
+  ``kl_per_dim``, threads, provenance), for a dashboard user to download; the database keeps
+  the same values (``sweep.storage.trial_record``), and every reader reads them there;
 - ``weights.pt``: the final weights (``sweep.answer.weights``), for the trials that keep them.
 
 The dashboard lists a trial's artifacts in the order of their ids, and its cross-trial
@@ -33,6 +36,7 @@ from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
 from models.module import VAE
+from sweep.answer.export import json_safe
 from sweep.answer.figures import agg_figure  # headless, and no process-wide backend
 from sweep.answer.weights import save_weights
 from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactStore, trial_id
@@ -40,8 +44,9 @@ from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactSt
 N_IMAGES = 8
 SCALE = 4  # screen pixels per image pixel: a 32 x 32 image shows at 128 x 128
 DPI = 100
+# weights.pt last: only some trials keep it, so every other file has the same place in all.
 ORDER = ("reconstructions.png", "samples.png", "curves.png", "kl_per_dim.png", "metrics.csv",
-         "weights.pt")
+         "trial.json", "weights.pt")
 CURVES = (("mse", "mse (per pixel)"), ("rate", "rate (nats / image)"),
           ("active_units", "active units"), ("kl_weight", "KL weight (beta)"))
 
@@ -169,9 +174,10 @@ def upload_in_order(trial: optuna.Trial, store: ArtifactStore, paths: Sequence[P
 
 def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, module: VAE,
                            val_images: torch.Tensor, metrics: dict[str, Any],
-                           history: list[dict[str, Any]], weights: bool = False) -> list[str]:
-    """Render this trial's files (``weights.pt`` too when ``weights``) and upload them in
-    ``ORDER``; returns the artifact ids."""
+                           history: list[dict[str, Any]], weights: bool = False,
+                           document: dict[str, Any] | None = None) -> list[str]:
+    """Render this trial's files (``weights.pt`` too when ``weights``, ``trial.json`` when
+    given its ``document``) and upload them in ``ORDER``; returns the artifact ids."""
     module.eval()
     n = trial.number
     au = metrics.get("active_units")
@@ -187,6 +193,9 @@ def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, module: VA
                      d / "curves.png")
         kl_bar_chart(metrics.get("kl_per_dim") or [0.0], au or 0, d / "kl_per_dim.png")
         write_csv(history or [{"epoch": None}], d / "metrics.csv")
+        if document is not None:
+            (d / "trial.json").write_text(json.dumps(json_safe(document), indent=1,
+                                                     default=str) + "\n")
         if weights:
             save_weights(module, d / "weights.pt")
         return upload_in_order(trial, store, [d / name for name in ORDER if (d / name).exists()])

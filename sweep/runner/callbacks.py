@@ -8,7 +8,8 @@
   studies (optuna-integration's callback needs the separate ``lightning`` package). The step
   is the number of epochs trained (1 after the first epoch): Hyperband's resource.
 - ``ParetoPruning``: sweep.pruning's rule for any number of objectives, fed by the earlier
-  finished trials' ``history`` attrs.
+  finished trials' histories (``sweep.storage.trial_record``: read from the database, never
+  from the artifact store, as this runs every epoch).
 - ``pruning_callback``: which of the two a study's space asks for. Neither prunes a trial on
   its final epoch: it has trained fully, and pruning would only throw its result away.
 - ``EpochProgress``: how far a running trial is, as its ``progress`` user attr, so the live
@@ -26,6 +27,7 @@ import pytorch_lightning as pl
 from models.module import VAE
 from sweep.pruning import ParetoRule, decide, epoch_vector, may_prune, reference_vectors
 from sweep.space import Space
+from sweep.storage import trial_record
 
 # Finished trials whose histories are reference vectors: PRUNED ones too (their epochs up to
 # the stop are real measurements; leaving them out would compare a trial with survivors only).
@@ -125,7 +127,7 @@ class ParetoPruning(pl.Callback):
         if current is None:  # no validation at this epoch, or a non-finite metric
             return
         trials = self.trial.study.get_trials(deepcopy=False, states=REFERENCE_STATES)
-        references = reference_vectors((t.user_attrs.get("history") for t in trials),
+        references = reference_vectors((trial_record.history(t) for t in trials),
                                        self.objectives, epoch)
         self.reason = decide(current, references, self.directions, self.objectives,
                              epoch, final, self.rule)

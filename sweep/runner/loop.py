@@ -58,6 +58,7 @@ from sweep.runner.interrupts import (
 )
 from sweep.runner.progress import Progress, results
 from sweep.storage import settings as study_settings
+from sweep.storage import trial_record
 from sweep.storage.database import open_storage
 
 if TYPE_CHECKING:
@@ -96,7 +97,8 @@ class Requeue(RetryHeartbeatStaleTrialCallback):
             state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
             user_attrs={**keep, "retry_of": trial.number, "retry": len(history),
                         "retry_reason": f"trial {trial.number}: {reason}"},
-            system_attrs={**trial.system_attrs, "failed_trial": trial.number,
+            system_attrs={**trial_record.without_record(trial.system_attrs),
+                          "failed_trial": trial.number,
                           "retry_history": history}))
 
 

@@ -42,6 +42,7 @@ from sweep.provenance import provenance, torch_threads
 from sweep.runner.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
 from sweep.runner.stages import must_train_fully, trial_space
 from sweep.space import Space, suggest
+from sweep.storage import trial_record
 from sweep.storage.stores import CheckpointStore, FolderCheckpoints
 
 log = logging.getLogger(__name__)
@@ -103,7 +104,7 @@ class LastCheckpoint(ModelCheckpoint):
             super()._save_checkpoint(trainer, filepath)
             self.on_saved()
         except Exception as err:  # the trial goes on; only a resume elsewhere is lost
-            self.missing = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            self.missing = trial_record.error_reason(err)
 
 
 def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str | None]:
@@ -126,7 +127,7 @@ def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str |
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        return None, f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+        return None, trial_record.error_reason(err)
     epochs_done = int(state.get("epoch", -1)) + 1
     if epochs_done >= cfg.max_epochs or 0 < cfg.max_steps <= int(state.get("global_step", 0)):
         return None, f"the checkpoint is of the final epoch ({epochs_done}): trained again"
@@ -170,7 +171,7 @@ class Objective:
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
                      root_dir=str(ckpt_dir),
                      mutual_info_every_epoch="mutual_info" in self.space.objectives)
-        record(trial, cfg, result, time.perf_counter() - started, resume_from)
+        document = record(trial, cfg, result, time.perf_counter() - started, resume_from)
         if latest.missing:
             trial.set_user_attr("checkpoint_missing", latest.missing)
         # Weights of COMPLETE trials, and of the baseline and references whatever their fate
@@ -180,9 +181,10 @@ class Objective:
         try:
             upload_trial_artifacts(trial, self.store, result.module,
                                    result.datamodule.val_images, result.metrics, result.history,
-                                   weights=self.keep_weights and (complete or labelled))
+                                   weights=self.keep_weights and (complete or labelled),
+                                   document=document)
         except Exception as err:  # the store is full or unreachable: the metrics still count
-            why = f"{type(err).__name__}: {(str(err).splitlines() or [''])[0][:200]}"
+            why = trial_record.error_reason(err)
             trial.set_user_attr("artifacts_missing", why)
             log.warning("trial %d: images not stored (%s)", trial.number, why)
         if not self.keep_checkpoints:
@@ -221,17 +223,18 @@ def root_trial_number(trial: optuna.Trial) -> int:
 
 
 def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
-           resumed_from: str | None) -> None:
-    """Everything needed to compare and reproduce the trial, as user attrs."""
-    attrs: dict[str, Any] = {
-        **result.metrics,
-        "config": cfg.to_dict(),
-        "seed": cfg.seed,
-        "history": result.history,
-        "wall_time_s": round(seconds, 3),
-        "resumed_from": resumed_from,
-        "threads": torch_threads(),
-        **provenance(),
-    }
+           resumed_from: str | None) -> dict[str, Any]:
+    """Everything needed to compare and reproduce the trial: the long values (config,
+    history, kl_per_dim) as system attrs (``sweep.storage.trial_record``), the short ones as
+    user attrs. Returns the whole record, the contents of the trial's ``trial.json``."""
+    trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"))
+    run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads()}
+    # A resumed path is cut from its front: its last parts say which trial it came from.
+    shown = None if resumed_from is None else trial_record.clip(resumed_from, tail=True)
+    attrs = {**trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,
+             **provenance()}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    return {"study": trial.study.study_name, "trial": trial.number, **run,
+            "resumed_from": resumed_from, "config": cfg.to_dict(), "metrics": result.metrics,
+            "history": result.history, "provenance": provenance()}

@@ -1,0 +1,97 @@
+"""A trial's long values: its full ``config``, its per-epoch ``history`` and its final
+``kl_per_dim``, kept where Optuna's own tools do not print them.
+
+Optuna-dashboard and ``optuna trials`` show every user attr on one line: a 5,000-character
+``kl_per_dim`` or the 40-field config made trial pages thousands of pixels wide and
+``optuna trials`` lines of 8,000 characters. So user attrs hold only short values (metrics,
+seed, threads, provenance, labels, reasons: ``SHORT_LIMIT`` characters at most once
+JSON-encoded), and the long ones are trial *system* attrs under ``vae_sweep:`` keys
+(``KEYS``). System attrs live in the same database row set as the rest of the trial, so a
+resumed study, the pruner, the report, the recommendation and a copy of the study all keep
+them; the dashboard and the CLI do not display them.
+
+The database is the source of truth: every reader goes through this module's accessors
+(``config``, ``history``, ``kl_per_dim``), never through the keys. The same values, with the
+seed, metrics, threads and provenance, are also uploaded as each trial's ``trial.json``
+artifact (``sweep.answer.trial_artifacts``) so a dashboard user can download them; nothing
+reads that file back.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import TYPE_CHECKING, Any
+
+from sweep.optuna_private import trial_id
+
+if TYPE_CHECKING:
+    import optuna
+    from optuna.trial import FrozenTrial
+
+SHORT_LIMIT = 200  # characters of a user attr's JSON: what the dashboard shows in one line
+CONFIG, HISTORY, KL_PER_DIM = "vae_sweep:config", "vae_sweep:history", "vae_sweep:kl_per_dim"
+KEYS = (CONFIG, HISTORY, KL_PER_DIM)
+# The metrics that are long (one value per latent dim): kept here, never as user attrs.
+LONG_METRICS = ("kl_per_dim",)
+
+
+def system_attrs(config: dict[str, Any] | None = None,
+                 history: list[dict[str, Any]] | None = None,
+                 kl_per_dim: list[float] | None = None) -> dict[str, Any]:
+    """The system attrs holding these values (those given): what ``write`` stores, and what
+    ``optuna.create_trial(system_attrs=...)`` takes to make such a trial directly."""
+    values = {CONFIG: config, HISTORY: history, KL_PER_DIM: kl_per_dim}
+    return {k: v for k, v in values.items() if v is not None}
+
+
+def write(trial: optuna.Trial, config: dict[str, Any], history: list[dict[str, Any]],
+          kl_per_dim: list[float] | None) -> None:
+    """Store the long values of a trial that has trained (see the module docstring)."""
+    for key, value in system_attrs(config, history, kl_per_dim).items():
+        trial.storage.set_trial_system_attr(trial_id(trial), key, value)
+
+
+def config(t: FrozenTrial) -> dict[str, Any] | None:
+    """The trial's full config (``Config.to_dict()``), or None if it never trained."""
+    value = t.system_attrs.get(CONFIG)
+    return dict(value) if value is not None else None
+
+
+def history(t: FrozenTrial) -> list[dict[str, Any]]:
+    """The trial's per-epoch validation metrics (empty before its first epoch ends)."""
+    return list(t.system_attrs.get(HISTORY) or [])
+
+
+def kl_per_dim(t: FrozenTrial) -> list[float]:
+    """The final epoch's rate per latent dim, nats per image (empty if it never trained)."""
+    return list(t.system_attrs.get(KL_PER_DIM) or [])
+
+
+def without_record(attrs: dict[str, Any]) -> dict[str, Any]:
+    """``attrs`` (a trial's system attrs) less the long values: what a re-run of the trial
+    starts with, before it trains and writes its own."""
+    return {k: v for k, v in attrs.items() if k not in KEYS}
+
+
+def short_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    """``metrics`` without the long ones (``LONG_METRICS``): the part kept as user attrs."""
+    return {k: v for k, v in metrics.items() if k not in LONG_METRICS}
+
+
+def clip(text: str, limit: int = SHORT_LIMIT - 10, tail: bool = False) -> str:
+    """``text`` cut to ``limit`` characters ("..." marking the cut), so a reason built from
+    an error message stays a short user attr (its JSON adds quotes and escapes). ``tail``
+    keeps the end instead (of a path, the file's name is what tells)."""
+    if len(text) <= limit:
+        return text
+    return "..." + text[3 - limit:] if tail else text[:limit - 3] + "..."
+
+
+def error_reason(err: BaseException) -> str:
+    """``err`` as a short reason attr: its type and the first line of its message."""
+    return clip(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}")
+
+
+def json_length(value: Any) -> int:
+    """The length of ``value`` as the dashboard and ``optuna trials`` print it (JSON)."""
+    return len(json.dumps(value, default=str))

@@ -1,0 +1,82 @@
+"""Trials display well in Optuna's own tools: every user attr is short once JSON-encoded, and
+the long values (config, history, kl_per_dim) come back from the database through
+``sweep.storage.trial_record`` and from each trial's ``trial.json`` artifact alike."""
+
+import json
+
+import optuna
+import pytest
+from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
+from optuna.trial import TrialState, create_trial
+
+from sweep.answer.references import REFERENCES
+from sweep.runner.loop import Requeue
+from sweep.runner.objective import Objective
+from sweep.space import parse_space
+from sweep.storage import trial_record
+
+LATENT = 64  # kl_per_dim alone would be ~1,300 characters as a user attr
+
+
+def test_every_user_attr_is_short_and_the_long_values_round_trip(tmp_path, tiny, images):
+    # A KL warm-up longer than the run: no collapse stop, so every trial has two epochs.
+    space = parse_space({"objectives": ["mse", "rate"], "pruner": "none",
+                         "search": {"lr": {"low": 1e-4, "high": 1e-2, "log": True}},
+                         "fixed": {**tiny, "latent_dim": LATENT, "max_epochs": 2,
+                                   "kl_schedule": "linear", "kl_warmup_steps": 100_000}})
+    storage = f"sqlite:///{tmp_path}/s.db"
+    study = optuna.create_study(study_name="attrs", storage=storage,
+                                directions=["minimize", "minimize"])
+    # Labelled trials carry the longest labels a study writes (stage, reference).
+    study.enqueue_trial({"lr": 1e-3}, user_attrs={"baseline": True})
+    study.enqueue_trial({"lr": 2e-3}, user_attrs={"reference": REFERENCES[0].label})
+    (tmp_path / "artifacts").mkdir()
+    store = FileSystemArtifactStore(str(tmp_path / "artifacts"))
+    study.optimize(Objective(space, images, store, tmp_path / "ckpt"), n_trials=3)
+
+    trials = optuna.load_study(study_name="attrs", storage=storage).trials
+    assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
+    long = {(t.number, k): n for t in trials for k, v in t.user_attrs.items()
+            if (n := trial_record.json_length(v)) > trial_record.SHORT_LIMIT}
+    assert long == {}
+    for t in trials:
+        assert not {"config", "history", "kl_per_dim"} & set(t.user_attrs), t.number
+        config, history = trial_record.config(t), trial_record.history(t)
+        kl = trial_record.kl_per_dim(t)
+        assert config is not None and config["lr"] == t.params["lr"]
+        assert config["latent_dim"] == LATENT and config["seed"] == t.user_attrs["seed"]
+        assert [h["epoch"] for h in history] == [0, 1]
+        assert len(kl) == LATENT and sum(kl) == pytest.approx(t.user_attrs["rate"], rel=1e-4)
+        (meta,) = [m for m in get_all_artifact_meta(t, storage=study._storage)
+                   if m.filename == "trial.json"]
+        path = tmp_path / f"trial-{t.number}.json"
+        download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(path))
+        document = json.loads(path.read_text())
+        assert document["config"] == config and document["history"] == history
+        assert document["metrics"]["kl_per_dim"] == kl
+        assert document["seed"] == config["seed"] and document["threads"] >= 1
+        assert document["provenance"]["versions"]["optuna"] == optuna.__version__
+
+
+def test_a_requeued_trial_starts_without_the_failed_trials_record():
+    study = optuna.create_study()
+    failed = create_trial(state=TrialState.FAIL, system_attrs={
+        **trial_record.system_attrs(config={"lr": 1.0}, history=[{"epoch": 0}],
+                                    kl_per_dim=[0.5]), "kept": 1})
+    study.add_trial(failed)
+    Requeue("test")(study, study.trials[0])
+    rerun = study.trials[1]
+    assert rerun.state == TrialState.WAITING and rerun.system_attrs["kept"] == 1
+    assert trial_record.config(rerun) is None and trial_record.history(rerun) == []
+    assert trial_record.kl_per_dim(rerun) == []
+
+
+def test_a_long_reason_is_clipped_to_a_short_attr():
+    err = OSError("No space left on device: " + "/very/deep/path" * 40)
+    reason = trial_record.error_reason(err)
+    assert reason.startswith("OSError: No space left on device") and reason.endswith("...")
+    assert trial_record.json_length(reason) <= trial_record.SHORT_LIMIT
+    path = "/x" * 200 + "/trial-0/last.ckpt"
+    assert trial_record.clip(path, tail=True).endswith("/trial-0/last.ckpt")
+    assert len(trial_record.clip(path, tail=True)) == trial_record.SHORT_LIMIT - 10
+    assert trial_record.clip("short") == "short"
