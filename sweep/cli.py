@@ -175,4 +175,8 @@ def run_main(argv: Sequence[str] | None = None) -> Any:
     handlers for its duration and puts this one back)."""
     os.environ.update(wait_policy(os.environ))
     signal.signal(signal.SIGTERM, _terminate)
-    sys.exit(main(argv))
+    code = main(argv)
+    # The work is done and only the interpreter's teardown is left, where Python puts the
+    # default handler back: a SIGTERM landing there turned a finished command's exit into -15.
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    sys.exit(code)
