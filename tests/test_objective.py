@@ -9,6 +9,7 @@ import torch
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 
+from sweep.optuna_private import CONSTRAINTS_KEY
 from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
 from sweep.space import parse_space
@@ -167,3 +168,19 @@ def test_the_final_epoch_writes_a_checkpoint_only_for_a_study_that_keeps_them(
                          checkpoints, keep_checkpoints=keep), n_trials=1)
     assert s.trials[0].state == TrialState.COMPLETE and checkpoints.writes == writes
     assert (tmp_path / "ckpt" / "trial-0" / "last.ckpt").exists() == keep
+
+
+def test_a_run_that_ends_collapsed_before_the_stop_could_fire_is_infeasible_and_says_why(
+        tmp_path, tiny, images):
+    # The warm-up outlasts the run, so the collapse stop never fires; no unit passes the
+    # activity threshold, so the run ends with none active all the same.
+    space = space_of({**tiny, "au_threshold": 1e9}, epochs=1)
+    s = study()
+    objective = Objective(space, images, FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
+    trial = s.ask()
+    s.tell(trial, objective(trial))
+    done = s.trials[0]
+    assert done.state == TrialState.COMPLETE and done.user_attrs["active_units"] == 0
+    assert done.system_attrs[CONSTRAINTS_KEY] == [1.0]
+    assert done.user_attrs["collapse_reason"].startswith(
+        "posterior collapse: 0 active units at the end of training (rate ")
