@@ -5,6 +5,7 @@ room for the reserve is one line, exit 1, before anything is written."""
 
 import errno
 import os
+import shutil
 import sqlite3
 
 import optuna
@@ -119,6 +120,23 @@ def test_an_emptied_reserve_is_armed_again_where_the_database_moved(tmp_path):
     assert (tmp_path / "big" / "w.db-reserve").stat().st_size == RESERVE_BYTES
     assert optuna.load_study(study_name="s", storage=moved).study_name == "s"
     open_with_heartbeat(f"sqlite:///{tmp_path}/w.db", 1)  # in place, once room was freed
+    assert (tmp_path / "w.db-reserve").stat().st_size == RESERVE_BYTES
+
+
+def test_an_emptied_reserve_is_not_taken_back_while_the_disk_is_still_full(tmp_path,
+                                                                         monkeypatch):
+    """A writer opening the database just after it filled up would take back the room the
+    stopping workers write their trials' FAIL in."""
+    storage = open_with_heartbeat(f"sqlite:///{tmp_path}/w.db", 1)
+    assert storage.reserve is not None and storage.reserve.release()
+    usage = shutil.disk_usage(tmp_path)
+    monkeypatch.setattr(shutil, "disk_usage",
+                        lambda path: usage._replace(free=2 * RESERVE_BYTES - 1))
+    with pytest.raises(DatabaseFull, match="w.db-reserve was emptied when the disk filled up"):
+        open_with_heartbeat(f"sqlite:///{tmp_path}/w.db", 1)
+    assert (tmp_path / "w.db-reserve").stat().st_size == 0
+    monkeypatch.setattr(shutil, "disk_usage", lambda path: usage._replace(free=10**9))
+    open_with_heartbeat(f"sqlite:///{tmp_path}/w.db", 1)  # space freed: armed again
     assert (tmp_path / "w.db-reserve").stat().st_size == RESERVE_BYTES
 
 

@@ -15,8 +15,9 @@ heartbeats) therefore keeps ``<db>-reserve``, RESERVE_BYTES allocated beside the
 - **released** (empty): the first write that finds the database full truncates it, and is
   tried once more in the room that frees. Every worker sharing the database reads an empty
   reserve as "the database is full": it stops beating, records its trial FAIL with its
-  re-run queued (each takes about 50 KB), and exits. ``resume`` on a disk with room arms it
-  again.
+  re-run queued (each takes about 50 KB), and exits. A writer opening the database arms it
+  again once the disk has room (``resume`` after space was freed, or the file moved); one
+  opening it before that is told the database is full.
 - **absent**: none kept (a reader such as ``status`` opened the file, or the reserve could
   not be made: a file system without room accounting, read-only folders).
 
@@ -32,6 +33,7 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
+import shutil
 from pathlib import Path
 
 # About ten workers' FAIL-and-re-queue writes (measured at 45 KB each, 11 WAL frames of
@@ -53,7 +55,15 @@ class Reserve:
 
     def arm(self) -> bool:
         """Allocate the reserve (a no-op when it is whole). False when none can be kept
-        here; NoRoom when the disk is full."""
+        here; NoRoom when the disk is full.
+
+        An emptied reserve is made again only once the disk has twice its size free: it
+        was emptied for the last writes of the workers that found the database full, and
+        taking that room back while they write would leave their trials RUNNING. Freeing
+        space, or moving the database, frees far more."""
+        if self.released() and shutil.disk_usage(self.path.parent).free < 2 * self.size:
+            raise NoRoom(errno.ENOSPC, f"{self.path.name} was emptied when the disk filled "
+                                       f"up, and less than {2 * self.size // 1024} KB is free")
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
