@@ -13,10 +13,11 @@ the write lock instead of failing with "database is locked". Besides the file li
 ``<db>-wal`` and ``<db>-shm`` (SQLite's), ``<db>-lock`` (the claim and creation lock) and,
 once a study was started, ``<db>-reserve`` (room for the last writes when the disk fills up:
 ``sweep.storage.reserve``); moving a study to another disk means moving ``<db>`` and
-``<db>-wal`` together. Every storage is an RDBStorage
-with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna;
-it is a ``sweep.storage.sweep_storage.SweepStorage``: retried through database outages, with
-an atomic claim of queued trials on SQLite and a study-wide lock.
+``<db>-wal`` together.
+Every storage is an RDBStorage with heartbeats, so trials of a killed worker are failed
+(and can be retried) by Optuna; it is a ``sweep.storage.sweep_storage.SweepStorage``:
+retried through database outages, with an atomic claim of queued trials on SQLite and a
+study-wide lock.
 
 A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
 created raises StorageError, one line naming the URL (password hidden), before anything
