@@ -122,11 +122,15 @@ def open_storage(
         return retrying(SweepStorage)(parsed.render_as_string(hide_password=False),
                                       lock_file=lock_file, reserve=kept,
                                       engine_kwargs=engine_kwargs, **kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
-        if full_disk(err):  # not the user's input: waiting or retyping does not help
-            if kept is not None:  # the other processes on this file stop too
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+            DatabaseFull) as err:
+        if isinstance(err, DatabaseFull) or full_disk(err):  # waiting or retyping cannot help
+            # The room goes back to the disk (its owner's), and the other processes on this
+            # file stop too.
+            if kept is not None:
                 kept.release()
-            raise DatabaseFull(full_message(err, shown)) from err
+            cause = err.__cause__ if isinstance(err, DatabaseFull) else err  # retrying's
+            raise DatabaseFull(full_message(cause or err, shown)) from err
         if transient(err):
             raise StorageUnreachable(f"{shown}: still unreachable after {outage_wait_s():.0f} s "
                                      f"(${OUTAGE_ENV}): {_reason(err)}") from None

@@ -64,6 +64,7 @@ class Reserve:
         if self.released() and shutil.disk_usage(self.path.parent).free < 2 * self.size:
             raise NoRoom(errno.ENOSPC, f"{self.path.name} was emptied when the disk filled "
                                        f"up, and less than {2 * self.size // 1024} KB is free")
+        new = not self.path.exists()
         try:
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as err:
@@ -73,9 +74,12 @@ class Reserve:
         try:
             _allocate(fd, self.size)
         except OSError as err:
-            # Give back what was allocated: a partial reserve would only shrink the disk.
+            # Give back what was allocated: a partial reserve would only shrink the disk. A
+            # file made here goes (an empty one would tell the others the disk filled up).
             with contextlib.suppress(OSError):
                 os.ftruncate(fd, 0)
+                if new:
+                    self.path.unlink()
             if err.errno in _NO_ROOM:
                 raise NoRoom(err.errno, f"no room for {self.path.name} "
                                         f"({self.size // 1024} KB)") from None
