@@ -105,7 +105,7 @@ class Requeue(RetryHeartbeatStaleTrialCallback):
 def open_with_heartbeat(url: str, heartbeat: int) -> SweepStorage:
     """The storage as workers use it: heartbeats on, stale trials failed and re-queued."""
     storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                           stale_trial_callback=Requeue())
+                           stale_trial_callback=Requeue(), reserve=True)
     return storage  # type: ignore[return-value]
 
 
@@ -126,7 +126,8 @@ def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage
 
 class Heartbeat(threading.Thread):
     """Beats for one trial every ``interval`` s, through outages; sets ``gone`` when the
-    trial is no longer RUNNING; fails (and so re-queues) other workers' stale trials."""
+    trial is no longer RUNNING; fails (and so re-queues) other workers' stale trials. Stops
+    once the database is full (its beats would take the room its trial's FAIL needs)."""
 
     def __init__(self, study: optuna.Study, storage: SweepStorage, trial_id: int,
                  interval: float) -> None:
@@ -138,11 +139,14 @@ class Heartbeat(threading.Thread):
     def run(self) -> None:
         while not self.stopped.wait(self.interval):
             try:
+                self.storage.check_room()
                 self.storage.record_heartbeat(self.trial_id)
                 if self.storage.get_trial(self.trial_id).state != TrialState.RUNNING:
                     self.gone.set()
                     return
                 optuna.storages.fail_stale_trials(self.study)
+            except DatabaseFull:  # the worker sees it at its next epoch end (check_room)
+                return
             except Exception:  # past the storage's retries: keep beating
                 continue
 
@@ -190,11 +194,13 @@ class Worker:
     def on_epoch(self) -> None:
         if self.beat is not None and self.beat.gone.is_set():
             raise TrialGone
+        self.storage.check_room()  # a full database: record this trial and stop
         if self.progress.echo:
             self.progress.poll()
 
     def claim(self) -> optuna.Trial | bool:
         """A trial to run; True: wait (the others run the last ones); False: done."""
+        self.storage.check_room()  # a full database: take nothing more
         with self.storage.study_lock(self.study.study_name):
             optuna.storages.fail_stale_trials(self.study)
             self._fail_orphans()
@@ -209,16 +215,21 @@ class Worker:
                     running or not confirm.enqueue(self.study, trials)):
                 return running > 0
             stop_if_signalled()  # a signal noted while waiting for the lock: take nothing
-            trial = self.study.ask()
-            # Stale detection only sees trials that beat once: beat before the lock goes.
-            self.storage.record_heartbeat(optuna_private.trial_id(trial))
+            try:
+                trial = self.study.ask()
+                # Stale detection only sees trials that beat once: beat before the lock goes.
+                self.storage.record_heartbeat(optuna_private.trial_id(trial))
+            except DatabaseFull:  # the trial half taken (if any) is ours: give it back
+                with suppress(DatabaseFull):
+                    self._fail_orphans("the database is full")
+                raise
             return trial
 
-    def _fail_orphans(self) -> None:
+    def _fail_orphans(self, reason: str = "its worker died while taking it (before its "
+                                          "first heartbeat)") -> None:
         """Fail and re-queue trials whose worker died between taking them and its first
         heartbeat (see SweepStorage.unclaimed_running); the caller holds the study lock."""
         for trial_id in self.storage.unclaimed_running(optuna_private.study_id(self.study)):
-            reason = "its worker died while taking it (before its first heartbeat)"
             self.storage.set_trial_user_attr(trial_id, "fail_reason", reason)
             if self.storage.set_trial_state_values(trial_id, TrialState.FAIL):
                 Requeue(reason)(self.study, self.storage.get_trial(trial_id))
@@ -283,19 +294,28 @@ class Worker:
             log.warning("trial %d FAIL: %s", trial.number, error)
         finally:
             self.beat.stop()
+        self._tell(trial, values, state, error)
+        return error
+
+    def _tell(self, trial: optuna.Trial, values: Any, state: TrialState,
+              error: str | None) -> None:
+        """Record the trial's result (FAIL with ``error`` when there is one)."""
         values = values if isinstance(values, (tuple, list)) else (
             None if values is None else [values])
         if values is not None and any(np.isnan(v) for v in values):
             state, values = TrialState.FAIL, None  # the objective recorded its fail_reason
-        if error is not None:
-            self._attr(trial, "fail_reason", error)
-        frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
+        try:
+            if error is not None:
+                self._attr(trial, "fail_reason", error)
+            frozen = self.study.tell(trial, values, state=state, skip_if_finished=True)
+        except DatabaseFull:  # even the reserve's room was taken: the re-run, if it fits
+            self._stop_full(trial)
+            raise
         if frozen.state == state:
             self.progress.report(self.study, frozen)
         else:  # failed under us between the last epoch and now: its re-run counts instead
             log.warning("trial %d was finished (%s) by another process before this worker "
                         "told its result", trial.number, frozen.state.name)
-        return error
 
     def _train(self, trial: optuna.Trial) -> Any:
         """The objective, with signals raising at once (``sweep.runner.interrupts``)."""
@@ -309,9 +329,10 @@ class Worker:
             pass  # failed under us meanwhile: its re-run has the story
 
     def _stop_full(self, trial: optuna.Trial) -> None:
-        """Fail and re-queue the trial if the full database still takes that (an update in
-        place may fit); if not, it stays RUNNING and ``resume`` fails and re-queues it once
-        its heartbeat is stale. Either way its re-run is not lost."""
+        """Fail and re-queue the trial, in the room the database's reserve freed
+        (``sweep.storage.reserve``); should even that be taken, it stays RUNNING and
+        ``resume`` fails and re-queues it once its heartbeat is stale. Either way its re-run
+        is not lost."""
         with suppress(DatabaseFull, optuna.exceptions.UpdateFinishedTrialError):
             self._fail_with_rerun(trial, "the database is full")
 

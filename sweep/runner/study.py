@@ -326,9 +326,10 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
     if child:
         return
     if any(line.endswith(FULL_WORDS) for line in dead):
+        # The command line adds how to resume (RunError.study).
         raise DatabaseFull(f"the database {shown(url)} is full: its workers stopped; free "
-                           "space or move it (with its -wal file) to a bigger disk, then "
-                           "resume the study", study=name)
+                           "space or move it (with its -wal file) to a bigger disk",
+                           study=name)
     goal = study_settings.load(reader).goal
     done = results(reader.get_trials(deepcopy=False))
     timed_out = timeout is not None and time.monotonic() - started >= timeout

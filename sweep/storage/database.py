@@ -9,10 +9,15 @@ becomes ``postgresql+psycopg2://`` when only psycopg2 is there (``mysql://`` lik
 becomes ``mysql+pymysql://``).
 SQLite is set up for several local worker processes: WAL journal mode (readers never block
 the writer; the mode is stored in the file) and a 60 s busy timeout, so a worker waits for
-the write lock instead of failing with "database is locked". Every storage is an RDBStorage
-with heartbeats, so trials of a killed worker are failed (and can be retried) by Optuna;
-it is a ``sweep.storage.sweep_storage.SweepStorage``: retried through database outages, with
-an atomic claim of queued trials on SQLite and a study-wide lock.
+the write lock instead of failing with "database is locked". Besides the file live
+``<db>-wal`` and ``<db>-shm`` (SQLite's), ``<db>-lock`` (the claim and creation lock) and,
+once a study was started, ``<db>-reserve`` (room for the last writes when the disk fills up:
+``sweep.storage.reserve``); moving a study to another disk means moving ``<db>`` and
+``<db>-wal`` together.
+Every storage is an RDBStorage with heartbeats, so trials of a killed worker are failed
+(and can be retried) by Optuna; it is a ``sweep.storage.sweep_storage.SweepStorage``:
+retried through database outages, with an atomic claim of queued trials on SQLite and a
+study-wide lock.
 
 A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
 created raises StorageError, one line naming the URL (password hidden), before anything
@@ -36,6 +41,7 @@ from typing import TYPE_CHECKING, Any
 
 from sweep.errors import DatabaseFull, ParamError, StorageError, StorageUnreachable, UsageError
 from sweep.storage.outages import OUTAGE_ENV, outage_wait_s
+from sweep.storage.reserve import NoRoom, Reserve
 
 if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this module early
     import optuna
@@ -70,12 +76,16 @@ def open_storage(
     grace_period: int | None = 180,
     stale_trial_callback: Callable[[optuna.Study, FrozenTrial], None] | None = None,
     must_exist: bool = False,
+    reserve: bool = False,
 ) -> optuna.storages.BaseStorage:
     """An RDBStorage on ``url`` (see the module docstring); StorageError if it is unusable.
 
     ``heartbeat_interval=None`` turns heartbeats off (for readers: status, dashboard).
     ``stale_trial_callback`` runs for each trial Optuna fails for a stale heartbeat.
     ``must_exist``: commands that only read a study must not create an empty SQLite file.
+    ``reserve``: keep room beside an SQLite file for the writes that stop a run when its
+    disk fills up (``sweep.storage.reserve``; what workers open); DatabaseFull when there is
+    none left.
     """
     import optuna
     import sqlalchemy.exc
@@ -92,12 +102,13 @@ def open_storage(
     parsed = check_url(url)
     shown = _shown(url, parsed)
     engine_kwargs: dict[str, Any]
-    lock_file = None
+    lock_file = kept = None
     if parsed.get_backend_name() == "sqlite":
         if must_exist and not Path(str(parsed.database)).is_file():
             raise StorageError(f"{shown}: no such database file")
         lock_file = Path(f"{parsed.database}-lock")
         _prepare_sqlite(parsed, shown, _FileLock.of(lock_file))
+        kept = _reserve(Path(str(parsed.database)), shown) if reserve else None
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:  # a server may drop idle connections during a long trial: test each before use
         engine_kwargs = {"pool_pre_ping": True}
@@ -109,15 +120,33 @@ def open_storage(
     # outage must not take it for bad input. What can never work fails at once.
     try:
         return retrying(SweepStorage)(parsed.render_as_string(hide_password=False),
-                                      lock_file=lock_file, engine_kwargs=engine_kwargs,
-                                      **kwargs)
-    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
-        if full_disk(err):  # not the user's input: waiting or retyping does not help
-            raise DatabaseFull(full_message(err, shown)) from err
+                                      lock_file=lock_file, reserve=kept,
+                                      engine_kwargs=engine_kwargs, **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError,
+            DatabaseFull) as err:
+        if isinstance(err, DatabaseFull) or full_disk(err):  # waiting or retyping cannot help
+            # The room goes back to the disk (its owner's), and the other processes on this
+            # file stop too.
+            if kept is not None:
+                kept.release()
+            cause = err.__cause__ if isinstance(err, DatabaseFull) else err  # retrying's
+            raise DatabaseFull(full_message(cause or err, shown)) from err
         if transient(err):
             raise StorageUnreachable(f"{shown}: still unreachable after {outage_wait_s():.0f} s "
                                      f"(${OUTAGE_ENV}): {_reason(err)}") from None
         raise StorageError(f"{shown}: cannot open storage: {_reason(err)}") from None
+
+
+def _reserve(database: Path, shown: str) -> Reserve | None:
+    """The database's reserve, armed (None where none can be kept); DatabaseFull when the
+    disk has no room for it."""
+    from sweep.storage.sweep_storage import full_message
+
+    kept = Reserve(database)
+    try:
+        return kept if kept.arm() else None
+    except NoRoom as err:
+        raise DatabaseFull(full_message(err.strerror or str(err), shown)) from None
 
 
 def _reason(err: BaseException) -> str:
@@ -250,6 +279,10 @@ def _prepare_sqlite(parsed: URL, shown: str, lock: Any) -> None:
         finally:
             con.close()
     except sqlite3.Error as err:  # a directory, a read-only place, not an SQLite file...
+        if "disk is full" in str(err).lower():  # no room for the WAL: not the user's input
+            from sweep.storage.sweep_storage import full_message
+
+            raise DatabaseFull(full_message(err, shown)) from None
         raise StorageError(f"{shown}: cannot open SQLite file {path} ({err})") from None
     if mode.lower() != "wal":  # e.g. on a network file system, which has no shared memory
         warnings.warn(f"{shown}: SQLite kept journal mode {mode!r} instead of WAL; "

@@ -28,6 +28,10 @@ What RDBStorage lacks, and only that, is added here:
   already exists", PostgreSQL's "duplicate key ... pg_type_typname_nsp_index") and one of
   two concurrent ``start``s lost its budget. Opening a storage holds the SQLite lock file,
   or a server's named lock on a connection of its own, around that creation.
+- **A full SQLite disk.** The first write that finds it full empties the reserve beside
+  the file (``sweep.storage.reserve``) and is tried once more in that room; ``check_room``
+  tells every worker sharing the file to record its trial and stop. A full database is
+  DatabaseFull, never retried as an outage.
 """
 
 from __future__ import annotations
@@ -55,6 +59,7 @@ from optuna.trial import FrozenTrial, TrialState
 from sweep import optuna_private
 from sweep.errors import DatabaseFull
 from sweep.storage.outages import outage_wait_s
+from sweep.storage.reserve import Reserve
 
 if TYPE_CHECKING:
     from sweep.optuna_private import FrozenStudy, JSONSerializable
@@ -133,10 +138,13 @@ def _shown_url(storage: object) -> str:
     return sqlalchemy.engine.make_url(url).render_as_string(hide_password=True)
 
 
-def full_message(err: BaseException, where: str) -> str:
-    """One line: which database is full, and the driver's words for it."""
-    cause = next(e for e in _chain(err) if _says_full(e))
-    words = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
+def full_message(err: BaseException | str, where: str) -> str:
+    """One line: which database is full, and the driver's words for it (or ``err``)."""
+    if isinstance(err, str):
+        words = err
+    else:
+        cause = next(e for e in _chain(err) if _says_full(e))
+        words = (str(cause).strip().splitlines() or [type(cause).__name__])[0][:200]
     return (f"the database {where} is full ({words}): free space or move it to a bigger "
             "disk, then run again (`python -m sweep resume` finishes a started study)")
 
@@ -177,6 +185,11 @@ OUTAGE = _Outage()  # per process: every storage of the process sees the same da
 def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
     """``call`` retried through outages (bounded backoff, outage_wait_s() at most)."""
 
+    # The storage whose method this is (``retrying(super().get_trial)``), or else the first
+    # argument: its URL names the database, its reserve gives a full disk's last writes
+    # their room.
+    owner = getattr(call, "__self__", None)
+
     @functools.wraps(call)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
         deadline = time.monotonic() + outage_wait_s()
@@ -187,7 +200,13 @@ def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
             except Exception as err:
                 if full_disk(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
                                                    optuna.exceptions.StorageInternalError)):
-                    where = _shown_url(args[0] if args else None)
+                    # The first write to find the disk full frees the reserve and is tried
+                    # again in that room (SQLite rolled it back whole); the worker sees the
+                    # empty reserve at its next step and stops (SweepStorage.check_room).
+                    reserve = getattr(owner, "reserve", None)
+                    if isinstance(reserve, Reserve) and reserve.release():
+                        continue
+                    where = _shown_url(owner if owner is not None else args[0] if args else None)
                     raise DatabaseFull(full_message(err, where)) from err
                 left = deadline - time.monotonic()
                 if not transient(err) or left <= 0:
@@ -415,10 +434,13 @@ class RetriedRDBStorage(RDBStorage):
 
 class SweepStorage(RetriedRDBStorage):
     """RDBStorage with retries through outages, an atomic claim on SQLite and a study lock
-    (see the module docstring). ``lock_file``: the SQLite claim lock (None on servers)."""
+    (see the module docstring). ``lock_file``: the SQLite claim lock (None on servers);
+    ``reserve``: the room kept for a full disk's last writes (``sweep.storage.reserve``)."""
 
-    def __init__(self, url: str, *, lock_file: Path | None = None, **kwargs: Any) -> None:
+    def __init__(self, url: str, *, lock_file: Path | None = None,
+                 reserve: Reserve | None = None, **kwargs: Any) -> None:
         self.lock_file = lock_file
+        self.reserve = reserve
         # RDBStorage creates the tables and writes the schema version when they are missing,
         # check-then-create: two processes opening a new database at once collide ("table
         # studies already exists"), so creation is serialised. Not retried here:
@@ -468,6 +490,13 @@ class SweepStorage(RetriedRDBStorage):
             return best
         pick = max if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
         return pick(feasible, key=lambda t: float(t.value or 0.0))
+
+    def check_room(self) -> None:
+        """DatabaseFull once any process sharing this database found it full (it emptied the
+        reserve): nothing more should be written than what stops the run."""
+        if self.reserve is not None and self.reserve.released():
+            raise DatabaseFull(full_message(
+                f"its disk filled up: {self.reserve.path.name} is used", _shown_url(self)))
 
     def uptime(self) -> float:
         """Seconds since the database server started (infinite for SQLite, which has none)."""
