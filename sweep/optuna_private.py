@@ -10,7 +10,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 # A type in RDBStorage's method signatures (with FrozenStudy below), which
-# sweep.storage.sweep_storage.RetriedRDBStorage repeats so that mypy checks its overrides
+# sweep.storage.retries.RetriedRDBStorage repeats so that mypy checks its overrides
 # against Optuna's.
 from optuna._typing import JSONSerializable
 

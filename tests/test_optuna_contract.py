@@ -20,7 +20,8 @@ from sqlalchemy.engine import make_url
 
 from sweep import optuna_private
 from sweep.storage.database import open_storage, with_driver
-from sweep.storage.sweep_storage import RetriedRDBStorage, SweepStorage
+from sweep.storage.retries import RetriedRDBStorage
+from sweep.storage.sweep_storage import SweepStorage
 
 SERVERS = {"postgresql": "VAE_SWEEP_TEST_POSTGRES_URL", "mysql": "VAE_SWEEP_TEST_MYSQL_URL"}
 # RDBStorage's MySQL tables keep whole-second times: the tests that compare a trial's start

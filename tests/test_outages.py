@@ -1,4 +1,4 @@
-"""Database outages: one place (``sweep.storage.sweep_storage.transient``) tells an outage, to
+"""Database outages: one place (``sweep.storage.retries.transient``) tells an outage, to
 wait out, from storage that can never work; opening a storage waits an outage out with one
 line and a bounded backoff, and gives up at once on bad input; no trial is stale while the
 server is just back. (Real outages of a PostgreSQL server: tests/test_faults.py.)"""
@@ -63,7 +63,7 @@ NEVER_WORKS = [
 def test_one_place_tells_an_outage_from_storage_that_can_never_work(driver, message, code):
     from optuna.exceptions import StorageInternalError
 
-    from sweep.storage.sweep_storage import transient
+    from sweep.storage.retries import transient
 
     outage = (driver, message, code) in OUTAGES
     err = _driver_error(driver, message, code)
@@ -79,12 +79,11 @@ def test_one_place_tells_an_outage_from_storage_that_can_never_work(driver, mess
 def quick_outages(monkeypatch):
     """The outage wait in tenths of a second, not minutes, and this test's own outage
     notices (the process-wide ones would carry an unended outage into the next test)."""
-    import sweep.storage.sweep_storage
+    import sweep.storage.retries
 
-    monkeypatch.setattr(sweep.storage.sweep_storage, "OUTAGE",
-                        sweep.storage.sweep_storage._Outage())
+    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries._Outage())
     monkeypatch.setenv("VAE_SWEEP_OUTAGE_WAIT_S", "0.3")
-    monkeypatch.setattr(sweep.storage.sweep_storage, "BACKOFF_S", (0.05,))
+    monkeypatch.setattr(sweep.storage.retries, "BACKOFF_S", (0.05,))
 
 
 def test_opening_storage_waits_out_an_outage_with_one_line(tmp_path, monkeypatch, capsys,
@@ -142,10 +141,10 @@ def test_opening_storage_gives_up_after_the_outage_wait_and_at_once_on_bad_input
 def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
     """A process whose first query came after an outage did not see it: the server's uptime
     tells it every heartbeat was cut, so it fails no trial until they could beat again."""
-    import sweep.storage.sweep_storage
+    import sweep.storage.retries
 
-    monkeypatch.setattr(sweep.storage.sweep_storage, "OUTAGE",
-                        sweep.storage.sweep_storage._Outage())  # none seen here
+    # None seen here.
+    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries._Outage())
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
     assert storage.uptime() == float("inf")  # SQLite has no server to restart
     study = optuna.create_study(storage=storage)
@@ -154,7 +153,7 @@ def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
         trial = study.ask()
     storage.record_heartbeat(trial._trial_id)
     time.sleep(2.5)  # stale by now: SQLite's clock has whole seconds
-    settle = 1 + 1 + sweep.storage.sweep_storage.BACKOFF_S[-1]
+    settle = 1 + 1 + sweep.storage.retries.BACKOFF_S[-1]
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle - 1)
     assert storage._get_stale_trial_ids(study._study_id) == []
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle + 1)

@@ -20,7 +20,7 @@ from sweep.errors import DatabaseFull
 from sweep.runner.loop import open_with_heartbeat
 from sweep.storage.database import open_storage
 from sweep.storage.reserve import RESERVE_BYTES, Reserve
-from sweep.storage.sweep_storage import retrying
+from sweep.storage.retries import retrying
 
 
 def _full() -> optuna.exceptions.StorageInternalError:

@@ -293,7 +293,7 @@ def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
     import sqlalchemy.exc
 
     from sweep.errors import DatabaseFull
-    from sweep.storage.sweep_storage import retrying, transient
+    from sweep.storage.retries import retrying, transient
 
     url = f"sqlite:///{tmp_path}/full.db"
     storage = open_storage(url, heartbeat_interval=None)

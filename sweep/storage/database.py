@@ -90,14 +90,9 @@ def open_storage(
     import optuna
     import sqlalchemy.exc
 
-    from sweep.storage.sweep_storage import (
-        SweepStorage,
-        _FileLock,
-        full_disk,
-        full_message,
-        retrying,
-        transient,
-    )
+    from sweep.storage.locks import FileLock
+    from sweep.storage.retries import full_disk, full_message, retrying, transient
+    from sweep.storage.sweep_storage import SweepStorage
 
     parsed = check_url(url)
     shown = _shown(url, parsed)
@@ -107,7 +102,7 @@ def open_storage(
         if must_exist and not Path(str(parsed.database)).is_file():
             raise StorageError(f"{shown}: no such database file")
         lock_file = Path(f"{parsed.database}-lock")
-        _prepare_sqlite(parsed, shown, _FileLock.of(lock_file))
+        _prepare_sqlite(parsed, shown, FileLock.of(lock_file))
         kept = _reserve(Path(str(parsed.database)), shown) if reserve else None
         engine_kwargs = {"connect_args": {"timeout": SQLITE_TIMEOUT_S}}
     else:  # a server may drop idle connections during a long trial: test each before use
@@ -115,7 +110,7 @@ def open_storage(
     kwargs: dict[str, Any] = {"heartbeat_stale_trial_callback": stale_trial_callback,
                               "heartbeat_interval": heartbeat_interval,
                               "grace_period": grace_period}
-    # A server that is down or restarting is waited out (sweep.storage.sweep_storage.retrying:
+    # A server that is down or restarting is waited out (sweep.storage.retries.retrying:
     # one line, a bounded backoff), exactly as a running worker waits: a process started during an
     # outage must not take it for bad input. What can never work fails at once.
     try:
@@ -140,7 +135,7 @@ def open_storage(
 def _reserve(database: Path, shown: str) -> Reserve | None:
     """The database's reserve, armed (None where none can be kept); DatabaseFull when the
     disk has no room for it."""
-    from sweep.storage.sweep_storage import full_message
+    from sweep.storage.retries import full_message
 
     kept = Reserve(database)
     try:
@@ -280,7 +275,7 @@ def _prepare_sqlite(parsed: URL, shown: str, lock: Any) -> None:
             con.close()
     except sqlite3.Error as err:  # a directory, a read-only place, not an SQLite file...
         if "disk is full" in str(err).lower():  # no room for the WAL: not the user's input
-            from sweep.storage.sweep_storage import full_message
+            from sweep.storage.retries import full_message
 
             raise DatabaseFull(full_message(err, shown)) from None
         raise StorageError(f"{shown}: cannot open SQLite file {path} ({err})") from None

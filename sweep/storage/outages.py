@@ -1,5 +1,5 @@
 """How long a storage call waits out a database outage: one leaf that the storage's open
-(``sweep.storage.database``), its retries (``sweep.storage.sweep_storage``) and the command
+(``sweep.storage.database``), its retries (``sweep.storage.retries``) and the command
 line (which refuses a bad value before any work) all read."""
 
 from __future__ import annotations
