@@ -195,14 +195,14 @@ class Objective:
         collapse_constraint(trial, result.metrics)
         if stop.state == "PRUNED":  # collapsed: kept COMPLETE (infeasible) with its values
             trial.set_user_attr("collapse_reason", stop.reason)
-        elif not result.metrics["active_units"]:  # trained to its end collapsed (no stop
-            # before the warm-up ended or at the final epoch): infeasible all the same, and said
-            trial.set_user_attr("collapse_reason", "posterior collapse: 0 active units at the "
-                                f"end of training (rate {result.metrics['rate']:.3g} nats)")
         elif pruning is not None and pruning.reason is not None:
             trial.set_user_attr("pruned_reason", pruning.reason)
             trial.set_user_attr("pruned_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(pruning.reason)
+        elif not result.metrics["active_units"]:  # trained to its end collapsed (no stop
+            # before the warm-up ended or at the final epoch): infeasible all the same, and said
+            trial.set_user_attr("collapse_reason", "posterior collapse: 0 active units at the "
+                                f"end of training (rate {result.metrics['rate']:.3g} nats)")
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
 
