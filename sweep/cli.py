@@ -177,6 +177,8 @@ def run_main(argv: Sequence[str] | None = None) -> Any:
     signal.signal(signal.SIGTERM, _terminate)
     code = main(argv)
     # The work is done and only the interpreter's teardown is left, where Python puts the
-    # default handler back: a SIGTERM landing there turned a finished command's exit into -15.
-    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    # default handlers back: a SIGTERM or Ctrl-C landing there turned a finished command's
+    # exit into -15 or -2.
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, signal.SIG_IGN)
     sys.exit(code)
