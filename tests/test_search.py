@@ -99,7 +99,12 @@ def test_the_best_configuration_and_the_best_reference_are_confirmed_over_seeds(
         for t in runs:  # the same config but the seed
             cfg = {**trial_record.config(t), "seed": 0}
             assert cfg == trial_record.config(group.origin)
-    assert len(confirm) == 2 * len({pick.origin.number, ref.origin.number})
+    # Confirmed: the top configuration (confirm = 1) and the best reference, 2 seeds each.
+    # The pick is among them, but may be the reference: a top configuration whose one seed
+    # won can lose over three.
+    confirmed = {t.user_attrs["confirm_of"] for t in confirm}
+    assert {pick.origin.number, ref.origin.number} <= confirmed and len(confirmed) <= 2
+    assert len(confirm) == 2 * len(confirmed)
     # The budget grew by the confirmation runs, which ran: nothing is left to queue.
     assert study_settings.load(study).goal == 4 + len(confirm)
     assert all(t.state == TrialState.COMPLETE for t in confirm)
