@@ -106,11 +106,10 @@ class SweepStorage(RetriedRDBStorage):
         does not; a collapsed trial with the lowest value was shown as best there. With no
         feasible trial yet, the storage's answer stands: the dashboard needs one to draw."""
         best = super().get_best_trial(study_id)
-        if all(c <= 0 for c in best.system_attrs.get(optuna_private.CONSTRAINTS_KEY, ())):
+        if _feasible(best):
             return best
         complete = self.get_all_trials(study_id, states=(TrialState.COMPLETE,))
-        feasible = [t for t in complete if all(
-            c <= 0 for c in t.system_attrs.get(optuna_private.CONSTRAINTS_KEY, ()))]
+        feasible = [t for t in complete if _feasible(t)]
         if not feasible:
             return best
         pick = max if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
@@ -193,3 +192,8 @@ class SweepStorage(RetriedRDBStorage):
         finally:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()  # a lost connection releases a server's lock by itself
+
+
+def _feasible(trial: FrozenTrial) -> bool:
+    """Optuna's rule: every constraint value at most 0 (none recorded: feasible)."""
+    return all(c <= 0 for c in trial.constraints.values())
