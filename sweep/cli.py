@@ -81,7 +81,8 @@ def _parents() -> dict[str, Parser]:
     threads = Parser(add_help=False)
     threads.add_argument("--threads", type=int,
                          help=f"CPU threads per training process (default: ${THREADS_ENV}, "
-                              "else the cores divided among this machine's workers)")
+                              "else the cores divided among this machine's workers; 1 where "
+                              "that share is 2 or fewer)")
     run = Parser(add_help=False, parents=[threads])
     run.add_argument("--gpus", type=gpu_ids,
                      help="comma-separated GPU ids (default: every visible GPU)")

@@ -24,7 +24,7 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
           "--config", str(toml), "--study", "s", cwd=tmp_path)
     shown = sweep("status", cwd=tmp_path)
     status = shown.stdout
-    assert "Recommended (lowest neg_elbo" in status, (status, shown.stderr)
+    assert "Recommended (lowest bits/dim" in status, (status, shown.stderr)
     assert "Its config, every field: " in status, (status, shown.stderr)
 
     proc = sweep("report", "--study", "s", "--test-data", "synthetic", cwd=tmp_path)
@@ -40,7 +40,7 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
     assert saved["weights"] == "saved weights" and saved["state"] == "COMPLETE", \
         exported_run.stderr
     assert saved["test"]["active_units"] > 0 and "bits_per_dim" in saved["test"]
-    # The trial ran with the suite's 1 thread (conftest); this machine's default is now 2.
+    # The trial ran with the suite's 1 thread (conftest); the environment now asks for 2.
     assert saved["threads"] == 1
     assert "\nthreads = 1\n" in (tmp_path / "best" / "config.toml").read_text()
     monkeypatch.setenv("VAE_SWEEP_THREADS", "2")

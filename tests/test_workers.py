@@ -43,7 +43,9 @@ def test_worker_slots_refuse_bad_values_naming_the_parameter(gpus, workers, per_
 
 
 @pytest.mark.parametrize("workers,threads,cores,expected", [
-    (1, None, 8, 8), (2, None, 8, 4), (3, None, 8, 2), (4, None, 2, 1), (2, 3, 8, 3),
+    (1, None, 8, 8), (2, None, 8, 4), (1, None, 3, 3), (4, None, 2, 1), (2, 3, 8, 3),
+    # A share of 2 cores or fewer runs one thread: a second one cost more than it gave.
+    (1, None, 2, 1), (3, None, 8, 1), (2, 2, 8, 2),
 ])
 def test_threads_divide_the_cores_among_the_workers(monkeypatch, workers, threads, cores,
                                                     expected):

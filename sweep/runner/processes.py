@@ -92,10 +92,19 @@ def env_threads() -> int | None:
     return int(text)
 
 
+# A share of this many cores or fewer runs one thread. On 2 cores (batch 40, CIFAR-10, the
+# passive wait policy below; ``python -m sweep bench`` thread rows, 5 alternating repeats) one
+# thread trained at 1248 images/s idle against 1155 for two, and at 822 against 659 beside two
+# busy processes: at this model size a second thread's wake-ups and barriers cost more than
+# its half of each convolution gives back, and it leaves a core to the rest of the machine.
+SMALL_SHARE = 2
+
+
 def threads_per_worker(workers: int, threads: int | None = None, cores: int | None = None
                        ) -> int:
     """CPU threads each worker's torch uses: ``threads`` if given, else $VAE_SWEEP_THREADS,
-    else the cores this process may run on divided among the workers (at least 1)."""
+    else the cores this process may run on divided among the workers, or 1 where that share
+    is 2 or fewer (``SMALL_SHARE``)."""
     check_threads(threads)
     if threads is None:
         threads = env_threads()
@@ -104,7 +113,8 @@ def threads_per_worker(workers: int, threads: int | None = None, cores: int | No
     if cores is None:
         cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (
             os.cpu_count() or 1)
-    return max(1, cores // workers)
+    share = cores // workers
+    return share if share > SMALL_SHARE else 1
 
 
 # OpenMP threads that spin while they wait for work take a core from every other process on
