@@ -169,7 +169,8 @@ def test_bench_reports_every_row(tmp_path):
     assert gpu["chosen"] == max(agree, key=lambda name: rows[name]["images_per_sec"])
     assert list(gpu["trials_per_gpu"]) == ["1"] and gpu["trials_per_gpu"]["1"] > 0
     assert proc.stderr.count("repeat ") == 1, proc.stderr  # one progress line per repeat
-    assert "time_to_answer: sweep start, pruner none" in proc.stderr, proc.stderr
+    assert "time_to_answer: sweep start, the default search, pruner none" in proc.stderr, \
+        proc.stderr
 
 
 @pytest.mark.slow
