@@ -216,8 +216,8 @@ def answer(study: optuna.Study, who: Roles) -> str:
         ref = best.user_attrs.get("reference")
         which = f" (the reference {html.escape(ref)})" if ref else ""
         parts.append(f"Take <b>trial {best.number}</b>{which}: "
-                     f"the lowest yardstick neg_elbo among the {n_ok} complete trials that kept "
-                     f"active units, {_metrics(best)}{gain}. "
+                     f"the lowest bits/dim (the yardstick) among the {n_ok} complete trials "
+                     f"that kept active units, {_metrics(best)}{gain}. "
                      f"<code>python -m sweep export --study {html.escape(study.study_name)} "
                      f"--trial {best.number} --out DIR</code> writes its config and weights.")
     else:

@@ -155,8 +155,8 @@ def answer(s: Status) -> str:
     if best is None:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
-    lines.append(f"Recommended (lowest neg_elbo among complete trials that kept active units, "
-                 f"mean over seeds): trial {best.trial}; {_line(best.metrics)}.")
+    lines.append(f"Recommended (lowest bits/dim, the mean over seeds, among complete trials "
+                 f"that kept active units): trial {best.trial}; {_line(best.metrics)}.")
     lines += [line.replace("Recommended: ", "Over seeds, recommended ", 1)
               for line in answer_text.lines(s.over_seeds)
               if not line.startswith("The seed configuration")]
