@@ -148,22 +148,35 @@ def test_the_exported_model_loads_as_the_readme_shows(readme_example, monkeypatc
     assert scope["samples"].shape == (8, 3, 32, 32) and torch.isfinite(scope["mu"]).all()
 
 
+def walkthrough_folder_blocks() -> list[list[list[str]]]:
+    """Each walkthrough block that names ``folder:`` data, as its commands' argument lists
+    (a line ending in a backslash continues on the next)."""
+    out = []
+    for b in blocks(section("Why does my VAE's KL drown the reconstruction? "
+                            "A CIFAR-10 walkthrough"), "bash"):
+        if "folder:" in b:
+            out.append([shlex.split(line) for line in b.replace("\\\n", " ").splitlines()])
+    return out
+
+
 @pytest.mark.slow
-def test_your_own_images_as_the_readme_gives_them(tmp_path):
-    """The walkthrough's ``folder:~/images/...`` commands with HOME here: PNGs in an
-    ImageFolder tree, a study on train, a report scored on test."""
-    for split, n, seed in (("train", 40, 0), ("test", 8, 1)):
-        (tmp_path / "images" / split / "shapes").mkdir(parents=True)
-        for i, image in enumerate(synthetic_images(n, seed=seed)):
-            write_png(image, str(tmp_path / "images" / split / "shapes" / f"{i}.png"))
-    lines = [line for b in blocks(section("Why does my VAE's KL drown the reconstruction? "
-                                          "A CIFAR-10 walkthrough"), "bash")
-             for line in b.splitlines() if "folder:" in line]
-    start, report = (shlex.split(line) for line in lines)
+@pytest.mark.parametrize("block", walkthrough_folder_blocks(), ids=["images", "cpu"])
+def test_your_own_images_as_the_readme_gives_them(tmp_path, block):
+    """The walkthrough's ``folder:~/...`` commands with HOME here: PNGs in an ImageFolder
+    tree for each folder they name, a study on train, a report scored on test."""
+    start, report = block
+    folders = {a.split(":", 1)[1] for a in start + report if a.startswith("folder:")}
+    for k, folder in enumerate(sorted(folders)):
+        n = 40 if folder.endswith("train") else 8
+        (tmp_path / folder[2:] / "shapes").mkdir(parents=True)
+        for i, image in enumerate(synthetic_images(n, seed=k)):
+            write_png(image, str(tmp_path / folder[2:] / "shapes" / f"{i}.png"))
+    name = start[start.index("--study") + 1]
     out = run([*start, "--n-trials", "2", *TINY_SET], tmp_path, HOME=str(tmp_path)).stdout
-    assert "study 'mine'" in out and "\nNext:\n" in out
-    study = optuna.load_study(study_name="mine", storage=f"sqlite:///{tmp_path}/sweeps.db")
-    assert trial_record.config(study.trials[0])["dataset"] == "folder:~/images/train"
-    assert [t.state.is_finished() for t in study.trials] == [True, True]
+    assert f"study '{name}'" in out and "\nNext:\n" in out
+    study = optuna.load_study(study_name=name, storage=f"sqlite:///{tmp_path}/sweeps.db")
+    train = next(a for a in start if a.startswith("folder:"))
+    assert trial_record.config(study.trials[0])["dataset"] == train
+    assert [t.state for t in study.trials[:2]] == [TrialState.COMPLETE] * 2
     run(report, tmp_path, HOME=str(tmp_path))
-    assert (tmp_path / "report-mine" / "report.html").is_file()
+    assert (tmp_path / f"report-{name}" / "report.html").is_file()
