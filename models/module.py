@@ -115,8 +115,7 @@ class VAE(pl.LightningModule):
                           on_step=on_step, on_epoch=not on_step, prog_bar=on_step,
                           batch_size=x.shape[0])
         if not on_step and self.evaluation is not None:
-            self.evaluation.update(x, self.to_image(self.decoder(terms.mu)), terms.out,
-                                   terms.mu, terms.logvar)
+            self.evaluation.update(x, terms.out, terms.mu, terms.logvar)
         return terms.loss
 
     def training_step(self, batch: torch.Tensor, batch_idx: int) -> torch.Tensor:

@@ -86,7 +86,7 @@ def _evaluation(likelihood, out=None, params=None, **overrides):
     x = torch.full((4, 1, 2, 2), 0.5)
     out = torch.full((4, 1, 2, 2), 0.6) if out is None else out
     mu = torch.ones(4, 3)
-    ev.update(x, torch.full((4, 1, 2, 2), 0.6), out, mu, torch.zeros(4, 3))
+    ev.update(x, out, mu, torch.zeros(4, 3))
     return ev.compute()
 
 
@@ -123,6 +123,15 @@ def test_same_predicted_images_same_score_whatever_the_likelihood():
         assert m["neg_elbo"] == pytest.approx(runs[0]["neg_elbo"], rel=1e-6)
         assert m["bits_per_dim"] == pytest.approx(runs[0]["bits_per_dim"], rel=1e-6)
     assert len({round(m["neg_elbo_own"], 3) for m in runs}) == 3  # their own units differ
+
+
+def test_mse_is_the_sampled_reconstructions_and_gives_the_yardstick_with_the_rate():
+    logits = torch.randn(4, 1, 2, 2, generator=torch.Generator().manual_seed(5))
+    m = _evaluation("bernoulli", logits, decoder_activation="none")
+    assert m["mse"] == pytest.approx(float((logits.sigmoid() - 0.5).pow(2).mean()), rel=1e-6)
+    pixels = 4
+    assert m["neg_elbo"] == pytest.approx(
+        m["rate"] + pixels / 2 * (math.log(2 * math.pi * m["mse"]) + 1), rel=1e-9)
 
 
 def test_bits_per_dim_offset_is_log2_255_for_pixels_scaled_by_1_over_255():
