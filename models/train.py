@@ -95,16 +95,17 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         callbacks: Sequence[pl.Callback] = (), ckpt_path: str | None = None,
         root_dir: str | None = None, logger: Any = False, progress: bool = False,
         accelerator: str = "auto", precision: str = "32-true",
-        channels_last: bool = False, mutual_info_every_epoch: bool = True) -> FitResult:
+        channels_last: bool | None = None, mutual_info_every_epoch: bool = True) -> FitResult:
     """Train ``cfg`` and return its metrics (see ``models.metrics``) and history.
 
     ``precision`` is Lightning's (``"bf16-mixed"``: bf16 autocast, float32 weights) and
-    ``channels_last`` stores the conv weights NHWC, so cuDNN runs its NHWC kernels (the
-    first conv's output follows the weights' layout). Both are how a run is executed, not
-    what it is: they are arguments here, not Config fields, and ``python -m sweep bench``
-    checks that the metrics stay within tolerance of the float32 default. Without
-    ``mutual_info_every_epoch`` the epochs before the last validate without the mutual
-    information (their history entries lack it; the returned metrics have it).
+    ``channels_last`` stores the conv weights NHWC, so cuDNN or oneDNN runs its NHWC kernels
+    (the first conv's output follows the weights' layout; None: ``module.conv_layout``, NHWC
+    on the CPU only). Both are how a run is executed, not what it is: they are arguments
+    here, not Config fields, and ``python -m sweep bench`` checks that the metrics stay
+    within tolerance of the float32 default. Without ``mutual_info_every_epoch`` the epochs
+    before the last validate without the mutual information (their history entries lack
+    it; the returned metrics have it).
     """
     pl.seed_everything(cfg.seed, workers=True, verbose=False)
     dm = ImageDataModule(cfg, images)
@@ -112,8 +113,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
     steps = total_steps(cfg, len(dm.train_dataloader()))
     model = VAE(cfg.to_dict(), dm.image_shape, steps)
     model.mutual_info_every_epoch = mutual_info_every_epoch
-    if channels_last:
-        model = model.to(memory_format=torch.channels_last)  # moving to the GPU keeps it
+    model.channels_last = channels_last
     throughput = Throughput()
     has_checkpoint = any(isinstance(c, pl.callbacks.ModelCheckpoint) for c in callbacks)
     trainer = pl.Trainer(

@@ -7,6 +7,7 @@ import torch
 
 from models import train
 from models.config import Config
+from models.module import conv_layout
 
 
 class FakeClock(pl.Callback):
@@ -36,14 +37,16 @@ def test_images_per_sec_counts_training_time_only(tiny, images, monkeypatch):
     assert result.metrics["images_per_sec"] == tiny["batch_size"]
 
 
-def test_channels_last_changes_the_layout_not_the_result(tiny, images):
+def test_channels_last_on_the_cpu_by_default_changes_the_layout_not_the_result(tiny, images):
     cfg = Config(**tiny, max_epochs=1)
-    plain = train.fit(cfg, images=images)
-    nhwc = train.fit(cfg, images=images, channels_last=True)
+    plain = train.fit(cfg, images=images, channels_last=False)
+    nhwc = train.fit(cfg, images=images)  # the CPU's default layout
     conv = nhwc.module.encoder.convs[0].weight
     assert conv.is_contiguous(memory_format=torch.channels_last)
     assert not plain.module.encoder.convs[0].weight.is_contiguous(
         memory_format=torch.channels_last)
+    assert conv_layout(torch.device("cpu")) == torch.channels_last
+    assert conv_layout(torch.device("cuda")) == torch.contiguous_format
     for key in ("neg_elbo", "mse"):  # same seed, same steps: only summation order differs
         assert nhwc.metrics[key] == pytest.approx(plain.metrics[key], rel=1e-4)
 

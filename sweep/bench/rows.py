@@ -33,7 +33,7 @@ import torch
 
 from models.config import Config
 from models.data import load_images
-from models.module import VAE, step_terms
+from models.module import VAE, conv_layout, step_terms
 from models.train import fit
 from sweep.bench import gpu as bench_gpu
 from sweep.bench import sweep_time as bench_sweep
@@ -74,7 +74,8 @@ def bare_loop(cfg: Config, images: torch.Tensor, steps: int, device: torch.devic
     """Images/s of a hand-written training loop over ``steps`` batches."""
     torch.manual_seed(cfg.seed)
     c, h, w = images.shape[1:]
-    model = VAE(cfg.to_dict(), (c, h, w), steps).to(device)
+    # The layout a trial's module takes on this device (``VAE.setup``).
+    model = VAE(cfg.to_dict(), (c, h, w), steps).to(device, memory_format=conv_layout(device))
     opt = torch.optim.Adam(model.parameters(), lr=cfg.lr)
     data = images.to(device).float().div_(255)
     bs = cfg.batch_size
