@@ -34,19 +34,24 @@ project_over_limit, project_over_baseline, threads, trial_overhead,
 sweep_overhead, time_to_answer
 {baseline_s, project_s, ratio}, gpu, setup (with the load average).
 
-Measured on 2026-11-25 (CIFAR-10 as an ImageFolder at data/train, batch 128,
-the default model; ratios are medians of per-repeat ratios):
+CPU, 2 cores, idle (load 1.1 before), measured 2026-12-01 on CIFAR-10 as an
+ImageFolder, the default model, ratios medians of per-repeat ratios:
+  python -m sweep bench --data folder:data/train --batch-size 40 --steps 150
+  --repeats 5 --subset 5000 --trials 60 --json bench.json  (23 min)
+  limit 1,299 / baseline 1,185 / project 1,255 images/s: project 0.99x the limit,
+  1.04x the baseline. threads (2 busy processes beside the loaded rows): the
+  default (1) over the best fixed count 1.00 idle, 0.95 loaded. trial_overhead
+  4.7 % of a 42.5 s 1-epoch trial (the first: 4.1 %); sweep_overhead 1.8 %.
+  time_to_answer on 5,000 images, 60 trials of 1 epoch: script 110.6 s, start
+  204.4 s (197.7 s without the pruner), ratio 1.85 (to the script's own best:
+  217.5 s against 137.6 s). On 112 steps a trial the best configurations have
+  17 to 38 latent dims and a KL weight of 0.03 to 0.3 with free bits, which the
+  focus window around the best reference (256 dims within x/÷2, KL weight 1)
+  cannot reach; TPE over the whole space can. On all 45,000 training images the
+  window's pick is 0.13 bits/dim below the best fix (README, CPU walkthrough).
 
-CPU, 2 cores, idle: python -m sweep bench --data folder:data/train --steps 100
-  --repeats 5 --subset 5000 --trials 12 --epochs 2 --json bench.json  (12 min)
-  limit 1,009 / baseline 638 / project 969 images/s: project 0.96x the limit,
-  1.44x the baseline (1.55x with --no-sweep on a loaded machine; 1.28x at
-  --threads 1). sweep_overhead 4.2 % of a 57.5 s trial (outside_steps 9.7 %).
-  time_to_answer: script 14.0 s, start 12.1 s (10.6 s without the pruner),
-  ratio 0.86; the whole 12-trial budget 173 s against 96 s (7 pruned).
-
-GPU, one H100 80GB, 16 cores: the same with --device cuda --steps 300
-  --trials-per-gpu 1,2,4,8
+GPU, one H100 80GB, 16 cores, measured 2026-11-25 (the code and search of then):
+  --device cuda --batch-size 128 --steps 300 --trials-per-gpu 1,2,4,8
   limit 19,027 / baseline 9,882 / project 14,071 images/s (0.73x the limit,
   1.44x the baseline); float32 / bf16 / channels_last / both: 14,525 / 9,936 /
   13,572 / 12,069 (float32 chosen); K = 1 / 2 / 4 / 8 trials sharing it:
