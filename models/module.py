@@ -93,10 +93,11 @@ class VAE(pl.LightningModule):
 
     def setup(self, stage: str) -> None:
         # Before the trainer moves the module and builds its optimizer (fit, validate alike).
-        device = self.trainer.strategy.root_device
-        nhwc = conv_layout(device) == torch.channels_last if self.channels_last is None \
-            else self.channels_last
-        self.to(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+        if self.channels_last is None:
+            self.to(memory_format=conv_layout(self.trainer.strategy.root_device))
+        else:
+            self.to(memory_format=torch.channels_last if self.channels_last
+                    else torch.contiguous_format)
 
     def kl_weight(self, step: int | None = None) -> float:
         """The KL weight at ``step`` (default: the trainer's global step)."""

@@ -100,10 +100,10 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
 
     ``precision`` is Lightning's (``"bf16-mixed"``: bf16 autocast, float32 weights) and
     ``channels_last`` stores the conv weights NHWC, so cuDNN or oneDNN runs its NHWC kernels
-    (the first conv's output follows the weights' layout; None: ``module.conv_layout``, NHWC
-    on the CPU only). Both are how a run is executed, not what it is: they are arguments
-    here, not Config fields, and ``python -m sweep bench`` checks that the metrics stay
-    within tolerance of the float32 default. Without ``mutual_info_every_epoch`` the epochs
+    (the first conv's output follows the weights' layout; None: ``models.module.conv_layout``,
+    NHWC on the CPU only). Both are how a run is executed, not what it is: they are
+    arguments here, not Config fields, and ``python -m sweep bench`` checks that the metrics
+    stay within tolerance of the float32 default. Without ``mutual_info_every_epoch`` the epochs
     before the last validate without the mutual information (their history entries lack
     it; the returned metrics have it).
     """

@@ -158,7 +158,8 @@ def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: 
                      {t.number: (t.value if t.value is not None else float("nan"),
                                  t.user_attrs.get("active_units", 0))
                       for t in script.trials})}
-    # An empty sweep file is the default search: ``{"pruner": "none"}`` only turns its off.
+    # An empty sweep file is the default search; ``{"pruner": "none"}`` only turns its
+    # pruner off.
     for name, sweep_file in (("project", {}), ("project_no_pruning", {"pruner": "none"})):
         say(f"time_to_answer: sweep start, the default search"
             f"{', pruner none' if sweep_file else ''}")
