@@ -14,7 +14,7 @@ from models.config import Config
 from sweep.answer.recommend import gap, recommend, recommend_group, reference_group
 from sweep.runner import confirm
 from sweep.runner.stages import focus_space
-from sweep.space import fix, load_space
+from sweep.space import fix, load_space, parse_space
 from sweep.storage import trial_record
 
 CALIBRATED = Config(recon_reduction="sum", likelihood="gaussian", sigma_mode="optimal")
@@ -25,7 +25,8 @@ def test_the_focus_space_fixes_the_family_and_windows_the_continuous_knobs():
     focused = focus_space(space, CALIBRATED)
     assert focused.params["lr"] == {"low": pytest.approx(1e-3 / 3), "high": pytest.approx(3e-3),
                                     "log": True}
-    assert focused.params["latent_dim"] == {"low": 128, "high": 512, "log": True}
+    # The latent window (x/÷16 around 256) stops at the space's own range, 16 to 512.
+    assert focused.params["latent_dim"] == {"low": 16, "high": 512, "log": True}
     assert focused.params["batch_size"] == {"low": 20, "high": 80, "log": True}
     assert set(focused.params) == {"lr", "latent_dim", "batch_size"}  # constant KL weight
     for field in ("likelihood", "sigma_mode", "recon_reduction", "kl_schedule", "free_bits"):
@@ -39,6 +40,14 @@ def test_the_focus_space_fixes_the_family_and_windows_the_continuous_knobs():
     mine = focus_space(fix(space, {"lr": 2e-3}), Config(free_bits=0.25))
     assert "lr" not in mine.params and mine.fixed["lr"] == 2e-3
     assert mine.params["free_bits"] == space.params["free_bits"]
+    # A range the user narrowed bounds the window too.
+    narrow = parse_space({"search": {"latent_dim": {"low": 200, "high": 300},
+                                     "lr": {"low": 1e-3, "high": 1.5e-3, "log": True},
+                                     "kl_schedule": {"choices": ["constant"]}},
+                          "strategy": "focus"})
+    windowed = focus_space(narrow, Config())
+    assert windowed.params["latent_dim"] == {"low": 200, "high": 300, "log": True}
+    assert windowed.params["lr"] == {"low": 1e-3, "high": 1.5e-3, "log": True}
 
 
 LR = {"lr": FloatDistribution(1e-4, 1e-2, log=True)}
