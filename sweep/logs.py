@@ -36,7 +36,11 @@ class _NoInterruptTraceback(logging.Filter):
 def quiet_logs() -> Iterator[None]:
     """Within it, Optuna and Lightning say only warnings (and no notice that a feature is
     experimental), and Optuna no Ctrl-C traceback."""
+    # Lightning sets its logger to INFO when first imported: imported later, inside this
+    # block (a worker process's first trial), it would undo the level set here and print
+    # its accelerator lines and tips for every trial.
     import optuna
+    import pytorch_lightning  # noqa: F401
 
     verbosity = optuna.logging.get_verbosity()
     optuna.logging.set_verbosity(optuna.logging.WARNING)

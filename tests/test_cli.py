@@ -218,6 +218,7 @@ def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
                  "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
     assert "locked" not in proc.stderr + proc.stdout, proc.stderr
+    assert "GPU available" not in proc.stderr, proc.stderr  # Lightning quiet in workers too
     got = states(tmp_path / "sweeps.db", "two")
     assert len(got) == 4 and TrialState.RUNNING not in got and TrialState.FAIL not in got, (
         got, proc.stderr)
