@@ -29,26 +29,26 @@ sweep_overhead = the share of both trials' wall time outside the trainer's fit.
 time_to_answer = wall time until a non-collapsed trial is within --margin of the
 best neg_elbo, the plain script (TPE, no pruner) against `sweep start` (pruner on
 and off). gpu = float32, bf16 autocast, channels_last (checked within 2 % of
-float32's metrics), then K trials sharing one GPU. --json keys: limit, baseline, project (images/s),
-project_over_limit, project_over_baseline, threads, trial_overhead,
-sweep_overhead, time_to_answer
-{baseline_s, project_s, ratio}, gpu, setup (with the load average).
+float32's metrics), then K trials sharing one GPU. --json keys: limit, baseline,
+project (images/s), project_over_limit, project_over_baseline, threads,
+trial_overhead, sweep_overhead, time_to_answer {baseline_s, project_s, ratio,
+ratio_at_most (when the script never got within --margin: over its whole wall),
+ratio_to_script_best}, gpu, setup (with the load average).
 
-CPU, 2 cores, idle (load 1.1 before), measured 2026-12-01 on CIFAR-10 as an
+CPU, 2 cores, idle (load 1.4 before), measured 2026-12-01 on CIFAR-10 as an
 ImageFolder, the default model, ratios medians of per-repeat ratios:
   python -m sweep bench --data folder:data/train --batch-size 40 --steps 150
-  --repeats 5 --subset 5000 --trials 60 --json bench.json  (23 min)
-  limit 1,299 / baseline 1,185 / project 1,255 images/s: project 0.99x the limit,
-  1.04x the baseline. threads (2 busy processes beside the loaded rows): the
-  default (1) over the best fixed count 1.00 idle, 0.95 loaded. trial_overhead
-  4.7 % of a 42.5 s 1-epoch trial (the first: 4.1 %); sweep_overhead 1.8 %.
-  time_to_answer on 5,000 images, 60 trials of 1 epoch: script 110.6 s, start
-  204.4 s (197.7 s without the pruner), ratio 1.85 (to the script's own best:
-  217.5 s against 137.6 s). On 112 steps a trial the best configurations have
-  17 to 38 latent dims and a KL weight of 0.03 to 0.3 with free bits, which the
-  focus window around the best reference (256 dims within x/÷2, KL weight 1)
-  cannot reach; TPE over the whole space can. On all 45,000 training images the
-  window's pick is 0.13 bits/dim below the best fix (README, CPU walkthrough).
+  --repeats 5 --subset 5000 --trials 60 --json bench.json  (18 min)
+  limit 1,551 / baseline 1,406 / project 1,480 images/s: project 0.95x the limit,
+  1.05x the baseline. threads (2 busy processes beside the loaded rows): the
+  default (1) over the best fixed count 1.02 idle, 0.99 loaded. trial_overhead
+  4.7 % of a 40.9 s 1-epoch trial (the first: 3.9 %); sweep_overhead 1.5 %.
+  time_to_answer on 5,000 images, 60 trials of 1 epoch: start's best trial
+  (-1,342 nats) is 7.6 % below the script's best (-1,246),
+  so the script never got within 5 % in its 238.1 s; start did at 39.8 s (36.6 s
+  without the pruner): ratio at most 0.17. To the script's own best: 39.8 s
+  against 192.8 s, 0.21. The focus window's latent size spans x/÷16 because on
+  112 steps a trial 16 to 32 dims win, and on 1,125 (all 45,000 images) 64.
 
 GPU, one H100 80GB, 16 cores, measured 2026-11-25 (the code and search of then):
   --device cuda --batch-size 128 --steps 300 --trials-per-gpu 1,2,4,8
