@@ -44,9 +44,9 @@ ImageFolder, the default model, ratios medians of per-repeat ratios:
   default (1) over the best fixed count 1.02 idle, 0.99 loaded. trial_overhead
   4.7 % of a 40.9 s 1-epoch trial (the first: 3.9 %); sweep_overhead 1.5 %.
   time_to_answer on 5,000 images, 60 trials of 1 epoch: start's best trial
-  (-1,342 nats) is 7.6 % below the script's best (-1,246),
-  so the script never got within 5 % in its 238.1 s; start did at 39.8 s (36.6 s
-  without the pruner): ratio at most 0.17. To the script's own best: 39.8 s
+  (-1,342 nats) is 7.6 % below the script's best (-1,246), so the script never
+  got within 5 % in its 238.1 s; start did at 39.8 s (36.6 s without the
+  pruner): ratio at most 0.17. To the script's own best: 39.8 s
   against 192.8 s, 0.21. The focus window's latent size spans x/÷16 because on
   112 steps a trial 16 to 32 dims win, and on 1,125 (all 45,000 images) 64.
 
