@@ -3,8 +3,14 @@
 It round-trips to a flat ``{key: value}`` dict and to JSON, parses ``key=value`` strings
 (the CLI's ``--set``), and validates itself so that a bad value is reported by its key
 before any work starts. The defaults are the seed question's configuration (the one that
-collapses on CIFAR-10): latent 256, depth 4, sigmoid decoder, MSE averaged over pixels,
-KL summed over latent dims, constant weight 1, batch 40, Adam at 1e-3.
+collapses on CIFAR-10): the ``conv`` network (4 layers), latent 256, sigmoid decoder, MSE
+averaged over pixels, KL summed over latent dims, constant weight 1, batch 40, Adam at 1e-3.
+
+``model`` names the network's builder (``models.networks``); its knobs are the keys
+``model.NAME`` of the flat dict (``knobs`` here), typed by their values, and checked against
+the builder's signature by ``models.networks.resolve_knobs`` (which imports it: this module
+stays torch-free). ``depth`` and ``width``, fields before networks were pluggable, are read as
+``model.depth`` and ``model.width``.
 """
 
 from __future__ import annotations
@@ -13,6 +19,7 @@ import dataclasses
 import functools
 import json
 import math
+from collections.abc import Mapping
 from typing import Any, get_type_hints
 
 # Torch-free (see its docstring): the CLI validates a config before it imports torch.
@@ -34,9 +41,15 @@ DATASETS = ("cifar10", "mnist", "fashion-mnist", "synthetic")
 
 # Upper bounds that keep a typo from asking for terabytes (latent_dim=1000000000 would
 # allocate an 8 TB layer); far above any VAE these knobs are meant for.
-LIMITS = {"latent_dim": 16384, "depth": 12, "width": 2048, "batch_size": 65536,
-          "kl_cycles": 10000, "synthetic_size": 1_000_000}
+LIMITS = {"latent_dim": 16384, "batch_size": 65536, "kl_cycles": 10000,
+          "synthetic_size": 1_000_000}
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
+
+KNOB = "model."  # the prefix of a network knob's key in the flat dict
+# Keys of older configs (databases, config.toml files) that are knobs of ``conv`` now.
+LEGACY_KNOBS = {"depth": "model.depth", "width": "model.width"}
+# Built-in networks by short name (models.networks.BUILTIN maps them to their builders).
+NETWORKS = ("conv", "resnet", "mlp")
 
 
 class ConfigError(ValueError):
@@ -54,10 +67,9 @@ class Config:
     data_dir: str = "data"
     val_fraction: float = 0.1
     synthetic_size: int = 2048
-    # architecture
+    # architecture: the network (models.networks), its size of code, its output activation
+    model: str = "conv"
     latent_dim: int = 256
-    depth: int = 4
-    width: int = 32
     decoder_activation: str = "sigmoid"
     # reconstruction term
     likelihood: str = "mse"
@@ -79,22 +91,44 @@ class Config:
     seed: int = 0
     # metrics
     au_threshold: float = 0.01
+    # the network's knobs, (name, value) sorted by name; a mapping is accepted too
+    knobs: tuple[tuple[str, Any], ...] = ()
 
     def __post_init__(self) -> None:
+        knobs = self.knobs
+        if isinstance(knobs, Mapping):
+            knobs = tuple(knobs.items())
+        object.__setattr__(self, "knobs", tuple(sorted((str(k), v) for k, v in knobs)))
         validate(self)
 
+    @property
+    def knob_values(self) -> dict[str, Any]:
+        """The network's knobs set in this config, by name (without the ``model.`` prefix)."""
+        return dict(self.knobs)
+
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The flat dict: every field, with the knobs as ``model.NAME`` keys after ``model``."""
+        out: dict[str, Any] = {}
+        for f in dataclasses.fields(self):
+            if f.name != "knobs":
+                out[f.name] = getattr(self, f.name)
+            if f.name == "model":
+                out.update({KNOB + k: v for k, v in self.knobs})
+        return out
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True)
 
     @classmethod
-    def from_dict(cls, values: dict[str, Any]) -> Config:
-        unknown = sorted(set(values) - set(field_types()))
+    def from_dict(cls, values: Mapping[str, Any]) -> Config:
+        values = {LEGACY_KNOBS.get(k, k): v for k, v in values.items()}
+        unknown = sorted(k for k in values if k not in field_types() and not k.startswith(KNOB))
         if unknown:
             raise ConfigError(unknown[0], "unknown key")
-        return cls(**{k: coerce(k, v) for k, v in values.items()})
+        typed = {k: coerce(k, v) for k, v in values.items()}
+        knobs = {k[len(KNOB):]: v for k, v in typed.items() if k.startswith(KNOB)}
+        return cls(**{k: v for k, v in typed.items() if not k.startswith(KNOB)},
+                   knobs=tuple(knobs.items()))
 
     @classmethod
     def from_json(cls, text: str) -> Config:
@@ -105,7 +139,8 @@ class Config:
 
 
 def field_types() -> dict[str, type]:
-    """Each field's Python type (int, float or str), by name (a fresh dict per call)."""
+    """Each flat field's Python type (int, float or str), by name (a fresh dict per call);
+    knobs (``model.NAME``) are typed by their values instead."""
     return dict(_field_types())
 
 
@@ -114,11 +149,41 @@ def _field_types() -> dict[str, type]:
     # get_type_hints evaluates every annotation string: about 1 ms, and coerce calls it
     # once per key, so uncached it cost a sweep's start over a second of its wall time.
     hints = get_type_hints(Config)
-    return {f.name: hints[f.name] for f in dataclasses.fields(Config)}
+    return {f.name: hints[f.name] for f in dataclasses.fields(Config) if f.name != "knobs"}
+
+
+def is_knob(key: str) -> bool:
+    return key.startswith(KNOB)
+
+
+def coerce_knob(key: str, value: Any) -> Any:
+    """A knob's value: an int, float, bool or str as given; from the command line's text, the
+    first of int, float, true/false that parses it, else the text."""
+    name = key[len(KNOB):]
+    if not name.isidentifier():
+        raise ConfigError(key, f"{name!r} is not a knob name (a builder's keyword argument)")
+    if isinstance(value, str):
+        text = value.strip()
+        if text.lower() in ("true", "false"):
+            return text.lower() == "true"
+        for kind in (int, float):
+            try:
+                return kind(text)
+            except ValueError:
+                pass
+        return value
+    if isinstance(value, float) and not math.isfinite(value):
+        raise ConfigError(key, f"must be finite, got {value}")
+    if not isinstance(value, (bool, int, float)):
+        raise ConfigError(key, f"expected a number, true/false or a string, got {value!r}")
+    return value
 
 
 def coerce(key: str, value: Any) -> Any:
     """Convert ``value`` (possibly a string from the command line) to the type of ``key``."""
+    key = LEGACY_KNOBS.get(key, key)
+    if is_knob(key):
+        return coerce_knob(key, value)
     types = field_types()
     if key not in types:
         raise ConfigError(key, "unknown key")
@@ -146,7 +211,8 @@ def parse_overrides(items: list[str]) -> dict[str, Any]:
         key, sep, value = item.partition("=")
         if not sep:
             raise ConfigError(item, "expected key=value")
-        out[key.strip()] = coerce(key.strip(), value.strip())
+        key = LEGACY_KNOBS.get(key.strip(), key.strip())
+        out[key] = coerce(key, value.strip())
     return out
 
 
@@ -164,8 +230,7 @@ def validate(cfg: Config) -> None:
         if kind is float:  # TOML and the command line both accept inf and nan
             value = getattr(cfg, key)
             _check(math.isfinite(value), key, f"must be finite, got {value}")
-    for key in ("latent_dim", "depth", "width", "batch_size", "max_epochs",
-                "kl_cycles", "synthetic_size"):
+    for key in ("latent_dim", "batch_size", "max_epochs", "kl_cycles", "synthetic_size"):
         _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
     for key, most in LIMITS.items():
         _check(getattr(cfg, key) <= most, key, f"must be <= {most}, got {getattr(cfg, key)}")
@@ -181,7 +246,17 @@ def validate(cfg: Config) -> None:
     _check(cfg.max_steps == -1 or cfg.max_steps >= 1, "max_steps",
            f"must be -1 (no limit) or >= 1, got {cfg.max_steps}")
     _check(cfg.au_threshold > 0, "au_threshold", f"must be > 0, got {cfg.au_threshold}")
+    _check(cfg.model in NETWORKS or _is_import_path(cfg.model), "model",
+           f"{cfg.model!r} is not a network: expected one of {', '.join(NETWORKS)}, "
+           "module:function or path/to/file.py:function")
+    for name, value in cfg.knobs:
+        coerce_knob(KNOB + name, value)
     _check(cfg.dataset in DATASETS or (cfg.dataset.startswith("folder:")
                                         and len(cfg.dataset) > len("folder:")),
            "dataset", f"unknown dataset {cfg.dataset!r}; expected {', '.join(DATASETS)} "
                       "or folder:PATH")
+
+
+def _is_import_path(spec: str) -> bool:
+    where, sep, name = spec.rpartition(":")
+    return bool(sep and where and name.replace(".", "_").isidentifier())

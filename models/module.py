@@ -1,5 +1,9 @@
 """The VAE as one LightningModule; every variant is picked by a field of ``Config``.
 
+The networks are anyone's ``nn.Module``s: ``VAE`` takes an encoder and a decoder, or builds
+them with ``cfg.model``'s builder (``models.networks``); the loss, likelihood, schedules and
+metrics are this module's, the same for every network.
+
 ``step_terms(model, x, step)`` is the one computation of a batch's loss terms: the module's
 ``_common_step`` and ``python -m sweep bench``'s bare loop both call it. ``_common_step``
 logs the beta-weighted ``loss`` that is optimised beside the beta = 1 ``elbo`` loss.
@@ -16,10 +20,9 @@ import pytorch_lightning as pl
 import torch
 from torch import nn
 
-from models import likelihoods, losses, schedules
+from models import likelihoods, losses, networks, schedules
 from models.config import Config
 from models.metrics import Evaluation
-from models.networks import Decoder, Encoder
 
 # Training steps between logged values (the Trainer's log_every_n_steps is set to match).
 LOG_EVERY_N_STEPS = 10
@@ -45,7 +48,7 @@ class StepTerms:
     weight: float  # the KL weight (beta) at this step
     mu: torch.Tensor  # posterior means (B, d)
     logvar: torch.Tensor  # posterior log-variances (B, d)
-    out: torch.Tensor  # raw decoder output for one posterior sample, (B, C, H, W)
+    out: torch.Tensor  # decoder output (after its activation) for one posterior sample
 
 
 def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
@@ -57,7 +60,7 @@ def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
     """
     cfg = model.cfg
     mu, logvar = model.encoder(x)
-    out = model.decoder(losses.reparameterize(mu, logvar))
+    out = model.decode(losses.reparameterize(mu, logvar))
     weight = model.kl_weight(step)
     terms = losses.vae_loss(model.likelihood.nll(x, out, model.likelihood_scalars()),
                             losses.kl_per_dim(mu, logvar), weight=weight,
@@ -68,16 +71,20 @@ def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
 
 
 class VAE(pl.LightningModule):
-    def __init__(self, config: dict[str, Any], image_shape: tuple[int, int, int],
-                 total_steps: int) -> None:
+    """``encoder`` x -> (mu, logvar) and ``decoder`` z -> raw output, trained as ``config``
+    says; without them, ``config``'s network is built for examples of ``image_shape``."""
+
+    def __init__(self, config: dict[str, Any], image_shape: tuple[int, ...],
+                 total_steps: int, encoder: nn.Module | None = None,
+                 decoder: nn.Module | None = None) -> None:
         super().__init__()
-        self.save_hyperparameters()
+        self.save_hyperparameters(ignore=["encoder", "decoder"])
         self.cfg = cfg = Config.from_dict(config)
         self.image_shape = tuple(image_shape)
         self.total_steps = total_steps
-        self.encoder = Encoder(image_shape, cfg.depth, cfg.width, cfg.latent_dim)
-        self.decoder = Decoder(image_shape, cfg.depth, cfg.width, cfg.latent_dim,
-                               cfg.decoder_activation)
+        if encoder is None or decoder is None:
+            encoder, decoder = networks.build(cfg, self.image_shape)
+        self.encoder, self.decoder = encoder, decoder
         self.likelihood = likelihoods.build(cfg)
         self.likelihood_params = nn.ParameterDict({
             name: nn.Parameter(torch.tensor(value))
@@ -116,6 +123,12 @@ class VAE(pl.LightningModule):
     def likelihood_scalars(self) -> dict[str, torch.Tensor]:
         """The likelihood's learned scalars by name (the Parameters themselves, not copies)."""
         return dict(self.likelihood_params.items())
+
+    def decode(self, z: torch.Tensor) -> torch.Tensor:
+        """The decoder's output for codes ``z`` after ``decoder_activation``: what the
+        likelihood reads."""
+        out: torch.Tensor = self.decoder(z)
+        return out.sigmoid() if self.cfg.decoder_activation == "sigmoid" else out
 
     def to_image(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder output as an image in pixel space (the likelihood's mean)."""
@@ -183,9 +196,9 @@ class VAE(pl.LightningModule):
     def sample(self, n: int) -> torch.Tensor:
         """n images decoded from the prior N(0, I), pixels in [0, 1]."""
         z = torch.randn(n, self.cfg.latent_dim, device=self.device)
-        return self.to_image(self.decoder(z)).clamp(0, 1)
+        return self.to_image(self.decode(z)).clamp(0, 1)
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
         """Reconstructions of x from the posterior mean, pixels in [0, 1]."""
-        return self.to_image(self.decoder(self.encoder(x)[0])).clamp(0, 1)
+        return self.to_image(self.decode(self.encoder(x)[0])).clamp(0, 1)

@@ -21,7 +21,7 @@ from models.data import load_images
 
 torch.set_num_threads(1)
 
-TINY = dict(dataset="synthetic", synthetic_size=512, width=8, depth=3, latent_dim=16,
+TINY = dict(dataset="synthetic", synthetic_size=512, knobs={"width": 8, "depth": 3}, latent_dim=16,
             batch_size=32, seed=0)
 
 

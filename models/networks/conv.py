@@ -1,8 +1,10 @@
-"""Convolutional encoder and decoder for any C x H x W image size.
+"""``conv``, the default network: the seed question's 4-layer convolutional encoder and decoder,
+for any C x H x W image size.
 
 Each of the ``depth`` encoder layers is a stride-2 3x3 conv (H -> ceil(H/2)); the decoder
 mirrors it with transposed convs whose output padding is chosen so that every layer lands
-exactly on the encoder's size, so 32x32, 28x28 and odd sizes all round-trip.
+exactly on the encoder's size, so 32x32, 28x28 and odd sizes all round-trip. ``build`` is its
+entry in the network registry (``models.networks``); its knobs are ``depth`` and ``width``.
 """
 
 from __future__ import annotations
@@ -46,10 +48,9 @@ class Encoder(nn.Module):
 
 
 class Decoder(nn.Module):
-    """z (B, latent_dim) -> image (B, C, H, W); sigmoid on the output unless activation none."""
+    """z (B, latent_dim) -> raw output (B, C, H, W): the VAE applies ``decoder_activation``."""
 
-    def __init__(self, shape: tuple[int, int, int], depth: int, width: int, latent_dim: int,
-                 activation: str):
+    def __init__(self, shape: tuple[int, int, int], depth: int, width: int, latent_dim: int):
         super().__init__()
         chans = channels(depth, width)[::-1] + [shape[0]]
         sizes = spatial_sizes(shape[1], shape[2], depth)[::-1]
@@ -63,10 +64,21 @@ class Decoder(nn.Module):
                                              output_padding=pad))
             if i < depth - 1:
                 layers.append(nn.LeakyReLU(0.2))
-        if activation == "sigmoid":
-            layers.append(nn.Sigmoid())
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         out: torch.Tensor = self.deconvs(self.fc(z).view(-1, *self.start))
         return out
+
+
+def build(shape: tuple[int, ...], latent_dim: int, depth: int = 4, width: int = 32
+          ) -> tuple[nn.Module, nn.Module]:
+    """The registry's ``conv``: ``depth`` stride-2 conv layers of ``width``, ``2 width``, ...
+    channels (capped at MAX_CHANNELS), and their mirror image."""
+    if len(shape) != 3:
+        raise ValueError(f"conv needs images (C, H, W), got data of shape {tuple(shape)}; "
+                         "use model=mlp for vectors")
+    if depth < 1 or width < 1:
+        raise ValueError(f"conv needs depth >= 1 and width >= 1, got {depth} and {width}")
+    image = (int(shape[0]), int(shape[1]), int(shape[2]))
+    return Encoder(image, depth, width, latent_dim), Decoder(image, depth, width, latent_dim)
