@@ -16,6 +16,7 @@ from typing import Any
 import pytorch_lightning as pl
 import torch
 
+from models import networks
 from models.config import Config
 from models.data import ImageDataModule
 from models.module import LOG_EVERY_N_STEPS, VAE
@@ -112,6 +113,10 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
     dm.setup("fit")
     steps = total_steps(cfg, len(dm.train_dataloader()))
     model = VAE(cfg.to_dict(), dm.image_shape, steps)
+    # The network is anyone's: its shapes are checked on two examples before the Trainer
+    # starts, so a wrong one is named (module, shape, expected) instead of failing in a loss.
+    networks.check_forward(cfg, model.encoder, model.decoder,
+                           next(iter(dm.val_dataloader()))[:2])
     model.mutual_info_every_epoch = mutual_info_every_epoch
     model.channels_last = channels_last
     throughput = Throughput()

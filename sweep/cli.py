@@ -49,6 +49,7 @@ FLAGS = {
     "timeout": "--timeout",
     "trial": "--trial",
     "test_data": "--test-data",
+    "model": "--model",
 }
 
 
@@ -84,6 +85,10 @@ def _parents() -> dict[str, Parser]:
                               "else the cores divided among this machine's workers; 1 where "
                               "that share is 2 or fewer)")
     run = Parser(add_help=False, parents=[threads])
+    run.add_argument("--model", metavar="BUILDER",
+                     help="the network: conv (the default), resnet, mlp, package.module:build "
+                          "or path/to/my_vae.py:build, a function (shape, latent_dim, **knobs) "
+                          "-> (encoder, decoder); a study's workers must name the same one")
     run.add_argument("--gpus", type=gpu_ids,
                      help="comma-separated GPU ids (default: every visible GPU)")
     run.add_argument("--workers", type=int, help="worker processes on a machine without GPUs")

@@ -16,7 +16,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from models.config import Config, ConfigError
+from models.config import KNOB, Config, ConfigError, is_knob
 from sweep.errors import ParamError
 
 if sys.version_info >= (3, 11):
@@ -33,9 +33,10 @@ def dumps(cfg: Config, header: str = "", threads: int | None = None) -> str:
     thread count the run used, when known."""
     lines = [f"# {line}" for line in header.splitlines()]
     for key, value in cfg.to_dict().items():
-        # JSON's strings and numbers are TOML's (repr keeps every digit of a float).
+        # JSON's strings and numbers are TOML's (repr keeps every digit of a float); a knob's
+        # key is quoted, or TOML would read model.NAME as a table beside model's string.
         text = repr(value) if isinstance(value, float) else json.dumps(value)
-        lines.append(f"{key} = {text}")
+        lines.append(f"{json.dumps(key) if is_knob(key) else key} = {text}")
     if threads is not None:
         lines += ["# CPU threads it ran with: train uses them unless --threads is given",
                   f"{THREADS} = {threads}"]
@@ -57,6 +58,8 @@ def read_values(path: str | Path) -> tuple[dict[str, Any], int | None]:
     if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int)
                                 or threads < 1):
         raise ParamError("config", f"{p}: {THREADS} must be an integer >= 1, got {threads!r}")
+    if isinstance(data.get("model"), dict):  # model.NAME = V unquoted: TOML's table of knobs
+        data.update({KNOB + k: v for k, v in data.pop("model").items()})
     for key, value in data.items():
         if isinstance(value, (dict, list)):
             raise ConfigError(key, f"expected a value, got a {type(value).__name__} (in {p}: "

@@ -27,12 +27,20 @@ A sweep is a TOML file (or DEFAULT_SPACE, the same structure as a parsed file)::
     low = 1
     high = 8
     when = { kl_schedule = ["cyclical"] }           # only suggested while an earlier value matches
+    [search.model.channels]                         # a knob of the network (models.networks):
+    choices = [16, 32, 64]                          # ranges, choices and when as above
 
-Without a [search] table the file searches DEFAULT_SPACE's parameters less its [fixed] fields,
-with the "focus" strategy (``sweep.runner.stages``): the baseline and the references screen the
-families, then the sampler searches a window around the best reference. ``confirm`` is how
-many of the best configurations (and the best reference) are re-run with more seeds
-(``sweep.runner.confirm``; 0 turns it off).
+The network is ``model = "conv"`` (a top-level string, or ``model`` in [fixed]) and its fixed
+knobs a ``[model]`` table (or ``"model.NAME"`` keys in [fixed]); TOML cannot hold both a
+``model`` string and a ``[model]`` table, so with fixed knobs name the network in [fixed] or
+with ``--model``. Knobs are typed by their values (an int range suggests ints).
+
+Without a [search] table (or with one that searches network knobs only) the file searches
+DEFAULT_SPACE's parameters less its [fixed] fields, plus those knobs, with the "focus"
+strategy (``sweep.runner.stages``): the baseline and the references screen the families,
+then the sampler searches a window around the best reference (the knobs over their range).
+``confirm`` is how many of the best configurations (and the best reference) are re-run with
+more seeds (``sweep.runner.confirm``; 0 turns it off).
 Everything is checked by ``parse_space`` before any trial runs: a bad file raises SpaceError,
 one line that starts with the offending key.
 """
@@ -46,7 +54,16 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from models.config import CHOICES, Config, ConfigError, field_types
+from models.config import (
+    CHOICES,
+    KNOB,
+    LEGACY_KNOBS,
+    Config,
+    ConfigError,
+    coerce,
+    field_types,
+    is_knob,
+)
 from sweep.errors import SpaceError
 from sweep.pruning import ParetoRule
 
@@ -112,7 +129,7 @@ DEFAULT_SPACE: dict[str, Any] = {
 # and be scored on the same data, so they may be fixed but never searched.
 DATA_FIELDS = ("dataset", "data_dir", "synthetic_size", "val_fraction")
 
-_TOP_KEYS = ("objectives", "pruner", "strategy", "confirm", "fixed", "search")
+_TOP_KEYS = ("objectives", "pruner", "strategy", "confirm", "model", "fixed", "search")
 _PARAM_KEYS = ("choices", "low", "high", "log", "step", "when")
 _DEFAULTS = Config().to_dict()
 
@@ -195,18 +212,22 @@ def parse_space(data: dict[str, Any]) -> Space:
     objectives = _objectives(data.get("objectives", list(DEFAULT_OBJECTIVES)))
     pruner, rule = _pruner(data.get("pruner", "hyperband" if len(objectives) == 1 else "pareto"),
                            objectives)
-    strategy = data.get("strategy", "tpe" if "search" in data else "focus")
+    fixed = _fixed(_with_model(data.get("fixed", {}), data.get("model")))
+    own = _flat_search(data.get("search", {}))
+    # Knobs alone are the user's network added to the default search; a Config field in
+    # [search] is a hand-written space, run as written.
+    written = any(not is_knob(name) for name in own) or ("search" in data and not own)
+    strategy = data.get("strategy", "tpe" if written else "focus")
     if strategy not in STRATEGIES:
         raise SpaceError("strategy", f"{strategy!r} is not one of {', '.join(STRATEGIES)}")
     # A hand-written [search] space is the user's own design: it confirms when asked to.
     confirm = data.get("confirm", DEFAULT_CONFIRM if strategy == "focus" else 0)
     if isinstance(confirm, bool) or not isinstance(confirm, int) or confirm < 0:
         raise SpaceError("confirm", f"must be an integer >= 0, got {confirm!r}")
-    fixed = _fixed(data.get("fixed", {}))
-    if "search" in data:
-        search = data["search"]
+    if written:
+        search = own
     else:  # fixing a field takes it out of the default search instead of clashing with it
-        search = {k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}
+        search = {**{k: v for k, v in DEFAULT_SPACE["search"].items() if k not in fixed}, **own}
     return Space(params=_search(search, fixed), fixed=fixed, objectives=objectives,
                  pruner=pruner, pareto=rule, strategy=strategy, confirm=confirm)
 
@@ -219,13 +240,12 @@ def suggest(trial: BaseTrial, space: Space) -> Config:
     any trial: the conditional params absent from its params fail their conditions the same way.
     """
     values = {**_DEFAULTS, **space.fixed}
-    types = field_types()
     for name, spec in space.params.items():
         if not _holds(spec.get("when"), values):
             continue
         if "choices" in spec:
             values[name] = trial.suggest_categorical(name, spec["choices"])
-        elif types[name] is int:
+        elif isinstance(spec["low"], int):  # typed by the field (or the knob's range)
             values[name] = trial.suggest_int(name, spec["low"], spec["high"],
                                              step=spec.get("step", 1), log=spec.get("log", False))
         else:
@@ -234,18 +254,21 @@ def suggest(trial: BaseTrial, space: Space) -> Config:
     return Config.from_dict(values)
 
 
-def baseline_params(space: Space) -> dict[str, Any]:
+def baseline_params(space: Space, knobs: dict[str, Any] | None = None) -> dict[str, Any]:
     """Params with which ``suggest`` returns the seed configuration (``Config()``) + fixed.
 
-    For each searched param whose ``when`` holds on those values, its value in that config.
-    A value outside the param's range or choices cannot be suggested, so it is left out:
-    ``study.enqueue_trial`` then lets the sampler pick that param (and the trial is not
-    exactly the baseline; conditions after it are still judged on the seed's value here).
+    For each searched param whose ``when`` holds on those values, its value in that config;
+    a searched knob takes its default in ``knobs`` (the builder's, by knob name: only the
+    builder knows them). A value outside the param's range or choices cannot be suggested,
+    so it is left out: ``study.enqueue_trial`` then lets the sampler pick that param (and
+    the trial is not exactly the baseline; conditions after it are still judged on the
+    seed's value here).
     """
-    values = {**_DEFAULTS, **space.fixed}
+    values = {**_DEFAULTS, **{KNOB + k: v for k, v in (knobs or {}).items()}, **space.fixed}
     out: dict[str, Any] = {}
     for name, spec in space.params.items():
-        if _holds(spec.get("when"), values) and _contains(spec, values[name]):
+        if (name in values and _holds(spec.get("when"), values)
+                and _contains(spec, values[name])):
             out[name] = values[name]
     return out
 
@@ -260,7 +283,7 @@ def fix(space: Space, values: dict[str, Any]) -> Space:
 
 
 def _holds(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:
-    return not when or all(values[field] in allowed for field, allowed in when.items())
+    return not when or all(values.get(field) in allowed for field, allowed in when.items())
 
 
 def _contains(spec: dict[str, Any], value: Any) -> bool:
@@ -279,6 +302,8 @@ def _on_grid(span: float, step: float) -> bool:
 def _valid(where: str, field: str, value: Any) -> Any:
     """``value`` typed as Config field ``field``, if Config accepts it (else SpaceError)."""
     try:
+        if is_knob(field):  # typed by its value; the builder's signature is checked at start
+            return coerce(field, value)
         return getattr(Config.from_dict({**_DEFAULTS, field: value}), field)
     except ConfigError as err:
         # ConfigError reads "field: reason"; the reason is enough after our own key.
@@ -328,12 +353,46 @@ def _pruner(value: Any, objectives: tuple[str, ...]) -> tuple[str, ParetoRule]:
     return kind, ParetoRule(**params)
 
 
+def _with_model(fixed: Any, model: Any) -> Any:
+    """[fixed] with the top-level ``model``: a string names the network, a table holds its
+    fixed knobs; a ``model`` table inside [fixed] (TOML's ``model.NAME = ...``) likewise."""
+    if not isinstance(fixed, dict):
+        return fixed
+    out = dict(fixed)
+    for where, value in (("fixed.model", out.pop("model", None)), ("model", model)):
+        if isinstance(value, dict):
+            for name, knob in value.items():
+                out[f"{KNOB}{name}"] = knob
+        elif isinstance(value, str):
+            out["model"] = value
+        elif value is not None:
+            raise SpaceError(where, "expected a network (a string) or a table of its knobs")
+    return out
+
+
+def _flat_search(table: Any) -> dict[str, Any]:
+    """[search] with TOML's nested ``[search.model.NAME]`` tables as ``model.NAME`` keys."""
+    if not isinstance(table, dict):
+        raise SpaceError("search", "expected a table of parameter tables")
+    out = {LEGACY_KNOBS.get(str(k), str(k)): v for k, v in table.items() if k != "model"}
+    knobs = table.get("model", {})
+    if not isinstance(knobs, dict) or any(not isinstance(v, dict) for v in knobs.values()):
+        raise SpaceError("search.model", "the network is fixed, not searched: expected "
+                                         "[search.model.KNOB] tables of its knobs")
+    return {**out, **{f"{KNOB}{name}": spec for name, spec in knobs.items()}}
+
+
+def _known(field: str) -> bool:
+    return field in field_types() or is_knob(field)
+
+
 def _fixed(table: Any) -> dict[str, Any]:
     if not isinstance(table, dict):
         raise SpaceError("fixed", "expected a table of Config fields")
     out: dict[str, Any] = {}
     for field, value in table.items():
-        if field not in field_types():
+        field = LEGACY_KNOBS.get(str(field), str(field))
+        if not _known(field):
             raise SpaceError(f"fixed.{field}", "unknown Config field")
         out[field] = _valid(f"fixed.{field}", field, value)
     return out
@@ -346,7 +405,7 @@ def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
     params: dict[str, dict[str, Any]] = {}
     for name, spec in table.items():
         where = f"search.{name}"
-        if name not in types:
+        if not _known(name):
             raise SpaceError(where, "unknown Config field")
         if name in fixed:
             raise SpaceError(where, "is also in [fixed]; a field is either fixed or searched")
@@ -362,7 +421,7 @@ def _search(table: Any, fixed: dict[str, Any]) -> dict[str, dict[str, Any]]:
         if "choices" in spec:
             out = _choices(where, name, spec)
         elif "low" in spec and "high" in spec:
-            out = _range(where, name, types[name], spec)
+            out = _range(where, name, types.get(name, _knob_type(spec)), spec)
         else:
             raise SpaceError(where, "needs either choices, or low and high")
         if "when" in spec:
@@ -384,11 +443,19 @@ def _choices(where: str, field: str, spec: dict[str, Any]) -> dict[str, Any]:
     return {"choices": typed}
 
 
+def _knob_type(spec: dict[str, Any]) -> type:
+    """A knob's range is of ints when both ends are (and any step is whole), else floats."""
+    ends = [spec["low"], spec["high"], spec.get("step", 1)]
+    return int if all(isinstance(v, int) and not isinstance(v, bool) for v in ends) else float
+
+
 def _range(where: str, field: str, kind: type, spec: dict[str, Any]) -> dict[str, Any]:
     if kind is str:
         raise SpaceError(where, f"{field} is a string field: give choices, not low/high")
     low = _valid(f"{where}.low", field, spec["low"])
     high = _valid(f"{where}.high", field, spec["high"])
+    if is_knob(field):  # typed by the range: 1 and 64 are ints, 0.5 makes both floats
+        low, high = kind(low), kind(high)
     if not (math.isfinite(low) and math.isfinite(high)):  # TOML allows inf and nan
         raise SpaceError(where, f"low and high must be finite, got {low}, {high}")
     if low >= high:
@@ -422,7 +489,7 @@ def _when(where: str, cond: Any, params: dict[str, dict[str, Any]],
     out: dict[str, list[Any]] = {}
     for field, allowed in cond.items():
         key = f"{where}.when.{field}"
-        if field not in field_types():
+        if not _known(field):
             raise SpaceError(key, "unknown Config field")
         # Only earlier params and fixed fields have a value when this param's turn comes.
         if field not in params and field not in fixed:

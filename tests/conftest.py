@@ -21,8 +21,8 @@ from models.data import load_images
 
 torch.set_num_threads(1)
 
-TINY = dict(dataset="synthetic", synthetic_size=512, knobs={"width": 8, "depth": 3}, latent_dim=16,
-            batch_size=32, seed=0)
+TINY = {"dataset": "synthetic", "synthetic_size": 512, "model.width": 8, "model.depth": 3,
+        "latent_dim": 16, "batch_size": 32, "seed": 0}
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
@@ -38,12 +38,13 @@ def tiny() -> dict:
 
 @pytest.fixture(scope="session")
 def images():
-    return load_images(Config(**TINY))
+    return load_images(Config.from_dict(dict(TINY)))
 
 
 README = (Path(__file__).resolve().parent.parent / "README.md").read_text()
 # What the README's commands get in tests: a model small enough for seconds on CPU.
-README_TINY = {"synthetic_size": 96, "width": 4, "depth": 2, "latent_dim": 8, "batch_size": 32}
+README_TINY = {"synthetic_size": 96, "model.width": 4, "model.depth": 2, "latent_dim": 8,
+               "batch_size": 32}
 
 
 def readme_section(title: str) -> str:

@@ -20,7 +20,7 @@ from sweep.answer.weights import load_model
 def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, images):
     study = optuna.create_study(storage=f"sqlite:///{tmp_path}/s.db")
     store = FileSystemArtifactStore(str(tmp_path))
-    module = VAE(Config(**tiny).to_dict(), tuple(images.shape[1:]), 10)
+    module = VAE(Config.from_dict(dict(tiny)).to_dict(), tuple(images.shape[1:]), 10)
     history = [{"epoch": e, "step": e, "mse": 0.05, "rate": 1.0 + e, "active_units": e,
                 "kl_weight": 0.5} for e in range(3)]
     metrics = {"mse": 0.05, "active_units": 2, "kl_per_dim": [0.5] * 16}

@@ -8,7 +8,7 @@ from sweep.bench import gpu as bench_gpu
 
 
 def test_gpu_rows_without_a_gpu_are_marked_not_measured(tiny, images):
-    rows = bench_gpu.gpu_rows(Config(**tiny), images, 2, None, torch.device("cpu"))
+    rows = bench_gpu.gpu_rows(Config.from_dict(dict(tiny)), images, 2, None, torch.device("cpu"))
     assert rows == {"device": "not measured (no GPU)", "variants": "not measured (no GPU)",
                     "trials_per_gpu": "not measured (no GPU)"}
 

@@ -21,7 +21,7 @@ DIRS = ["minimize", "minimize", "maximize"]
 
 def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
     stop = CollapseStop(patience=2)
-    result = fit(Config(**tiny, max_epochs=20), images=images, callbacks=[stop])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=20)), images=images, callbacks=[stop])
     assert stop.state == "PRUNED" and "posterior collapse" in stop.reason
     assert len(result.history) < 20  # stopped early, after two collapsed epochs in a row
     assert all(h["active_units"] == 0 for h in result.history[-2:])
@@ -29,14 +29,15 @@ def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
 
 def test_no_stop_before_the_warmup_ends(tiny, images):
     stop = CollapseStop()
-    cfg = Config(**tiny, max_epochs=3, kl_schedule="linear", kl_warmup_steps=10_000)
+    cfg = Config.from_dict(dict(tiny, max_epochs=3, kl_schedule="linear", kl_warmup_steps=10_000))
     result = fit(cfg, images=images, callbacks=[stop])
     assert stop.state is None and len(result.history) == 3
 
 
 def test_non_finite_loss_fails_the_run(tiny, images):
     stop = CollapseStop()
-    cfg = Config(**tiny, max_epochs=3, likelihood="gaussian", sigma_mode="learned", lr=1e9)
+    cfg = Config.from_dict(dict(tiny, max_epochs=3, likelihood="gaussian", sigma_mode="learned",
+                                lr=1e9))
     fit(cfg, images=images, callbacks=[stop])
     assert stop.state == "FAIL" and "loss is" in stop.reason
 
@@ -49,7 +50,7 @@ def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(tiny, images):
     study = optuna.create_study(pruner=Always())
     trial = study.ask()
     pruning = OptunaPruning(trial, "mse")
-    result = fit(Config(**tiny, max_epochs=5), images=images, callbacks=[pruning])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=5)), images=images, callbacks=[pruning])
     assert pruning.pruned_at == 1 and len(result.history) == 2
     assert sorted(study.trials[0].intermediate_values) == [1, 2]
 
@@ -68,18 +69,18 @@ def test_optuna_pruner_never_stops_the_final_epoch(tiny, images):
     study = optuna.create_study(pruner=PruneFrom(2))
     trial = study.ask()
     pruning = OptunaPruning(trial, "mse")
-    result = fit(Config(**tiny, max_epochs=2), images=images, callbacks=[pruning])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=2)), images=images, callbacks=[pruning])
     assert pruning.pruned_at is None and pruning.reason is None and len(result.history) == 2
     assert sorted(study.trials[0].intermediate_values) == [1, 2]  # the last one is reported
 
 
 def test_optuna_pruner_never_stops_the_step_that_reaches_max_steps(tiny, images):
-    dm = ImageDataModule(Config(**tiny), images)
+    dm = ImageDataModule(Config.from_dict(dict(tiny)), images)
     dm.setup("fit")
     per_epoch = len(dm.train_dataloader())
     study = optuna.create_study(pruner=PruneFrom(2))
     pruning = OptunaPruning(study.ask(), "mse")
-    cfg = Config(**tiny, max_epochs=5, max_steps=2 * per_epoch)  # ends with epoch 1
+    cfg = Config.from_dict(dict(tiny, max_epochs=5, max_steps=2 * per_epoch))  # ends with epoch 1
     result = fit(cfg, images=images, callbacks=[pruning])
     assert pruning.pruned_at is None and len(result.history) == 2
     assert result.metrics["steps"] == 2 * per_epoch
@@ -134,7 +135,8 @@ def test_pareto_pruner_stops_a_dominated_trial_but_not_on_its_final_epoch(tiny, 
                           finished(TrialState.FAIL, PERFECT, 5)])
     reads = counting_reads(study)
     pruning = ParetoPruning(study.ask(), OBJ, DIRS, ParetoRule(min_trials=5, min_epochs=2))
-    result = fit(Config(**tiny, max_epochs=max_epochs), images=images, callbacks=[pruning])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=max_epochs)), images=images,
+                 callbacks=[pruning])
     assert pruning.pruned_at == pruned_at
     if pruned_at is None:  # epoch 0: warm-up; epoch 1: final; no read at all
         assert pruning.reason is None and len(result.history) == 2 and reads == []
@@ -149,7 +151,7 @@ def test_pareto_pruner_keeps_a_trial_that_is_not_dominated(tiny, images):
     reads = counting_reads(study)
     pruning = ParetoPruning(study.ask(), OBJ, DIRS, ParetoRule(min_trials=5, min_epochs=1,
                                                                fraction=0.2))
-    result = fit(Config(**tiny, max_epochs=3), images=images, callbacks=[pruning])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=3)), images=images, callbacks=[pruning])
     assert pruning.reason is None and len(result.history) == 3
     assert len(reads) == 2  # one read after epochs 0 and 1, none after the final epoch 2
 
@@ -157,7 +159,7 @@ def test_pareto_pruner_keeps_a_trial_that_is_not_dominated(tiny, images):
 def test_pareto_pruner_waits_for_enough_trials(tiny, images):
     study = study_with([finished(TrialState.COMPLETE, PERFECT, 3) for _ in range(4)])
     pruning = ParetoPruning(study.ask(), OBJ, DIRS, ParetoRule(min_trials=5, min_epochs=1))
-    result = fit(Config(**tiny, max_epochs=3), images=images, callbacks=[pruning])
+    result = fit(Config.from_dict(dict(tiny, max_epochs=3)), images=images, callbacks=[pruning])
     assert pruning.reason is None and len(result.history) == 3
 
 

@@ -16,9 +16,10 @@ from models.train import fit
 
 def test_seed_configuration_collapses_and_sum_with_warmup_does_not(tiny, images):
     # The seed question at small scale: MSE averaged over pixels, KL summed, weight 1.
-    seed = fit(Config(**tiny, max_epochs=6), images=images).metrics
-    fixed = fit(Config(**tiny, max_epochs=6, recon_reduction="sum", kl_schedule="linear",
-                       kl_warmup_steps=40), images=images).metrics
+    seed = fit(Config.from_dict(dict(tiny, max_epochs=6)), images=images).metrics
+    fixed = fit(Config.from_dict(dict(tiny, max_epochs=6, recon_reduction="sum",
+                                      kl_schedule="linear", kl_warmup_steps=40)),
+                images=images).metrics
     assert seed["active_units"] == 0 and seed["collapsed"]
     assert seed["rate"] < 0.5
     assert fixed["active_units"] > 0 and not fixed["collapsed"]
@@ -26,7 +27,7 @@ def test_seed_configuration_collapses_and_sum_with_warmup_does_not(tiny, images)
 
 
 def test_same_config_and_seed_give_identical_metrics(tiny, images):
-    cfg = Config(**tiny, max_steps=8)
+    cfg = Config.from_dict(dict(tiny, max_steps=8))
     a, b = fit(cfg, images=images).metrics, fit(cfg, images=images).metrics
     for key in ("mse", "rate", "neg_elbo", "neg_elbo_own", "active_units", "mutual_info",
                 "kl_per_dim"):
@@ -34,7 +35,7 @@ def test_same_config_and_seed_give_identical_metrics(tiny, images):
 
 
 def test_metrics_and_history_have_every_field(tiny, images):
-    result = fit(Config(**tiny, max_epochs=2, kl_schedule="cyclical"), images=images)
+    result = fit(Config.from_dict(dict(tiny, max_epochs=2, kl_schedule="cyclical")), images=images)
     m = result.metrics
     assert len(m["kl_per_dim"]) == 16
     assert m["rate"] == pytest.approx(sum(m["kl_per_dim"]), rel=1e-5)
@@ -59,14 +60,14 @@ def test_metrics_and_history_have_every_field(tiny, images):
 
 
 def test_every_likelihood_trains_to_finite_metrics(tiny, images, overrides):
-    m = fit(Config(**tiny, max_steps=4, **overrides), images=images).metrics
+    m = fit(Config.from_dict(dict(tiny, max_steps=4, **overrides)), images=images).metrics
     assert all(torch.isfinite(torch.tensor(m[k])) for k in ("mse", "rate", "neg_elbo"))
 
 
 def test_resume_from_checkpoint_trains_only_the_remaining_epochs(tiny, images, tmp_path):
     from pytorch_lightning.callbacks import ModelCheckpoint
 
-    cfg = Config(**tiny, max_epochs=1)
+    cfg = Config.from_dict(dict(tiny, max_epochs=1))
     ckpt = ModelCheckpoint(dirpath=tmp_path, filename="last", save_top_k=1,
                            enable_version_counter=False)
     fit(cfg, images=images, callbacks=[ckpt])
@@ -78,7 +79,7 @@ def test_resume_from_checkpoint_trains_only_the_remaining_epochs(tiny, images, t
 
 def _validate(overrides, tiny, images, state=None):
     """Validation metrics of an untrained VAE with the weights ``state`` (trains nothing)."""
-    cfg = Config(**tiny, **overrides)
+    cfg = Config.from_dict(dict(tiny, **overrides))
     dm = ImageDataModule(cfg, images[:96])
     dm.setup("fit")
     torch.manual_seed(0)
@@ -111,7 +112,7 @@ def test_same_decoder_outputs_same_yardstick_whatever_the_likelihood(tiny, image
 
 
 def test_step_terms_follow_the_schedule_and_backpropagate(tiny, images):
-    cfg = Config(**tiny, kl_schedule="linear", kl_warmup_steps=10)
+    cfg = Config.from_dict(dict(tiny, kl_schedule="linear", kl_warmup_steps=10))
     model = VAE(cfg.to_dict(), (3, 32, 32), 100)
     x = images[:8].float() / 255
     assert step_terms(model, x, 0).weight == 0.0

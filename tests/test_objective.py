@@ -94,7 +94,7 @@ def test_a_refused_checkpoint_says_why(tmp_path, tiny, write, why):
 
     path = tmp_path / "last.ckpt"
     write(path)
-    resume_from, reason = usable_checkpoint(path, Config(**tiny))
+    resume_from, reason = usable_checkpoint(path, Config.from_dict(dict(tiny)))
     assert resume_from is None and reason is not None and why in reason, reason
 
 

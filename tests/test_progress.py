@@ -57,7 +57,7 @@ def test_epoch_progress_writes_each_epoch_to_the_trial(tiny, images):
     seen: list[str] = []
     callback = EpochProgress(trial, then=lambda: seen.append(
         study.trials[trial.number].user_attrs["progress"]))
-    fit(Config(**tiny, max_epochs=2), images=images, callbacks=[callback])
+    fit(Config.from_dict(dict(tiny, max_epochs=2)), images=images, callbacks=[callback])
     assert seen == ["1/2 epochs", "2/2 epochs"]
 
 

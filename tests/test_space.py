@@ -147,7 +147,7 @@ log = true
 def test_space_dict_round_trips_through_json(tmp_path, path):
     if path:
         path = write(tmp_path, '[fixed]\nlr = 0.001\n[search.latent_dim]\nchoices = [8, 16]\n'
-                               '[search.depth]\nlow = 1\nhigh = 3\n'
+                               '[search.model.depth]\nlow = 1\nhigh = 3\n'
                                'when = { latent_dim = [16], lr = [0.001] }\n')
     space = load_space(path)
     data = json.loads(json.dumps(space.to_dict()))
@@ -174,7 +174,8 @@ BAD = [
     ("latent_dim_low_0", "[search.latent_dim]\nlow = 0\nhigh = 8\n", "search.latent_dim.low"),
     ("bad_fixed_value", "[fixed]\nlr = -1.0\n", "fixed.lr"),
     ("string_range", "[search.likelihood]\nlow = 1\nhigh = 2\n", "search.likelihood"),
-    ("step_off_grid", "[search.depth]\nlow = 1\nhigh = 4\nstep = 2\n", "search.depth.step"),
+    ("step_off_grid", "[search.model.depth]\nlow = 1\nhigh = 4\nstep = 2\n",
+     "search.model.depth.step"),
     ("when_unknown_field", "[search.kl_cycles]\nlow = 1\nhigh = 4\n"
                            "when = { kl_sched = ['cyclical'] }\n",
      "search.kl_cycles.when.kl_sched"),

@@ -29,7 +29,7 @@ class FakeClock(pl.Callback):
 def test_images_per_sec_counts_training_time_only(tiny, images, monkeypatch):
     clock = FakeClock()
     monkeypatch.setattr(train.time, "perf_counter", clock)
-    result = train.fit(Config(**tiny, max_epochs=2), images=images, callbacks=[clock])
+    result = train.fit(Config.from_dict(dict(tiny, max_epochs=2)), images=images, callbacks=[clock])
     steps = result.metrics["steps"]
     assert steps == 2 * (len(images) - round(0.1 * len(images))) // tiny["batch_size"]
     assert clock.now > 100 * 2  # validation ran each epoch and moved the clock a lot ...
@@ -38,7 +38,7 @@ def test_images_per_sec_counts_training_time_only(tiny, images, monkeypatch):
 
 
 def test_channels_last_on_the_cpu_by_default_changes_the_layout_not_the_result(tiny, images):
-    cfg = Config(**tiny, max_epochs=1)
+    cfg = Config.from_dict(dict(tiny, max_epochs=1))
     plain = train.fit(cfg, images=images, channels_last=False)
     nhwc = train.fit(cfg, images=images)  # the CPU's default layout
     conv = nhwc.module.encoder.convs[0].weight
@@ -52,7 +52,7 @@ def test_channels_last_on_the_cpu_by_default_changes_the_layout_not_the_result(t
 
 
 def test_bf16_autocast_trains_the_same_run_in_lower_precision(tiny, images):
-    cfg = Config(**tiny, max_epochs=1)
+    cfg = Config.from_dict(dict(tiny, max_epochs=1))
     plain = train.fit(cfg, images=images)
     bf16 = train.fit(cfg, images=images, precision="bf16-mixed")
     assert bf16.trainer.precision == "bf16-mixed"
@@ -66,7 +66,7 @@ def test_bf16_autocast_trains_the_same_run_in_lower_precision(tiny, images):
     (dict(max_epochs=3, max_steps=20), [False, True]),  # max_steps mid-epoch 2: validate()
 ])
 def test_mutual_info_only_where_the_final_metrics_need_it(tiny, images, cut, with_mi):
-    cfg = Config(**tiny, **cut)  # 14 steps an epoch
+    cfg = Config.from_dict(dict(tiny, **cut))  # 14 steps an epoch
     lean = train.fit(cfg, images=images, mutual_info_every_epoch=False)
     assert ["mutual_info" in entry for entry in lean.history] == with_mi
     full = train.fit(cfg, images=images)

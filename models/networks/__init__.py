@@ -28,7 +28,7 @@ import importlib.util
 import inspect
 import os
 import sys
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -166,32 +166,40 @@ def knob_defaults(builder: Builder) -> dict[str, Any]:
     return out
 
 
-def resolve_knobs(spec: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
-    """``knobs`` checked against the builder's signature, with its defaults filled in.
+def defaults(spec: str) -> dict[str, Any]:
+    """The builder's knobs that have a default, with it."""
+    return {k: v for k, v in knob_defaults(load_builder(spec)).items()
+            if k != "**" and v is not inspect.Parameter.empty}
 
-    ConfigError naming ``model.NAME`` for a knob the builder does not take, a required knob
-    (no default) not given, or a value whose type differs from the default's (an int where
-    a float is expected is fine)."""
+
+def check_names(spec: str, names: Iterable[str]) -> None:
+    """ConfigError naming ``model.NAME`` for a knob in ``names`` the builder does not take,
+    or one it requires (no default) that ``names`` lacks."""
     signature = knob_defaults(load_builder(spec))
     open_ended = "**" in signature
     signature.pop("**", None)
-    for name, value in knobs.items():
-        if name not in signature:
-            if open_ended:
-                continue
+    given = set(names)
+    for name in sorted(given - set(signature)):
+        if not open_ended:
             known = ", ".join(signature) or "none"
             raise ConfigError(f"model.{name}", f"unknown knob of {spec} (its knobs: {known})")
-        default = signature[name]
-        if default is not inspect.Parameter.empty and default is not None and not _same_kind(
-                default, value):
+    for name, default in signature.items():
+        if default is inspect.Parameter.empty and name not in given:
+            raise ConfigError(f"model.{name}", f"{spec} needs it (no default): set model.{name}")
+
+
+def resolve_knobs(spec: str, knobs: Mapping[str, Any]) -> dict[str, Any]:
+    """``knobs`` checked against the builder's signature (``check_names``; a value whose type
+    differs from the default's is named too, an int where a float is expected is fine), with
+    its defaults filled in."""
+    check_names(spec, knobs)
+    known = defaults(spec)
+    for name, value in knobs.items():
+        default = known.get(name)
+        if default is not None and not _same_kind(default, value):
             raise ConfigError(f"model.{name}", f"expected {type(default).__name__} like the "
                                                f"default {default!r}, got {value!r}")
-    missing = [k for k, v in signature.items() if v is inspect.Parameter.empty and k not in knobs]
-    if missing:
-        raise ConfigError(f"model.{missing[0]}", f"{spec} needs it (no default): set "
-                                                 f"model.{missing[0]}")
-    return {**{k: v for k, v in signature.items() if v is not inspect.Parameter.empty},
-            **knobs}
+    return {**known, **knobs}
 
 
 def _same_kind(default: Any, value: Any) -> bool:

@@ -46,11 +46,14 @@ REFERENCES: tuple[Reference, ...] = (
 )
 
 
-def reference_params(space: Space, ref: Reference) -> dict[str, Any] | str:
+def reference_params(space: Space, ref: Reference,
+                     knobs: dict[str, Any] | None = None) -> dict[str, Any] | str:
     """The params that make ``suggest`` return ``ref``'s config in ``space``, or why it
     cannot: the first changed field that is neither searched with that value reachable nor
-    fixed (or defaulted) at that value."""
-    params = baseline_params(dataclasses.replace(space, fixed={**space.fixed, **ref.changes}))
+    fixed (or defaulted) at that value. Searched knobs of the network take their defaults
+    in ``knobs``, as the seed's do (``baseline_params``)."""
+    params = baseline_params(dataclasses.replace(space, fixed={**space.fixed, **ref.changes}),
+                             knobs)
     seed = {**Config().to_dict(), **space.fixed}
     for field, value in ref.changes.items():
         if field in space.params:
@@ -61,7 +64,8 @@ def reference_params(space: Space, ref: Reference) -> dict[str, Any] | str:
     return params
 
 
-def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str]:
+def enqueue_references(study: optuna.Study, space: Space, room: int,
+                       knobs: dict[str, Any] | None = None) -> list[str]:
     """Enqueue up to ``room`` references not already in ``study``; one line per reference
     that was skipped, for the user. A reference whose config a trial already enqueued runs
     (the baseline, when ``[fixed]`` applies that very fix) is not run twice."""
@@ -69,7 +73,7 @@ def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str
     present = {t.user_attrs.get("reference") for t in trials}
     notes: list[str] = []
     for ref in REFERENCES:
-        params = reference_params(space, ref)
+        params = reference_params(space, ref, knobs)
         if isinstance(params, str):
             notes.append(f"reference skipped, not in this space: {ref.label}: {params}")
             continue

@@ -24,10 +24,12 @@ NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "da
 
 
 def fixed_fields(items: list[str] | None, data: str | None = None,
-                 max_epochs: int | None = None) -> dict[str, Any]:
-    """Config fields from ``--set key=value`` items, ``--data`` and ``--max-epochs`` (the two
-    shorthands win over ``--set dataset=`` and ``--set max_epochs=``)."""
+                 max_epochs: int | None = None, model: str | None = None) -> dict[str, Any]:
+    """Config fields from ``--set key=value`` items, ``--data``, ``--max-epochs`` and
+    ``--model`` (the shorthands win over ``--set dataset=`` and the like)."""
     values = parse_overrides(items or [])
+    if model:
+        values["model"] = model
     if data:
         values["dataset"] = data
     if max_epochs is not None:
@@ -40,13 +42,14 @@ def run_options(args: argparse.Namespace) -> RunOptions:
     from sweep.runner.study import RunOptions
 
     return RunOptions(gpus=args.gpus, workers=args.workers, trials_per_gpu=args.trials_per_gpu,
-                      threads=args.threads, timeout=args.timeout)
+                      threads=args.threads, timeout=args.timeout, model=args.model)
 
 
 def config_keys() -> str:
     """The help's list of Config fields with their defaults (the seed configuration)."""
     fields = ", ".join(f"{k}={v}" for k, v in Config().to_dict().items())
-    return f"config keys and defaults: {fields}"
+    return (f"config keys and defaults: {fields}; model.NAME: a knob of the network (conv: "
+            "model.depth=4, model.width=32)")
 
 
 def check_output(flag: str, path: str | Path, *, folder: bool = False) -> None:

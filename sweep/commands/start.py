@@ -71,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from sweep.runner.study import start
 
     handle = start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
-                   fixed=fixed_fields(args.set, args.data, args.max_epochs),
+                   fixed=fixed_fields(args.set, args.data, args.max_epochs, args.model),
                    baseline=not args.no_baseline, references=not args.no_references,
                    weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
                    heartbeat=args.heartbeat, options=run_options(args), artifacts=args.artifacts,

@@ -28,6 +28,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="a config field (keys below)")
     p.add_argument("--data", help="dataset: cifar10, mnist, fashion-mnist, synthetic, folder:PATH")
+    p.add_argument("--model", metavar="BUILDER",
+                   help="the network: conv (the default), resnet, mlp, package.module:build or "
+                        "path/to/my_vae.py:build (see start --help)")
     p.add_argument("--json", default="-", metavar="PATH",
                    help="write the metrics here (- = stdout)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction,
@@ -42,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     check_threads(args.threads)  # before torch is imported: a bad flag answers at once
     from_file, file_threads = configfile.read_values(args.config) if args.config else ({}, None)
     threads = args.threads if args.threads is not None else file_threads
-    cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data)})
+    cfg = Config.from_dict({**from_file, **fixed_fields(args.set, args.data, model=args.model)})
     for flag, path in (("--json", args.json), ("--save", args.save)):
         if path not in (None, "-"):
             check_output(flag, path)

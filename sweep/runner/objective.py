@@ -34,6 +34,7 @@ import torch
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from pytorch_lightning.callbacks import ModelCheckpoint
 
+from models import networks
 from models.config import Config
 from models.train import FitResult, fit
 from sweep import optuna_private
@@ -232,7 +233,10 @@ def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
     history, kl_per_dim) as system attrs (``sweep.storage.trial_record``), the short ones as
     user attrs. Returns the whole record, the contents of the trial's ``trial.json``."""
     trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"))
-    run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads()}
+    # The network as the study names it, and the hash of the source this worker built it
+    # from (its --model may name another path to the same file).
+    run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads(),
+           "model": cfg.model, "model_sha256": networks.source_sha256(cfg.model)}
     # A resumed path is cut from its front: its last parts say which trial it came from.
     shown = None if resumed_from is None else trial_record.clip(resumed_from, tail=True)
     attrs = {**trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,

@@ -152,13 +152,15 @@ def threads_for_run(threads: int) -> Iterator[None]:
         use_threads(before)
 
 
-def worker_command(study: str, threads: int, timeout: float | None) -> list[str]:
+def worker_command(study: str, threads: int, timeout: float | None,
+                   model: str | None = None) -> list[str]:
     """The command line of one worker process. Its slot and the storage URL come through
     the environment: a command line is readable by every local user (``ps``), and the URL
-    may hold the database's password."""
+    may hold the database's password. ``model``: the network it may import (``--model``)."""
     cmd = [sys.executable, "-m", "sweep", "worker", "--study", study,
            "--workers", "1", "--threads", str(threads)]
-    return cmd + (["--timeout", str(timeout)] if timeout else [])
+    return (cmd + (["--timeout", str(timeout)] if timeout else [])
+            + (["--model", model] if model else []))
 
 
 def worker_env(index: int, gpu: str | None, threads: int) -> dict[str, str]:
@@ -196,10 +198,10 @@ STOPPED = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}
 
 def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
               timeout: float | None, run_here: Callable[[], None],
-              poll: Callable[[], None]) -> list[str]:
+              poll: Callable[[], None], model: str | None = None) -> list[str]:
     """Run one worker per slot: ``run_here`` in this process when there is a single slot
     that is not pinned to a GPU, else one subprocess each, calling ``poll`` (the progress
-    line) while they run.
+    line) while they run; each is given ``model`` as its ``--model``.
 
     Returns a line for each worker process that did not end well (``worker 2 (pid 77):
     killed by SIGKILL``). SIGTERM or SIGINT to this process is passed on to every worker,
@@ -213,7 +215,7 @@ def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
         with threads_for_run(threads):
             run_here()
         return []
-    procs = [subprocess.Popen(worker_command(study, threads, timeout),
+    procs = [subprocess.Popen(worker_command(study, threads, timeout, model),
                               env={**worker_env(i, gpu, threads), STORAGE_ENV: storage})
              for i, gpu in enumerate(slots)]
     received: list[str] = []

@@ -31,7 +31,7 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial
 
-from models.config import LIMITS, Config
+from models.config import LIMITS, Config, is_knob
 from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
 from sweep.space import Space, parse_space
@@ -67,7 +67,8 @@ def best_reference(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
 def focus_space(space: Space, centre: Config) -> Space:
     """``space`` narrowed to a window around ``centre``: every field fixed at the centre's
     value except the WINDOWS fields its config uses (and free bits among the space's own
-    choices when the centre uses free bits); the user's fixed fields stay fixed."""
+    choices when the centre uses free bits); the user's fixed fields stay fixed, and the
+    network's searched knobs keep their whole range (no reference knows them better)."""
     values = centre.to_dict()
     search: dict[str, dict[str, Any]] = {}
     for name, (kind, size, lowest, highest) in WINDOWS.items():
@@ -89,6 +90,7 @@ def focus_space(space: Space, centre: Config) -> Space:
     # Optuna keeps a categorical's choices for the whole study: free bits keeps the space's.
     if values["free_bits"] > 0 and "free_bits" in space.params:
         search["free_bits"] = {"choices": list(space.params["free_bits"]["choices"])}
+    search.update({k: v for k, v in space.params.items() if is_knob(k)})
     data = space.to_dict()
     data["fixed"] = {**{k: v for k, v in values.items() if k not in search}, **space.fixed}
     data["search"] = search

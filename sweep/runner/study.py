@@ -31,9 +31,12 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from models import networks
 from models.config import Config
+from models.networks import Builder, in_process
 from sweep.answer.references import enqueue_references
 from sweep.errors import DatabaseFull, ParamError, UsageError
+from sweep.runner import network
 from sweep.runner.processes import (
     FULL_WORDS,
     WORKER_ID_ENV,
@@ -82,7 +85,9 @@ class RunOptions:
     ``gpus``: the GPU ids to use, ``trials_per_gpu`` workers each (default: every visible
     GPU); ``workers``: worker processes on a machine without GPUs (excludes ``gpus``);
     ``threads``: CPU threads per worker (default: $VAE_SWEEP_THREADS, else the cores divided
-    among the workers); ``timeout``: seconds after which no trial starts.
+    among the workers); ``timeout``: seconds after which no trial starts; ``model``: where
+    this machine imports the study's network from (``--model``: a study that trains a
+    network of the user's runs only where it is named, see ``sweep.runner.network``).
     """
 
     gpus: list[int] | None = None
@@ -90,6 +95,7 @@ class RunOptions:
     trials_per_gpu: int = 1
     threads: int | None = None
     timeout: float | None = None
+    model: str | None = None
 
     def __post_init__(self) -> None:
         check_slot_flags(self.gpus, self.workers, self.trials_per_gpu)
@@ -115,7 +121,8 @@ def _space(space: str | Path | Mapping[str, Any] | Space | None) -> Space:
 
 def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
           study: str | None = None, storage: str | None = None, n_trials: int = 20,
-          fixed: Mapping[str, Any] | None = None, baseline: bool = True,
+          fixed: Mapping[str, Any] | None = None, model: str | Builder | None = None,
+          baseline: bool = True,
           references: bool = True, weights: bool = True, keep_checkpoints: bool = False,
           heartbeat: int = 10, artifacts: str | None = None,
           options: RunOptions | None = None, run: bool = True, if_new: bool = False) -> Sweep:
@@ -124,7 +131,10 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
 
     ``space``: a sweep TOML file, the same description as a dict, or a ``Space`` (None: the
     built-in space); ``fixed`` are Config fields that win over it (the command line's
-    ``--set``, ``--data``, ``--max-epochs``). ``options``: how this machine runs the trials.
+    ``--set``, ``--data``, ``--max-epochs``). ``model``: the network (``models.networks``): a
+    built-in name, ``module:function``, ``file.py:function`` or the builder function itself
+    (one defined in a notebook runs in this process only); it wins over the space's.
+    ``options``: how this machine runs the trials.
     ``artifacts``: the study's image and checkpoint store (``sweep.storage.stores``), kept in its
     settings; None keeps the one it has (or the default beside the SQLite file).
     ``run=False`` only creates the study (and adds the trials): ``worker`` processes run it.
@@ -142,18 +152,29 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
         raise ParamError("n_trials", f"must be >= 1, got {n_trials}")
     if study is not None and not study.strip():  # "" silently became the default name
         raise ParamError("study", f"{study!r}: a study name cannot be empty")
-    Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
-    space = fix(_space(space), dict(fixed or {}))
+    fixed = dict(fixed or {})
+    if model is not None:
+        fixed["model"] = network.spec_of(model)
+    Config.from_dict(fixed)  # a bad field is named as the user wrote it
+    space = fix(_space(space), fixed)
+    spec = Config.from_dict(space.fixed).model
+    options = dataclasses.replace(options, model=options.model or spec)
     store = normalize_store(artifacts) if artifacts else None
-    settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
-                        keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store)
-    name = study or default_study_name(settings.base.dataset)
+    name = study or default_study_name(Config.from_dict(space.fixed).dataset)
 
     from models.data import load_images
     from sweep.logs import quiet_logs
 
     slots = options.slots()  # a GPU that is not there fails before the data loads
-    images = load_images(settings.base) if run else None  # bad data fails before any write
+    if in_process(spec) and slots != [None]:
+        raise ParamError("model", f"{spec} is defined in this process only: workers in other "
+                                  "processes cannot import it; name it as module:function or "
+                                  "file.py:function")
+    images = load_images(Config.from_dict(space.fixed)) if run else None  # bad data: no write
+    sha = network.check(space, images)  # a bad network or knob fails before any write too
+    settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
+                        keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store,
+                        model_sha256=sha)
     with quiet_logs():
         _create(url, name, settings, n_trials, baseline, references, if_new)
         if run:
@@ -185,6 +206,8 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
         elif old and old["space"]["objectives"] != list(space.objectives):
             raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
                              f"this config asks for {list(space.objectives)}")
+        elif old:
+            same_network(name, study_settings.Settings.from_dict(old), settings)
         created.set_metric_names(list(space.objectives))
         done = results(created.get_trials(deepcopy=False))
         before = old["goal"] if old else 0
@@ -195,11 +218,12 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
             store = store or (old or {}).get("artifacts")
             study_settings.save(created, dataclasses.replace(settings, goal=goal,
                                                              artifacts=store))
+        knobs = networks.defaults(settings.base.model)  # the seed runs the network's own
         if baseline and n_trials > 0:
-            created.enqueue_trial(baseline_params(space), user_attrs={"baseline": True},
+            created.enqueue_trial(baseline_params(space, knobs), user_attrs={"baseline": True},
                                   skip_if_exists=True)
         if references and n_trials > 0:  # they count toward n_trials, after the baseline
-            for line in enqueue_references(created, space, n_trials - int(baseline)):
+            for line in enqueue_references(created, space, n_trials - int(baseline), knobs):
                 log.info("%s", line)
     if old and if_new:
         pass
@@ -215,6 +239,17 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
         log.info("note: they stay on this machine; give the study a shared artifact store "
                  "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
                  "machines")
+
+
+def same_network(name: str, old: Settings, new: Settings) -> None:
+    """UsageError unless a second ``start`` of study ``name`` trains the network it trains."""
+    if old.base.model != new.base.model:
+        raise UsageError(f"study {name!r} trains the network {old.base.model}; this start "
+                         f"asks for {new.base.model}")
+    if old.model_sha256 and new.model_sha256 and old.model_sha256 != new.model_sha256:
+        raise UsageError(f"study {name!r} was started with {old.base.model} of sha256 "
+                         f"{old.model_sha256[:16]}; its source now has "
+                         f"{new.model_sha256[:16]}: start a new study for the changed code")
 
 
 def _plan(space: Space) -> str:
@@ -240,6 +275,7 @@ def resume(study: str, *, storage: str | None = None,
     url = resolve_storage_url(storage)
     options = options or RunOptions()
     _, settings = _load(url, study)
+    network.require(settings, study, options.model)
 
     import optuna
 
@@ -266,7 +302,7 @@ def join(study: str, *, storage: str | None = None,
     returns its ``Sweep``."""
     url = resolve_storage_url(storage)
     options = options or RunOptions()
-    _load(url, study)
+    network.require(_load(url, study)[1], study, options.model)
 
     from sweep.logs import quiet_logs
 
@@ -319,7 +355,7 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
                          timeout,
                          run_here=lambda: run_worker(url, name, worker_id, timeout,
                                                      images=images, show_progress=not child),
-                         poll=progress.poll)
+                         poll=progress.poll, model=options.model)
     except KeyboardInterrupt as err:  # the worker, or run_slots, names the signal it got
         how = str(err.args[0]) if err.args else "SIGINT"
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None

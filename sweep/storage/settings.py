@@ -34,6 +34,9 @@ class Settings:
     # Where images and checkpoints go (sweep.storage.stores): an absolute folder or s3://BUCKET/PREFIX;
     # None: beside the SQLite file (studies made before stores existed read the same way).
     artifacts: str | None = None
+    # sha256 of the network's source file when the study started (sweep.runner.network): a
+    # worker whose builder hashes otherwise is refused.
+    model_sha256: str | None = None
 
     def __post_init__(self) -> None:
         if self.goal < 0:
@@ -51,13 +54,14 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "goal": self.goal, "heartbeat": self.heartbeat,
                 "keep_checkpoints": self.keep_checkpoints, "keep_weights": self.keep_weights,
-                "artifacts": self.artifacts}
+                "artifacts": self.artifacts, "model_sha256": self.model_sha256}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         return cls(space=Space.from_dict(data["space"]), goal=data["goal"],
                    heartbeat=data["heartbeat"], keep_checkpoints=data["keep_checkpoints"],
-                   keep_weights=data["keep_weights"], artifacts=data.get("artifacts"))
+                   keep_weights=data["keep_weights"], artifacts=data.get("artifacts"),
+                   model_sha256=data.get("model_sha256"))
 
 
 def save(study: optuna.Study, settings: Settings) -> None:
