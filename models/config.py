@@ -259,4 +259,6 @@ def validate(cfg: Config) -> None:
 
 def _is_import_path(spec: str) -> bool:
     where, sep, name = spec.rpartition(":")
-    return bool(sep and where and name.replace(".", "_").isidentifier())
+    # A function defined inside another is named ``outer.<locals>.inner`` (in-process only).
+    name = name.replace("<locals>", "locals").replace(".", "_")
+    return bool(sep and where and name.isidentifier())

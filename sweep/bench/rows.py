@@ -8,6 +8,8 @@ One run measures, side by side (images/s, medians of alternating repeats, their 
 - ``baseline``: ``sweep.bench.user_script``, optuna-examples' Lightning script shape (ImageFolder of
   the same images + ToTensor + DataLoader workers, Lightning's defaults);
 - ``project``: ``models.train.fit``, the path every trial takes;
+- ``own_model``: ``limit`` and ``project`` again for a network of the user's
+  (``sweep.bench.own_model``);
 
 then, on the CPU, ``project`` at each thread count and at the default, idle and beside
 ``busy`` busy processes (``sweep.bench.threads``), the sweep around the trainer
@@ -36,6 +38,7 @@ from models.data import load_images
 from models.module import VAE, conv_layout, step_terms
 from models.train import fit
 from sweep.bench import gpu as bench_gpu
+from sweep.bench import own_model as bench_own
 from sweep.bench import sweep_time as bench_sweep
 from sweep.bench import threads as bench_threads
 from sweep.bench import user_script as baseline
@@ -58,6 +61,7 @@ class Options:
     trials_per_gpu: tuple[int, ...] | None = None  # None: 1,2,4,8 on a GPU, none on CPU
     skip_sweep: bool = False
     busy: int = 2  # busy processes beside the loaded thread rows (0: idle rows only)
+    model: str = bench_own.SPEC  # the own_model row's network (a builder spec)
 
 
 def say(message: str) -> None:
@@ -153,6 +157,8 @@ def bench(opts: Options) -> dict[str, Any]:
             "project_over_baseline": round(ratio(rows, "project", "baseline"), 3),
             "repeats": {name: [round(v, 1) for v in values] for name, values in rows.items()},
         }
+        out["own_model"] = bench_own.own_model_rows(base, timed, opts.steps, opts.repeats,
+                                                    device, opts.model, bare_loop, say)
         out["threads"] = bench_threads.thread_rows(
             base, timed, opts.steps, opts.repeats, opts.busy, say) if device.type == "cpu" \
             else "not measured (the trials train on the GPU)"

@@ -30,7 +30,8 @@ time_to_answer = wall time until a non-collapsed trial is within --margin of the
 best neg_elbo, the plain script (TPE, no pruner) against `sweep start` (pruner on
 and off). gpu = float32, bf16 autocast, channels_last (checked within 2 % of
 float32's metrics), then K trials sharing one GPU. --json keys: limit, baseline,
-project (images/s), project_over_limit, project_over_baseline, threads,
+project (images/s), project_over_limit, project_over_baseline, own_model (limit,
+project and their ratio for --model, a network not built in), threads,
 trial_overhead, sweep_overhead, time_to_answer {baseline_s, project_s, ratio,
 ratio_at_most (when the script never got within --margin: over its whole wall),
 ratio_to_script_best}, gpu, setup (with the load average).
@@ -104,6 +105,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-sweep", action="store_true",
                    help="throughput rows only: skip trial_overhead, sweep_overhead and "
                         "time_to_answer")
+    p.add_argument("--model", default=None, metavar="BUILDER",
+                   help="the own_model row's network (default: the README's my_vae.py, "
+                        "shipped as sweep.bench.own_model:build)")
     p.add_argument("--json", type=Path, default=None, metavar="PATH",
                    help="also write the result object to PATH")
 
@@ -130,8 +134,13 @@ def run(args: argparse.Namespace) -> int:
 
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UsageError("--device cuda: no GPU is visible to torch")
+    from models import networks
+    from sweep.bench import own_model
     from sweep.bench import user_script as baseline
     from sweep.bench.rows import Options, bench
+
+    model = args.model or own_model.SPEC
+    networks.check_names(model, [])  # a builder that does not import: named before any work
     from sweep.logs import quiet_logs
     from sweep.runner.processes import threads_per_worker, use_threads
 
@@ -144,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
                                baseline_workers=workers, subset=args.subset,
                                trials=args.trials, epochs=args.epochs, margin=args.margin,
                                trials_per_gpu=ks, skip_sweep=args.no_sweep,
-                               busy=args.busy))
+                               busy=args.busy, model=model))
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")

@@ -70,7 +70,7 @@ def require(settings: Settings, study: str, model: str | None) -> None:
     study trains one that is not built in; UsageError when ``model`` is missing or its source
     differs from the one the study recorded."""
     recorded = settings.base.model
-    if recorded in NETWORKS:
+    if recorded in NETWORKS or networks.in_process(recorded):  # shipped, or handed over here
         return
     if model is None:
         raise UsageError(f"study {study!r} trains the network {recorded}: run this with "
