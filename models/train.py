@@ -111,7 +111,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
     dm = ImageDataModule(cfg, images)
     dm.setup("fit")
     steps = total_steps(cfg, len(dm.train_dataloader()))
-    model = VAE(cfg.to_dict(), dm.image_shape, steps)
+    model = VAE(cfg.to_dict(), dm.image_shape, steps, eight_bit=dm.eight_bit)
     model.mutual_info_every_epoch = mutual_info_every_epoch
     model.channels_last = channels_last
     throughput = Throughput()
