@@ -44,7 +44,15 @@ from sweep.runner.processes import (
     threads_per_worker,
     worker_slots,
 )
-from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
+from sweep.space import (
+    EXTRA_SEEDS,
+    Space,
+    baseline_params,
+    fix,
+    for_continuous,
+    load_space,
+    parse_space,
+)
 from sweep.storage import settings as study_settings
 from sweep.storage.database import check_url, open_storage, resolve_storage_url, shown
 from sweep.storage.settings import Settings
@@ -72,6 +80,8 @@ class Interrupted(KeyboardInterrupt):
 
 def default_study_name(dataset: str) -> str:
     name = dataset.split(":", 1)[-1].rstrip("/")
+    if dataset.startswith("npy:"):
+        return "vae-" + Path(name).stem
     return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
 
 
@@ -149,11 +159,16 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
                         keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store)
     name = study or default_study_name(settings.base.dataset)
 
+    from models.arrays import PREFIX as NPY_PREFIX
     from models.data import load_images
     from sweep.logs import quiet_logs
 
     slots = options.slots()  # a GPU that is not there fails before the data loads
-    images = load_images(settings.base) if run else None  # bad data fails before any write
+    # Bad data fails before any write; an array file is read whole even without run (cheap
+    # beside decoding a folder), so NaNs are found here, not by every worker.
+    whole = run or settings.base.dataset.startswith(NPY_PREFIX)
+    images = load_images(settings.base) if whole else None
+    settings = _for_data(settings)
     with quiet_logs():
         _create(url, name, settings, n_trials, baseline, references, if_new)
         if run:
@@ -162,6 +177,20 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
             log.info("run it from any machine: python -m sweep worker --study %s "
                      "--storage %s", name, shown(url))
     return _handle(url, name)
+
+
+def _for_data(settings: Settings) -> Settings:
+    """``settings`` for its data: continuous (float) data gets its yardstick and an unbounded
+    decoder (``sweep.space.for_continuous``), each change said in one line. Only the array's
+    header is read, so ``run=False`` checks it too."""
+    from models.arrays import is_continuous
+
+    if not is_continuous(settings.base.dataset):
+        return settings
+    space, notes = for_continuous(settings.space)
+    for line in notes:
+        log.info("%s", line)
+    return dataclasses.replace(settings, space=space)
 
 
 def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bool,
