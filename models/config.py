@@ -36,8 +36,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
-# Dataset specs that name data without a path; ``folder:PATH`` names an ImageFolder tree.
+# Dataset specs that name data without a path; ``folder:PATH`` names an ImageFolder tree,
+# ``npy:PATH`` one array in a .npy or .npz file (models.arrays).
 DATASETS = ("cifar10", "mnist", "fashion-mnist", "synthetic")
+PATH_DATASETS = ("folder:", "npy:")
 
 # Upper bounds that keep a typo from asking for terabytes (latent_dim=1000000000 would
 # allocate an 8 TB layer); far above any VAE these knobs are meant for.
@@ -251,10 +253,10 @@ def validate(cfg: Config) -> None:
            "module:function or path/to/file.py:function")
     for name, value in cfg.knobs:
         coerce_knob(KNOB + name, value)
-    _check(cfg.dataset in DATASETS or (cfg.dataset.startswith("folder:")
-                                        and len(cfg.dataset) > len("folder:")),
-           "dataset", f"unknown dataset {cfg.dataset!r}; expected {', '.join(DATASETS)} "
-                      "or folder:PATH")
+    _check(cfg.dataset in DATASETS or any(cfg.dataset.startswith(p) and len(cfg.dataset) > len(p)
+                                          for p in PATH_DATASETS),
+           "dataset", f"unknown dataset {cfg.dataset!r}; expected {', '.join(DATASETS)}, "
+                      "folder:PATH or npy:PATH")
 
 
 def _is_import_path(spec: str) -> bool:

@@ -1,10 +1,11 @@
-"""Image data for the VAE: load a whole dataset once as uint8, split it, and batch it on device.
+"""Data for the VAE: load a whole dataset once, split it, and batch it on device.
 
 ``load_images(cfg)`` turns ``cfg.dataset`` (``synthetic``, ``cifar10``, ``mnist``,
-``fashion-mnist`` or ``folder:PATH``) into one uint8 tensor of shape (N, C, H, W).
+``fashion-mnist`` or ``folder:PATH``) into one uint8 tensor of shape (N, C, H, W);
+``npy:PATH`` (``models.arrays``) gives uint8 or float32, (N, C, H, W) or (N, D).
 ``split`` cuts it into train/validation by a fixed seed, ``TensorBatches`` is an airbench-style
-loader that slices float batches out of a uint8 tensor already on the training device, and
-``ImageDataModule`` wires the three into Lightning. Small image datasets fit in memory many
+loader that slices float batches out of a tensor already on the training device, and
+``ImageDataModule`` wires the three into Lightning. Small datasets fit in memory many
 times over, so there are no worker processes, per-sample transforms or PIL in the hot path.
 """
 
@@ -28,6 +29,8 @@ import torchvision
 from PIL import Image
 from torchvision.io import ImageReadMode
 
+from models.arrays import PREFIX as NPY_PREFIX
+from models.arrays import load_array
 from models.config import Config, ConfigError
 
 __all__ = ["ImageDataModule", "TensorBatches", "load_images", "split"]
@@ -53,11 +56,12 @@ VAL_BATCH_CPU = 128  # images per validation batch on the CPU (see val_dataloade
 
 
 def load_images(cfg: Config, held_out: bool = False) -> torch.Tensor:
-    """All images of ``cfg.dataset`` as one uint8 tensor (N, C, H, W), decoded once.
+    """All examples of ``cfg.dataset`` as one tensor, decoded once: uint8 (N, C, H, W) images,
+    or from ``npy:PATH`` uint8 8-bit data or float32 continuous data, (N, C, H, W) or (N, D).
 
     ``held_out``: images no trial trains or validates on, for scoring a finished model: a
     torchvision dataset's test split (``train=False``), synthetic images from another seed.
-    A folder is what it names either way (point it at the test folder, e.g. data/test).
+    A folder or an array file is what it names either way (point it at the test data).
     """
     spec = cfg.dataset
     if spec == "synthetic":
@@ -65,6 +69,8 @@ def load_images(cfg: Config, held_out: bool = False) -> torch.Tensor:
                                 seed=SYNTHETIC_HELD_OUT_SEED if held_out else SYNTHETIC_SEED)
     if spec in TORCHVISION:
         return _torchvision_images(spec, cfg.data_dir, train=not held_out)
+    if spec.startswith(NPY_PREFIX):
+        return load_array(spec)
     return _folder_images(os.path.expanduser(spec[len("folder:"):]))  # Config checked the spec
 
 
@@ -332,11 +338,12 @@ def device_split(images: torch.Tensor, val_fraction: float, device: torch.device
 
 
 class TensorBatches:
-    """Float batches in [0, 1] sliced from a uint8 tensor that stays on its device.
+    """Float batches sliced from a tensor that stays on its device: uint8 (8-bit data) as
+    floats in [0, 1], float32 (continuous data) as it is.
 
     Shuffling draws one ``randperm`` per epoch from the global RNG of the tensor's device,
-    so ``seed_everything`` makes the order reproducible. Only uint8 lives in memory; the
-    float conversion happens per batch, on the device.
+    so ``seed_everything`` makes the order reproducible. Only uint8 lives in memory for
+    8-bit data; the float conversion happens per batch, on the device.
     """
 
     def __init__(self, images: torch.Tensor, batch_size: int, shuffle: bool,
@@ -358,7 +365,11 @@ class TensorBatches:
         for i in range(len(self)):
             # Unshuffled batches are views; shuffled ones one gather each, all on the device.
             rows = slice(i * bs, (i + 1) * bs)
-            yield (images[rows] if perm is None else images[perm[rows]]).float().div_(255)
+            batch = images[rows] if perm is None else images[perm[rows]]
+            if batch.dtype == torch.uint8:
+                yield batch.float().div_(255)
+            else:  # a copy of a view: a network that edits its input in place edits no data
+                yield batch.clone() if perm is None else batch
 
 
 class ImageDataModule(pl.LightningDataModule):
@@ -387,10 +398,16 @@ class ImageDataModule(pl.LightningDataModule):
         return self._train, self._val
 
     @property
-    def image_shape(self) -> tuple[int, int, int]:
+    def image_shape(self) -> tuple[int, ...]:
+        """One example's shape: (C, H, W) or (D,)."""
         images = self._images if self._images is not None else self._splits()[0]
-        c, h, w = images.shape[1:]
-        return int(c), int(h), int(w)
+        return tuple(int(n) for n in images.shape[1:])
+
+    @property
+    def eight_bit(self) -> bool:
+        """Whether the data is 8-bit (uint8, scored in bits/dim), not continuous (float)."""
+        images = self._images if self._images is not None else self._splits()[0]
+        return images.dtype == torch.uint8
 
     @property
     def val_images(self) -> torch.Tensor:

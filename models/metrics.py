@@ -12,10 +12,14 @@ per image, N validation images, x_hat(z) a likelihood's ``mean`` of the decoder 
   every trial's predicted image scored by one Gaussian rule, whatever its own likelihood;
   that rule's variance is ``mse``, so neg_elbo = rate + D/2 (ln(2 pi mse) + 1): the two
   coordinates of the rate-distortion plane give the yardstick;
-- ``bits_per_dim``: ``neg_elbo`` in bits per pixel of the 8-bit data (``bits_per_dim``);
+- ``nats_per_dim``: ``neg_elbo / D``, for any data: the yardstick of continuous (float) data,
+  whose values are fed as they are (no 8-bit levels to count);
+- ``bits_per_dim``: ``neg_elbo`` in bits per pixel of the 8-bit data (``bits_per_dim``), for
+  8-bit data only (``eight_bit``): nats_per_dim / ln 2 + log2(255);
 - ``neg_elbo_own``, ``bits_per_dim_own``: the same with the trial's own likelihood's NLL
-  (``Likelihood.own_nll``); not comparable across likelihoods (Bernoulli is not a density on
-  [0, 1], MSE is not a density at all), which is why the yardstick exists;
+  (``Likelihood.own_nll``; bits for 8-bit data only); not comparable across likelihoods
+  (Bernoulli is not a density on [0, 1], MSE is not a density at all), which is why the
+  yardstick exists;
 - ``active_units``: Burda et al. 2015, sec. 5.2: dims u with Cov_x(E_q[z_u | x]) > threshold;
 - ``mutual_info``: I(x; z) under the aggregate posterior of the split (``mutual_info``);
 - ``kl_per_dim``: the rate split by latent dim (nats per image), and ``collapsed``: no active unit.
@@ -166,10 +170,14 @@ class Evaluation:
     """Accumulates one pass over the validation split, then ``compute()``s every metric.
 
     Sums stay on the device as float64 tensors (no sync per batch) until ``compute``.
+    ``eight_bit``: the data is 8-bit (scaled by 1/255), so bits/dim is defined; continuous
+    data gets the yardstick per dimension in nats only.
     """
 
-    def __init__(self, likelihood: Likelihood, params: Params, threshold: float) -> None:
+    def __init__(self, likelihood: Likelihood, params: Params, threshold: float,
+                 eight_bit: bool = True) -> None:
         self.likelihood, self.params, self.threshold = likelihood, params, threshold
+        self.eight_bit = eight_bit
         self.mus: list[torch.Tensor] = []
         self.logvars: list[torch.Tensor] = []
         self.images = 0
@@ -206,13 +214,15 @@ class Evaluation:
         neg_elbo = rate + yardstick_nll(sums["sse"], self.images, self.pixels)
         neg_elbo_own = rate + self.likelihood.own_nll(own, self.images, self.pixels)
         au = active_units(mu, self.threshold)
+        bits = self.eight_bit
         out: dict[str, float | int | bool | list[float]] = {
             "mse": sums["sse"] / (self.images * self.pixels),
             "rate": rate,
             "neg_elbo": neg_elbo,
-            "bits_per_dim": bits_per_dim(neg_elbo, self.pixels),
+            "nats_per_dim": neg_elbo / self.pixels,
+            **({"bits_per_dim": bits_per_dim(neg_elbo, self.pixels)} if bits else {}),
             "neg_elbo_own": neg_elbo_own,
-            "bits_per_dim_own": bits_per_dim(neg_elbo_own, self.pixels),
+            **({"bits_per_dim_own": bits_per_dim(neg_elbo_own, self.pixels)} if bits else {}),
             "active_units": au,
             "collapsed": au == 0,
             "kl_per_dim": [float(v) for v in per_dim],

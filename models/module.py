@@ -72,16 +72,19 @@ def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
 
 class VAE(pl.LightningModule):
     """``encoder`` x -> (mu, logvar) and ``decoder`` z -> raw output, trained as ``config``
-    says; without them, ``config``'s network is built for examples of ``image_shape``."""
+    says; without them, ``config``'s network is built for examples of ``image_shape``.
+    ``eight_bit``: the data is 8-bit, scaled to [0, 1] (bits/dim, clamped pictures); False
+    for continuous data (``models.arrays``: nats/dim, outputs as decoded)."""
 
     def __init__(self, config: dict[str, Any], image_shape: tuple[int, ...],
                  total_steps: int, encoder: nn.Module | None = None,
-                 decoder: nn.Module | None = None) -> None:
+                 decoder: nn.Module | None = None, eight_bit: bool = True) -> None:
         super().__init__()
         self.save_hyperparameters(ignore=["encoder", "decoder"])
         self.cfg = cfg = Config.from_dict(config)
         self.image_shape = tuple(image_shape)
         self.total_steps = total_steps
+        self.eight_bit = eight_bit
         if encoder is None or decoder is None:
             encoder, decoder = networks.build(cfg, self.image_shape)
         self.encoder, self.decoder = encoder, decoder
@@ -155,7 +158,7 @@ class VAE(pl.LightningModule):
 
     def on_validation_epoch_start(self) -> None:
         self.evaluation = Evaluation(self.likelihood, self.likelihood_scalars(),
-                                     self.cfg.au_threshold)
+                                     self.cfg.au_threshold, self.eight_bit)
 
     def validation_step(self, batch: torch.Tensor, batch_idx: int) -> None:
         self._common_step(batch, "val")
@@ -194,11 +197,15 @@ class VAE(pl.LightningModule):
 
     @torch.no_grad()
     def sample(self, n: int) -> torch.Tensor:
-        """n images decoded from the prior N(0, I), pixels in [0, 1]."""
+        """n examples decoded from the prior N(0, I); 8-bit data: pixels in [0, 1]."""
         z = torch.randn(n, self.cfg.latent_dim, device=self.device)
-        return self.to_image(self.decode(z)).clamp(0, 1)
+        return self._in_range(self.to_image(self.decode(z)))
 
     @torch.no_grad()
     def reconstruct(self, x: torch.Tensor) -> torch.Tensor:
-        """Reconstructions of x from the posterior mean, pixels in [0, 1]."""
-        return self.to_image(self.decode(self.encoder(x)[0])).clamp(0, 1)
+        """Reconstructions of x from the posterior mean; 8-bit data: pixels in [0, 1]."""
+        return self._in_range(self.to_image(self.decode(self.encoder(x)[0])))
+
+    def _in_range(self, x: torch.Tensor) -> torch.Tensor:
+        # Pixels live in [0, 1]; continuous data has no range to clamp to.
+        return x.clamp(0, 1) if self.eight_bit else x

@@ -112,7 +112,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
     dm = ImageDataModule(cfg, images)
     dm.setup("fit")
     steps = total_steps(cfg, len(dm.train_dataloader()))
-    model = VAE(cfg.to_dict(), dm.image_shape, steps)
+    model = VAE(cfg.to_dict(), dm.image_shape, steps, eight_bit=dm.eight_bit)
     # The network is anyone's: its shapes are checked on two examples before the Trainer
     # starts, so a wrong one is named (module, shape, expected) instead of failing in a loss.
     networks.check_forward(cfg, model.encoder, model.decoder,

@@ -79,12 +79,18 @@ if TYPE_CHECKING:  # optuna is only needed at call time; the CLI imports this mo
 # The trainer's scalar metrics (models.metrics) and the direction that makes a VAE better.
 METRICS: dict[str, str] = {
     "mse": "minimize", "rate": "minimize", "neg_elbo": "minimize", "bits_per_dim": "minimize",
-    "neg_elbo_own": "minimize", "bits_per_dim_own": "minimize",
+    "nats_per_dim": "minimize", "neg_elbo_own": "minimize", "bits_per_dim_own": "minimize",
     "active_units": "maximize", "mutual_info": "maximize"}
+EIGHT_BIT_METRICS = ("bits_per_dim", "bits_per_dim_own")  # absent for continuous data
 
 # The yardstick the answer is chosen by (sweep.answer.recommend): the sampler optimises just that,
-# and collapse is a constraint (sweep.runner.objective), not an objective.
+# and collapse is a constraint (sweep.runner.objective), not an objective. Continuous (float)
+# data has no 8-bit levels, so its default is the same yardstick in nats/dim (for_continuous).
 DEFAULT_OBJECTIVES: tuple[str, ...] = ("bits_per_dim",)
+CONTINUOUS_OBJECTIVES: tuple[str, ...] = ("nats_per_dim",)
+# What start and train say when they leave the seed's sigmoid out for float data.
+CONTINUOUS_ACTIVATION = ("float data: decoder_activation=none (a sigmoid would bound the "
+                         "outputs to [0, 1]); set decoder_activation to choose")
 
 # "focus": the sampler's trials search a window around the best reference (sweep.runner.stages);
 # "tpe": the sampler searches the space as written.
@@ -280,6 +286,27 @@ def fix(space: Space, values: dict[str, Any]) -> Space:
     data["fixed"].update(values)
     data["search"] = {k: v for k, v in data["search"].items() if k not in values}
     return parse_space(data)
+
+
+def for_continuous(space: Space) -> tuple[Space, list[str]]:
+    """``space`` for continuous (float) data, and a line for each change: the default
+    objective becomes ``nats_per_dim``, and ``decoder_activation`` is ``none`` unless the space
+    fixes or searches it (the seed's sigmoid bounds outputs to [0, 1], which float data is
+    not). SpaceError when the objectives name a bits/dim metric beside others."""
+    data, notes = space.to_dict(), []
+    if space.objectives == DEFAULT_OBJECTIVES:
+        data["objectives"] = list(CONTINUOUS_OBJECTIVES)
+        notes.append("float data: the objective is nats_per_dim (bits/dim counts 8-bit "
+                     "levels, which float data has not)")
+    else:
+        bits = [m for m in space.objectives if m in EIGHT_BIT_METRICS]
+        if bits:
+            raise SpaceError("objectives", f"{bits[0]} is for 8-bit (uint8) data; float data "
+                                           "has nats_per_dim")
+    if "decoder_activation" not in space.fixed and "decoder_activation" not in space.params:
+        data["fixed"]["decoder_activation"] = "none"
+        notes.append(CONTINUOUS_ACTIVATION)
+    return parse_space(data), notes
 
 
 def _holds(when: dict[str, list[Any]] | None, values: dict[str, Any]) -> bool:

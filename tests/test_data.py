@@ -142,6 +142,19 @@ def test_batches_shuffle_covers_each_image_once_per_epoch():
     assert images.dtype == torch.uint8  # the source stays uint8
 
 
+def test_batches_of_float_data_are_its_values_and_leave_the_data_alone():
+    vectors = torch.randn(10, 3, generator=torch.Generator().manual_seed(2)) * 100
+    kept = vectors.clone()
+    for shuffle in (False, True):
+        batches = list(TensorBatches(vectors, 4, shuffle=shuffle, drop_last=False))
+        assert all(b.dtype == torch.float32 for b in batches)
+        out = torch.cat(batches)
+        assert sorted(out[:, 0].tolist()) == sorted(vectors[:, 0].tolist())  # not divided
+        for b in batches:
+            b.zero_()  # a network that edits its input in place
+        assert torch.equal(vectors, kept)
+
+
 # --- ImageDataModule ---------------------------------------------------------------------
 
 def test_datamodule_setup_split_and_loaders(monkeypatch):
@@ -176,6 +189,12 @@ def test_trials_on_one_images_tensor_split_it_once(monkeypatch):
     trial(images, 0.5)  # another fraction, another split
     trial(indexed(50))  # another tensor, even with equal images
     assert len(splits) == 3
+
+
+def test_datamodule_of_vectors_knows_their_shape_and_kind():
+    dm = ImageDataModule(Config(), images=torch.randn(20, 5))
+    assert dm.image_shape == (5,) and not dm.eight_bit
+    assert ImageDataModule(Config(), images=indexed(20)).eight_bit
 
 
 def test_datamodule_keeps_small_train_split():

@@ -102,6 +102,19 @@ def test_evaluation_units_and_the_yardstick_in_closed_form():
     assert m["kl_per_dim"] == pytest.approx([0.5, 0.5, 0.5])
 
 
+def test_nats_per_dim_for_all_data_and_bits_per_dim_for_8_bit_data_only():
+    m = _evaluation("mse")
+    assert m["nats_per_dim"] == pytest.approx(m["neg_elbo"] / 4)  # D = 4 pixels
+    assert m["bits_per_dim"] == pytest.approx(m["nats_per_dim"] / math.log(2) + math.log2(255))
+    ev = metrics.Evaluation(build(Config()), {}, 0.01, eight_bit=False)
+    x = torch.tensor([[3.0, -1.0], [2.0, 0.5]])  # continuous data: no [0, 1], no levels
+    ev.update(x, x + 0.1, torch.zeros(2, 3), torch.zeros(2, 3))
+    m = ev.compute(with_mutual_info=False)
+    assert "bits_per_dim" not in m and "bits_per_dim_own" not in m
+    nll = 0.5 * 2 * (math.log(2 * math.pi * 0.01) + 1)  # D/2 (log(2 pi s^2) + 1), s^2 = 0.01
+    assert m["neg_elbo"] == pytest.approx(nll) and m["nats_per_dim"] == pytest.approx(nll / 2)
+
+
 def test_evaluation_bernoulli_own_score_beside_the_yardstick():
     m = _evaluation("bernoulli")
     per_pixel = -(0.5 * math.log(0.6) + 0.5 * math.log(0.4))
@@ -150,7 +163,7 @@ def test_bits_per_dim_offset_is_log2_255_for_pixels_scaled_by_1_over_255():
 
 
 def test_active_units_of_an_encoder_built_so_that_exactly_k_dims_vary():
-    from models.networks import Encoder
+    from models.networks.conv import Encoder
 
     torch.manual_seed(0)
     k, d = 3, 10

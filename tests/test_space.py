@@ -285,3 +285,22 @@ def test_the_command_line_fixes_fields_over_the_file(tmp_path):
     assert list(fixed.params) == ["latent_dim"]
     cfg = suggest(FixedTrial({"latent_dim": 8}), fixed)
     assert (cfg.batch_size, cfg.max_epochs, cfg.lr, cfg.latent_dim) == (64, 2, 0.002, 8)
+
+
+def test_float_data_gets_its_yardstick_and_an_unbounded_decoder():
+    from sweep.space import for_continuous
+
+    space, notes = for_continuous(parse_space({"fixed": {"batch_size": 64}}))
+    assert space.objectives == ("nats_per_dim",) and space.directions() == ["minimize"]
+    assert space.fixed == {"batch_size": 64, "decoder_activation": "none"}
+    assert baseline_params(space) == baseline_params(parse_space({"fixed": {"batch_size": 64}}))
+    assert len(notes) == 2 and all(n.startswith("float data: ") for n in notes)
+    # What the user chose stays: a decoder activation fixed or searched, other objectives.
+    chosen = parse_space({"objectives": ["mse", "rate"], "fixed": {"decoder_activation":
+                                                                   "sigmoid"}})
+    space, notes = for_continuous(chosen)
+    assert space == chosen and notes == []
+    searched = parse_space({"search": {"decoder_activation": {"choices": ["sigmoid", "none"]}}})
+    assert for_continuous(searched)[0].params == searched.params
+    with pytest.raises(SpaceError, match="^objectives: bits_per_dim is for 8-bit"):
+        for_continuous(parse_space({"objectives": ["bits_per_dim", "active_units"]}))

@@ -1,4 +1,5 @@
-"""The anytime curve of a study: the best bits/dim found so far against wall-clock time,
+"""The anytime curve of a study: the best yardstick (bits/dim, or nats/dim for continuous data,
+``sweep.answer.yardstick``) found so far against wall-clock time,
 beside each reference fix's level, and when the search first beat the best reference.
 
 Time is seconds from the study's first trial start to each trial's end (``datetime_start``
@@ -18,18 +19,18 @@ from pathlib import Path
 from optuna.trial import FrozenTrial
 
 from sweep.answer import recommend as rec_rule
+from sweep.answer import yardstick
 from sweep.answer.figures import DPI, agg_figure
-
-KEY = "bits_per_dim"
 
 
 @dataclass
 class Curve:
     steps: list[tuple[float, float, int]] = field(default_factory=list)  # (s, best, trial)
-    references: dict[str, float] = field(default_factory=dict)  # label -> bits/dim
+    references: dict[str, float] = field(default_factory=dict)  # label -> yardstick
     best_reference: float | None = None
-    beaten_at: tuple[float, float, int] | None = None  # (s, bits/dim, trial)
+    beaten_at: tuple[float, float, int] | None = None  # (s, yardstick, trial)
     end_s: float = 0.0  # the last trial's end
+    unit: str = yardstick.unit(yardstick.BITS)  # the yardstick's
 
 
 def _short(label: str) -> str:
@@ -39,7 +40,8 @@ def _short(label: str) -> str:
 def curve(trials: Sequence[FrozenTrial]) -> Curve:
     """The study's anytime curve (see the module docstring)."""
     started = [t.datetime_start for t in trials if t.datetime_start is not None]
-    out = Curve()
+    key = yardstick.key(trials)
+    out = Curve(unit=yardstick.unit(key))
     if not started:
         return out
     t0 = min(started)
@@ -47,7 +49,7 @@ def curve(trials: Sequence[FrozenTrial]) -> Curve:
             if t.datetime_complete is not None and "confirm_of" not in t.user_attrs}
     done = sorted((t for t in trials if t.number in ends), key=lambda t: ends[t.number])
     for t in rec_rule.references(trials):
-        value = t.user_attrs.get(KEY)
+        value = t.user_attrs.get(key)
         if isinstance(value, (int, float)):
             out.references[_short(t.user_attrs["reference"])] = float(value)
             if rec_rule.is_candidate(t) and (out.best_reference is None
@@ -57,9 +59,9 @@ def curve(trials: Sequence[FrozenTrial]) -> Curve:
     for t in done:
         at = (ends[t.number] - t0).total_seconds()
         out.end_s = max(out.end_s, at)
-        if not rec_rule.is_candidate(t) or not isinstance(t.user_attrs.get(KEY), (int, float)):
+        if not rec_rule.is_candidate(t) or not isinstance(t.user_attrs.get(key), (int, float)):
             continue
-        value = float(t.user_attrs[KEY])
+        value = float(t.user_attrs[key])
         searched = not (t.user_attrs.get("baseline") or t.user_attrs.get("reference"))
         if (searched and out.beaten_at is None and out.best_reference is not None
                 and value < out.best_reference):
@@ -75,16 +77,16 @@ def sentence(c: Curve) -> str:
     if not c.steps:
         return "No trial has kept an active unit yet: there is no curve."
     at, value, number = c.steps[-1]
-    text = (f"Best so far: {value:.4f} bits/dim (trial {number}), reached after {at / 60:.1f} "
+    text = (f"Best so far: {value:.4f} {c.unit} (trial {number}), reached after {at / 60:.1f} "
             f"min of {c.end_s / 60:.1f}.")
     if c.best_reference is None:
         return text + " No reference kept an active unit to compare with."
     if c.beaten_at is None:
         return text + (f" The search has not beaten the best reference "
-                       f"({c.best_reference:.4f} bits/dim) yet.")
+                       f"({c.best_reference:.4f} {c.unit}) yet.")
     s, v, n = c.beaten_at
     return text + (f" The search first beat the best reference ({c.best_reference:.4f} "
-                   f"bits/dim) after {s / 60:.1f} min: trial {n}, {v:.4f} bits/dim.")
+                   f"{c.unit}) after {s / 60:.1f} min: trial {n}, {v:.4f} {c.unit}.")
 
 
 def chart(c: Curve, path: Path) -> None:
@@ -103,7 +105,7 @@ def chart(c: Curve, path: Path) -> None:
         ax.axvline(s / 60, color="red", lw=1, ls=":")
         ax.plot([s / 60], [v], "o", color="red", label=f"beat the best reference (#{n})")
     ax.set_xlabel("wall-clock time since the study started (min)")
-    ax.set_ylabel("bits/dim (validation, lower is better)")
+    ax.set_ylabel(f"{c.unit} (validation, lower is better)")
     ax.set_title("best so far against time")
     if ax.get_legend_handles_labels()[0]:  # an empty study has nothing to name
         ax.legend(loc="upper left", bbox_to_anchor=(1.01, 1.0), fontsize=8, frameon=False)

@@ -99,10 +99,15 @@ def heldout_images(spec: str, data_dir: str = "data") -> torch.Tensor:
 
 def evaluate(module: VAE, images: torch.Tensor, batch_size: int | None = None,
              seed: int | None = None) -> dict[str, Any]:
-    """``module``'s validation metrics on all of ``images`` (uint8, (N, C, H, W))."""
+    """``module``'s validation metrics on all of ``images`` (as ``load_images`` gives them:
+    uint8, or float32 for continuous data; (N, C, H, W) or (N, D))."""
     if tuple(images.shape[1:]) != tuple(module.image_shape):
         raise ParamError("test_data", f"has images of shape {tuple(images.shape[1:])}, the model "
                          f"was trained on {tuple(module.image_shape)}")
+    if (images.dtype == torch.uint8) != module.eight_bit:
+        kinds = {True: "8-bit (uint8) data", False: "continuous (float) data"}
+        raise ParamError("test_data", f"holds {kinds[images.dtype == torch.uint8]}, the model "
+                                      f"was trained on {kinds[module.eight_bit]}")
     pl.seed_everything(module.cfg.seed if seed is None else seed, verbose=False)
     trainer = pl.Trainer(accelerator="auto", devices=1, logger=False, enable_progress_bar=False,
                          enable_model_summary=False, enable_checkpointing=False)

@@ -1,7 +1,8 @@
 """The report's charts (``sweep.answer.report``): the rate-distortion plane and parameter
-importance.
+importance; and vector data's reconstructions and samples as curves (a trial's pictures,
+``sweep.answer.trial_artifacts``, where images get grids).
 
-Each function draws one PNG from plain data; the report decides what goes in. Figures are
+Each function draws one PNG from plain data; the caller decides what goes in. Figures are
 drawn by Agg on figures of their own (``agg_figure``), never through pyplot: no backend is
 chosen for the process, so a notebook's stays the user's, and a worker needs no display.
 """
@@ -98,4 +99,58 @@ def importance_chart(importances: dict[str, dict[str, float]], path: Path) -> No
         ax.set_title(objective, fontsize=10)
         ax.set_xlabel("importance (fANOVA)")
     fig.tight_layout()
+    fig.savefig(path)
+
+
+def _dims_plot(ax: Any, values: Any, **kwargs: Any) -> None:
+    """One example as a line over its dimensions (with dots while there are few)."""
+    ax.plot(range(len(values)), values, marker="." if len(values) <= 64 else None, **kwargs)
+
+
+def vector_reconstructions(inputs: Any, reconstructions: Any, title: str, path: Path) -> None:
+    """Vector data's reconstructions (``inputs``, ``reconstructions``: (n, D) arrays): one
+    panel per example, its input and its reconstruction as lines over the D dimensions."""
+    n = len(inputs)
+    cols = min(4, n)
+    rows = -(-n // cols)
+    fig = agg_figure(figsize=(3.4 * cols, 2.1 * rows + 0.9), dpi=DPI)
+    axes = fig.subplots(rows, cols, squeeze=False, sharex=True, sharey=True)
+    for i, ax in enumerate(axes.flat):
+        if i >= n:
+            ax.set_visible(False)
+            continue
+        _dims_plot(ax, inputs[i], color="black", lw=1.2, label="input")
+        _dims_plot(ax, reconstructions[i], color="C1", lw=1.2, ls="--", label="reconstruction")
+        ax.set_title(f"example {i}", fontsize=9)
+        ax.grid(alpha=0.3)
+    for ax in axes[-1]:
+        ax.set_xlabel("dimension", fontsize=9)
+    fig.legend(*axes[0, 0].get_legend_handles_labels(), loc="lower center", ncol=2,
+               fontsize=8, frameon=False)
+    fig.suptitle(title, fontsize=11)
+    # Fixed margins, not tight_layout: measuring every label costs a short trial's time.
+    fig.subplots_adjust(left=0.06, right=0.98, top=1 - 0.55 / fig.get_figheight(),
+                        bottom=0.75 / fig.get_figheight(), hspace=0.45, wspace=0.12)
+    fig.savefig(path)
+
+
+def vector_samples(samples: Any, data: Any, title: str, path: Path) -> None:
+    """Vector data's samples from the prior (``samples``: (m, D)) as lines over the D
+    dimensions, on the band of the validation data (``data``: (N, D)) mean ± 2 SD."""
+    fig = agg_figure(figsize=(8, 3.6), dpi=DPI)
+    ax = fig.subplots()
+    dims = range(data.shape[1])
+    mean, sd = data.mean(0), data.std(0)
+    ax.fill_between(dims, mean - 2 * sd, mean + 2 * sd, color="0.88",
+                    label="validation data: mean ± 2 SD")
+    ax.plot(dims, mean, color="0.55", lw=1, label="validation data: mean")
+    for i, sample in enumerate(samples):
+        _dims_plot(ax, sample, lw=1, alpha=0.85, color=f"C{i % 10}",
+                   label="samples, z ~ N(0, I)" if i == 0 else None)
+    ax.set_xlabel("dimension")
+    ax.set_ylabel("value")
+    ax.set_title(title, fontsize=11)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0), frameon=False)
+    ax.grid(alpha=0.3)
+    fig.subplots_adjust(left=0.09, right=0.7, top=0.88, bottom=0.15)
     fig.savefig(path)

@@ -27,23 +27,24 @@ log = logging.getLogger(__name__)
 def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
     """The pick and the best reference over their seeds, and the gap, as HTML (``data``:
     ``sweep.answer.summary.summary``; ``table``: the report's table renderer)."""
+    key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
     rows = []
     for role, g in (("the sweep's pick", data["recommended"]),
                     ("best reference", data["best_reference"])):
         if g is None:
             continue
-        test = g.get("test_bits_per_dim")
+        test = g.get(f"test_{key}")
         rows.append([role, ", ".join(map(str, g["trials"])), ", ".join(map(str, g["seeds"])),
-                     ", ".join(f"{v:.4f}" for v in g["bits_per_dim"]["values"]),
-                     _pm(g["bits_per_dim"]), _pm(test) if test else "-"])
+                     ", ".join(f"{v:.4f}" for v in g[key]["values"]),
+                     _pm(g[key]), _pm(test) if test else "-"])
     if not rows:
         return "<p>No configuration kept an active unit yet.</p>"
     gap = data["gap"]
-    text = ("<p>Validation bits/dim of each run, their mean ± sample SD, and on the "
+    text = (f"<p>Validation {unit} of each run, their mean ± sample SD, and on the "
             "held-out split when <code>report --test-data</code> scored them. "
-            + (f"Gap (reference minus pick): <b>{_pm(gap)}</b> bits/dim, paired over "
+            + (f"Gap (reference minus pick): <b>{_pm(gap)}</b> {unit}, paired over "
                f"{gap['seeds']} seed(s)." if gap else "") + "</p>")
-    return text + table(["", "trials", "seeds", "bits/dim per seed", "mean ± SD",
+    return text + table(["", "trials", "seeds", f"{unit} per seed", "mean ± SD",
                           "held-out mean ± SD"], rows, bold=lambda i: i == 0)
 
 

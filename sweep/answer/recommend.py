@@ -5,12 +5,13 @@ together with its confirmation runs (``confirm_of``: the same config with other 
 ``sweep.runner.confirm``). Among the configurations whose every finished run is COMPLETE, kept at
 least one active unit and has a finite yardstick, take the one measured over the most
 seeds, then with the lowest mean ``neg_elbo`` (nats per image; the same order as
-``bits_per_dim``). neg_elbo = rate + distortion at beta = 1, so it is the point of the
-rate-distortion front where one nat of rate buys one nat of reconstruction: the front's
-knee in the units the literature reports. Ties go to more active units, then to the earlier
-trial. PRUNED trials are out: they stopped before their budget, so their numbers are not
-the ones their config gives. A configuration with a collapsed seed is out: the fix is not
-reliable. ``recommend`` is the first trial of that configuration.
+``bits_per_dim`` and ``nats_per_dim``, ``sweep.answer.yardstick``). neg_elbo = rate +
+distortion at beta = 1, so it is the point of the rate-distortion front where one nat of
+rate buys one nat of reconstruction: the front's knee in the units the literature reports.
+Ties go to more active units, then to the earlier trial. PRUNED trials are out: they
+stopped before their budget, so their numbers are not the ones their config gives. A
+configuration with a collapsed seed is out: the fix is not reliable. ``recommend`` is the
+first trial of that configuration.
 
 The answer always comes with its complete config (every ``Config`` field, fixed and
 conditional ones included), read from the trial's record (``sweep.storage.trial_record``),
@@ -28,6 +29,7 @@ from typing import Any
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import Config
+from sweep.answer.yardstick import BITS
 from sweep.storage import trial_record
 
 YARDSTICK = "neg_elbo"
@@ -63,15 +65,15 @@ class Group:
         return [int(t.user_attrs.get("seed", (trial_record.config(t) or {}).get("seed", 0)))
                 for t in self.runs]
 
-    def values(self, key: str = "bits_per_dim") -> list[float]:
+    def values(self, key: str = BITS) -> list[float]:
         return [float(t.user_attrs[key]) for t in self.runs
                 if isinstance(t.user_attrs.get(key), (int, float))]
 
-    def mean(self, key: str = "bits_per_dim") -> float | None:
+    def mean(self, key: str = BITS) -> float | None:
         values = self.values(key)
         return statistics.fmean(values) if values else None
 
-    def sd(self, key: str = "bits_per_dim") -> float | None:
+    def sd(self, key: str = BITS) -> float | None:
         """The sample standard deviation over seeds (None with fewer than 2 runs)."""
         values = self.values(key)
         return statistics.stdev(values) if len(values) > 1 else None
@@ -106,8 +108,7 @@ def reference_group(trials: Sequence[FrozenTrial]) -> Group | None:
     return min(refs, key=Group.rank) if refs else None
 
 
-def gap(reference: Group, pick: Group, key: str = "bits_per_dim"
-        ) -> tuple[float, float | None, int]:
+def gap(reference: Group, pick: Group, key: str = BITS) -> tuple[float, float | None, int]:
     """(mean, SD, seeds) of reference minus pick: over the seeds both ran, paired seed by
     seed (both ran the same seeds, so a seed's luck cancels); the difference of the means
     when they share no seed (SD None)."""

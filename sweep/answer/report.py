@@ -188,36 +188,38 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[Any]],
     return f"<table><tr>{head}</tr>{body}</table>"
 
 
-def _metrics(t: FrozenTrial | None) -> str:
+def _metrics(t: FrozenTrial | None, key: str, unit: str) -> str:
     if t is None:
         return ""
     a = t.user_attrs
-    return (f"{_fmt(a.get('bits_per_dim'))} bits/dim (neg_elbo {_fmt(a.get('neg_elbo'))} "
+    return (f"{_fmt(a.get(key))} {unit} (neg_elbo {_fmt(a.get('neg_elbo'))} "
             f"nats), mse {_fmt(a.get('mse'))}, rate {_fmt(a.get('rate'))} nats, "
             f"{_fmt(a.get('active_units'))} active units")
 
 
-def answer(study: optuna.Study, who: Roles) -> str:
-    """The paragraph and the two configs, as HTML."""
+def answer(study: optuna.Study, who: Roles, key: str, unit: str) -> str:
+    """The paragraph and the two configs, as HTML (``key``, ``unit``: the yardstick's,
+    ``sweep.answer.yardstick``)."""
     base, best = who.baseline, who.recommended
     parts = []
     if base is not None:
         parts.append(f"The seed configuration (trial {base.number}) "
                      f"<b>{html.escape(rec_rule.fate(base))}</b> after "
-                     f"{len(trial_record.history(base))} epoch(s): {_metrics(base)}.")
+                     f"{len(trial_record.history(base))} epoch(s): "
+                     f"{_metrics(base, key, unit)}.")
     else:
         parts.append("This study has no baseline trial (it was started with --no-baseline).")
     if best is not None:
         n_ok = sum(rec_rule.is_candidate(t) for t in study.get_trials(deepcopy=False))
         gain = ""
-        if base is not None and isinstance(base.user_attrs.get("bits_per_dim"), float):
-            delta = base.user_attrs["bits_per_dim"] - best.user_attrs["bits_per_dim"]
-            gain = f", {delta:.3g} bits/dim below the seed"
+        if base is not None and isinstance(base.user_attrs.get(key), float):
+            delta = base.user_attrs[key] - best.user_attrs[key]
+            gain = f", {delta:.3g} {unit} below the seed"
         ref = best.user_attrs.get("reference")
         which = f" (the reference {html.escape(ref)})" if ref else ""
         parts.append(f"Take <b>trial {best.number}</b>{which}: "
-                     f"the lowest bits/dim (the yardstick) among the {n_ok} complete trials "
-                     f"that kept active units, {_metrics(best)}{gain}. "
+                     f"the lowest {unit} (the yardstick) among the {n_ok} complete trials "
+                     f"that kept active units, {_metrics(best, key, unit)}{gain}. "
                      f"<code>python -m sweep export --study {html.escape(study.study_name)} "
                      f"--trial {best.number} --out DIR</code> writes its config and weights.")
     else:
@@ -227,7 +229,7 @@ def answer(study: optuna.Study, who: Roles) -> str:
             if t is not None and t.number in who.heldout]
     if held:
         parts.append("On the held-out split: " + "; ".join(
-            f"{name} {_fmt(h.get('bits_per_dim'))} bits/dim, mse {_fmt(h.get('mse'))}, "
+            f"{name} {_fmt(h.get(key))} {unit}, mse {_fmt(h.get('mse'))}, "
             f"{_fmt(h.get('active_units'))} active units" for name, h in held) + ".")
     text = "<p>" + " ".join(parts) + "</p>"
     shown = [(f"{name} (trial {t.number})", rec_rule.trial_config(t).to_dict())
@@ -243,7 +245,7 @@ def answer(study: optuna.Study, who: Roles) -> str:
     return text
 
 
-def yardstick(study: optuna.Study, who: Roles) -> str:
+def yardstick(study: optuna.Study, who: Roles, key: str, unit: str) -> str:
     """The seed, each reference, the pick and the best searched trial on one table."""
     trials = study.get_trials(deepcopy=False)
     searched = [t for t in trials if rec_rule.is_candidate(t) and not t.user_attrs.get("baseline")
@@ -258,22 +260,22 @@ def yardstick(study: optuna.Study, who: Roles) -> str:
     if best_searched is not None and (who.recommended is None
                                       or best_searched.number != who.recommended.number):
         rows_t.append(("best trial the sampler proposed", best_searched))
-    keys = ("bits_per_dim", "neg_elbo", "mse", "rate", "active_units")
+    keys = (key, "neg_elbo", "mse", "rate", "active_units")
     header = ["trial", "role", "fate", "epochs", *keys]
     if who.heldout:
-        header += ["held-out bits/dim", "held-out mse", "held-out active units", "model"]
+        header += [f"held-out {unit}", "held-out mse", "held-out active units", "model"]
     rows = []
     for role, t in rows_t:
         row = [t.number, role, rec_rule.fate(t), len(trial_record.history(t)),
                *(t.user_attrs.get(k) for k in keys)]
         if who.heldout:
             h = who.heldout.get(t.number, {})
-            row += [h.get("bits_per_dim"), h.get("mse"), h.get("active_units"),
+            row += [h.get(key), h.get("mse"), h.get("active_units"),
                     who.sources.get(t.number)]
         rows.append(row)
     if not rows:
         return "<p>No baseline, reference or complete trial yet.</p>"
-    note = ("<p>Yardstick: neg_elbo (nats per image) and bits/dim on the validation split "
+    note = (f"<p>Yardstick: neg_elbo (nats per image) and {unit} on the validation split "
             "every trial was scored on" + (", and on the held-out split of --test-data, "
                                            "which no trial saw" if who.heldout else "")
             + ". Lower is better.</p>")
@@ -307,10 +309,11 @@ def build(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Arti
     trials = study.get_trials(deepcopy=False)
     who = who or roles(study)
     data = answer_data.summary(study)
+    key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
     said = "".join(f"<p>{html.escape(line)}</p>" for line in answer_data.lines(data))
-    body: dict[str, str] = {"answer": said + answer(study, who),
+    body: dict[str, str] = {"answer": said + answer(study, who, key, unit),
                             "seeds": seeds_html(data, _table),
-                            "yardstick": yardstick(study, who)}
+                            "yardstick": yardstick(study, who, key, unit)}
     timeline = anytime.curve(trials)
     anytime.chart(timeline, out / "anytime.png")
     body["anytime"] = (f"<p>{html.escape(anytime.sentence(timeline))} Dashed: each "

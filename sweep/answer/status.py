@@ -20,11 +20,13 @@ from optuna.trial import FrozenTrial
 from models.config import Config
 from sweep.answer import recommend as rec_rule
 from sweep.answer import summary as answer_text
+from sweep.answer import yardstick
 from sweep.storage import settings as study_settings
 from sweep.storage.database import open_study, shown
 
-# What the answer says of each trial it names, in this order.
-SHOWN = ("bits_per_dim", "neg_elbo", "mse", "rate", "active_units")
+# What the answer says of each trial it names, in this order, after the yardstick
+# (``sweep.answer.yardstick``: bits_per_dim or nats_per_dim).
+SHOWN = ("neg_elbo", "mse", "rate", "active_units")
 # Besides those, what ``Recommendation.metrics`` holds when the trial has it.
 METRICS = (*SHOWN, "bits_per_dim_own", "neg_elbo_own", "mutual_info")
 
@@ -32,7 +34,7 @@ METRICS = (*SHOWN, "bits_per_dim_own", "neg_elbo_own", "mutual_info")
 @dataclasses.dataclass(frozen=True)
 class Recommendation:
     """The trial to take (``sweep.answer.recommend``): its number, complete config and metrics
-    (validation: ``bits_per_dim``, ``neg_elbo`` and ``rate`` in nats per image, ``mse`` per
+    (validation: the yardstick, ``neg_elbo`` and ``rate`` in nats per image, ``mse`` per
     pixel, ``active_units``...)."""
 
     trial: int
@@ -40,9 +42,9 @@ class Recommendation:
     metrics: dict[str, Any]
 
     @classmethod
-    def of(cls, t: FrozenTrial) -> Recommendation:
+    def of(cls, t: FrozenTrial, key: str) -> Recommendation:
         return cls(t.number, rec_rule.trial_config(t),
-                   {k: t.user_attrs[k] for k in METRICS if k in t.user_attrs})
+                   {k: t.user_attrs[k] for k in (key, *METRICS) if k in t.user_attrs})
 
 
 @dataclasses.dataclass(frozen=True)
@@ -55,8 +57,8 @@ class Named:
     label: str | None = None  # a reference's label
 
     @classmethod
-    def of(cls, t: FrozenTrial) -> Named:
-        return cls(t.number, rec_rule.fate(t), {k: t.user_attrs.get(k) for k in SHOWN},
+    def of(cls, t: FrozenTrial, key: str) -> Named:
+        return cls(t.number, rec_rule.fate(t), {k: t.user_attrs.get(k) for k in (key, *SHOWN)},
                    t.user_attrs.get("reference"))
 
 
@@ -74,6 +76,7 @@ class Row:
 class Status:
     study: str
     storage: str  # the URL as shown (password hidden)
+    yardstick: str  # the metric the answer is read in (sweep.answer.yardstick)
     counts: dict[str, int]  # trials by state name
     objectives: list[str]
     metrics: list[str]  # the front's columns besides the objectives
@@ -108,17 +111,19 @@ def read_status(study: optuna.Study, url: str) -> Status:
     counts = Counter(t.state.name for t in trials)
     base = rec_rule.baseline(trials)
     best = rec_rule.recommend(trials)
+    key = yardstick.key(trials, names)
     return Status(
-        study=study.study_name, storage=shown(url), counts=dict(sorted(counts.items())),
+        study=study.study_name, storage=shown(url), yardstick=key,
+        counts=dict(sorted(counts.items())),
         objectives=list(names), metrics=extra, params=knobs,
         multi_objective=len(study.directions) > 1,
         front=[Row(t.number, list(t.values), {m: t.user_attrs.get(m) for m in extra},
                    {k: t.params.get(k) for k in knobs}) for t in front(study)],
-        baseline=Named.of(base) if base is not None and rec_rule.reached_an_epoch(base)
+        baseline=Named.of(base, key) if base is not None and rec_rule.reached_an_epoch(base)
         else None,
-        references=[Named.of(t) for t in rec_rule.references(trials)
+        references=[Named.of(t, key) for t in rec_rule.references(trials)
                     if rec_rule.reached_an_epoch(t)],
-        recommended=None if best is None else Recommendation.of(best),
+        recommended=None if best is None else Recommendation.of(best, key),
         over_seeds=answer_text.summary(study))
 
 
@@ -136,8 +141,8 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _line(a: dict[str, Any]) -> str:
-    return (f"bits/dim {_fmt(a.get('bits_per_dim'))}, neg_elbo {_fmt(a.get('neg_elbo'))} nats, "
+def _line(a: dict[str, Any], key: str) -> str:
+    return (f"{yardstick.unit(key)} {_fmt(a.get(key))}, neg_elbo {_fmt(a.get('neg_elbo'))} nats, "
             f"mse {_fmt(a.get('mse'))}, rate {_fmt(a.get('rate'))} nats, "
             f"{_fmt(a.get('active_units'))} active units")
 
@@ -145,18 +150,20 @@ def _line(a: dict[str, Any]) -> str:
 def answer(s: Status) -> str:
     """The baseline's fate, each reference, and the recommended trial with its complete
     config."""
-    lines = []
+    lines, key = [], s.yardstick
     if s.baseline is not None:
         lines.append(f"Baseline (the seed configuration, trial {s.baseline.trial}): "
-                     f"{s.baseline.fate}; {_line(s.baseline.metrics)}.")
+                     f"{s.baseline.fate}; {_line(s.baseline.metrics, key)}.")
     for r in s.references:
-        lines.append(f"Reference {r.label} (trial {r.trial}): {r.fate}; {_line(r.metrics)}.")
+        lines.append(f"Reference {r.label} (trial {r.trial}): {r.fate}; "
+                     f"{_line(r.metrics, key)}.")
     best = s.recommended
     if best is None:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
-    lines.append(f"Recommended (lowest bits/dim, the mean over seeds, among complete trials "
-                 f"that kept active units): trial {best.trial}; {_line(best.metrics)}.")
+    lines.append(f"Recommended (lowest {yardstick.unit(key)}, the mean over seeds, among "
+                 f"complete trials that kept active units): trial {best.trial}; "
+                 f"{_line(best.metrics, key)}.")
     lines += [line.replace("Recommended: ", "Over seeds, recommended ", 1)
               for line in answer_text.lines(s.over_seeds)
               if not line.startswith("The seed configuration")]

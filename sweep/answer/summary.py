@@ -2,15 +2,17 @@
 
 ``summary`` is what ``status --format json`` prints (keys named after what a user asks):
 
+- ``yardstick``: ``{"key", "unit"}``, the metric the answer is read in
+  (``sweep.answer.yardstick``): ``bits_per_dim`` ("bits/dim") for 8-bit data,
+  ``nats_per_dim`` ("nats/dim") for continuous data; KEY below stands for it;
 - ``recommended``: the configuration ``sweep.answer.recommend.recommend_group`` picks: its first
   ``trial``, every run (``trials``), the ``seeds``, its complete ``config``, and
-  ``bits_per_dim`` ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
+  KEY ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
 - ``best_reference``: the same for the best reference fix, with its ``label``;
-- ``gap``: reference minus pick in bits/dim ({"mean", "sd", "seeds"}: paired over the seeds
-  both ran, so positive means the pick is better);
-- ``baseline``: the seed configuration's ``trial``, ``fate``, ``bits_per_dim``,
-  ``active_units``;
-- ``test``: the ``--test-data`` spec and, inside each of the above, ``test_bits_per_dim``
+- ``gap``: reference minus pick in the yardstick's unit ({"mean", "sd", "seeds"}: paired
+  over the seeds both ran, so positive means the pick is better);
+- ``baseline``: the seed configuration's ``trial``, ``fate``, KEY, ``active_units``;
+- ``test``: the ``--test-data`` spec and, inside each of the above, ``test_``KEY
   when ``report --test-data`` has scored them (kept in the study's user attrs, TEST_KEY).
 
 ``paragraph`` says it in words; ``save_notes`` writes it as the study's note and a note on
@@ -26,6 +28,7 @@ import optuna
 
 from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
+from sweep.answer import yardstick
 
 TEST_KEY = "vae_sweep_test"  # study user attr: {"data": spec, "scores": {trial: metrics}}
 
@@ -35,18 +38,18 @@ def _stats(values: list[float]) -> dict[str, Any]:
             "sd": statistics.stdev(values) if len(values) > 1 else None, "values": values}
 
 
-def _group(group: rec_rule.Group | None, scores: dict[str, Any]) -> dict[str, Any] | None:
+def _group(group: rec_rule.Group | None, scores: dict[str, Any], key: str
+           ) -> dict[str, Any] | None:
     if group is None:
         return None
     out: dict[str, Any] = {
         "trial": group.origin.number, "trials": [t.number for t in group.runs],
         "seeds": group.seeds, "config": rec_rule.trial_config(group.origin).to_dict(),
-        "bits_per_dim": _stats(group.values()),
+        key: _stats(group.values(key)),
         "active_units": group.mean("active_units")}
-    tested = [scores[str(t.number)]["bits_per_dim"] for t in group.runs
-              if str(t.number) in scores]
+    tested = [scores[str(t.number)][key] for t in group.runs if str(t.number) in scores]
     if tested:
-        out["test_bits_per_dim"] = _stats(tested)
+        out[f"test_{key}"] = _stats(tested)
     return out
 
 
@@ -56,30 +59,32 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     test = study.user_attrs.get(TEST_KEY) or {}
     scores = test.get("scores", {})
     pick, ref = rec_rule.recommend_group(trials), rec_rule.reference_group(trials)
-    out: dict[str, Any] = {"study": study.study_name, "recommended": _group(pick, scores),
-                           "best_reference": _group(ref, scores), "gap": None,
+    key = yardstick.key(trials, study.metric_names or ())
+    tested = f"test_{key}"
+    out: dict[str, Any] = {"study": study.study_name,
+                           "yardstick": {"key": key, "unit": yardstick.unit(key)},
+                           "recommended": _group(pick, scores, key),
+                           "best_reference": _group(ref, scores, key), "gap": None,
                            "baseline": None, "test": test.get("data")}
     if ref is not None and out["best_reference"] is not None:
         out["best_reference"]["label"] = ref.origin.user_attrs["reference"]
     if pick is not None and ref is not None:
-        mean, sd, n = rec_rule.gap(ref, pick)
+        mean, sd, n = rec_rule.gap(ref, pick, key)
         out["gap"] = {"mean": mean, "sd": sd, "seeds": n}
-        both = [g for g in (out["recommended"], out["best_reference"])
-                if "test_bits_per_dim" in g]
+        both = [g for g in (out["recommended"], out["best_reference"]) if tested in g]
         if len(both) == 2:
-            out["gap"]["test_mean"] = (both[1]["test_bits_per_dim"]["mean"]
-                                       - both[0]["test_bits_per_dim"]["mean"])
+            out["gap"]["test_mean"] = both[1][tested]["mean"] - both[0][tested]["mean"]
     base = rec_rule.baseline(trials)
     if base is not None:
         out["baseline"] = {"trial": base.number, "fate": rec_rule.fate(base),
-                           "bits_per_dim": base.user_attrs.get("bits_per_dim"),
+                           key: base.user_attrs.get(key),
                            "active_units": base.user_attrs.get("active_units")}
         if str(base.number) in scores:
-            out["baseline"]["test_bits_per_dim"] = scores[str(base.number)]["bits_per_dim"]
+            out["baseline"][tested] = scores[str(base.number)][key]
     return out
 
 
-def _pm(stats: dict[str, Any] | None, unit: str = "bits/dim") -> str:
+def _pm(stats: dict[str, Any] | None, unit: str) -> str:
     if not stats or stats.get("mean") is None:
         return "-"
     sd = stats.get("sd")
@@ -89,32 +94,34 @@ def _pm(stats: dict[str, Any] | None, unit: str = "bits/dim") -> str:
 def lines(data: dict[str, Any]) -> list[str]:
     """The answer in a few sentences, one a line (plain text: status, notes, the report)."""
     out = []
+    key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
+    tested = f"test_{key}"
     base = data["baseline"]
     if base is not None:
         out.append(f"The seed configuration (trial {base['trial']}): {base['fate']}, "
-                   f"{_fmt(base['bits_per_dim'])} bits/dim, {base['active_units']} active units.")
+                   f"{_fmt(base[key])} {unit}, {base['active_units']} active units.")
     pick, ref, gap = data["recommended"], data["best_reference"], data["gap"]
     if pick is None:
         out.append("Recommended: none yet (no complete trial kept an active unit).")
         return out
     n = len(pick["seeds"])
     out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['trials'])}, seeds "
-               f"{_list(pick['seeds'])}): {_pm(pick['bits_per_dim'])} on validation over "
-               f"{n} seed(s)" + (f", {_pm(pick['test_bits_per_dim'])} on {data['test']}"
-                                 if "test_bits_per_dim" in pick else "") + ".")
+               f"{_list(pick['seeds'])}): {_pm(pick[key], unit)} on validation over "
+               f"{n} seed(s)" + (f", {_pm(pick[tested], unit)} on {data['test']}"
+                                 if tested in pick else "") + ".")
     if ref is not None:
         out.append(f"Best reference: {ref['label']}, trial {ref['trial']} (seeds "
-                   f"{_list(ref['seeds'])}): {_pm(ref['bits_per_dim'])}"
-                   + (f", {_pm(ref['test_bits_per_dim'])} on {data['test']}"
-                      if "test_bits_per_dim" in ref else "") + ".")
+                   f"{_list(ref['seeds'])}): {_pm(ref[key], unit)}"
+                   + (f", {_pm(ref[tested], unit)} on {data['test']}"
+                      if tested in ref else "") + ".")
     if ref is not None and ref["trial"] == pick["trial"]:
         out.append("The pick is the best reference itself: the search found nothing better.")
     elif gap is not None:
         sd = f" ± {gap['sd']:.4f}" if gap["sd"] is not None else ""
         what = "below" if gap["mean"] > 0 else "above"
-        out.append(f"Gap (reference minus pick): {gap['mean']:.4f}{sd} bits/dim over "
+        out.append(f"Gap (reference minus pick): {gap['mean']:.4f}{sd} {unit} over "
                    f"{gap['seeds']} paired seed(s): the pick is {abs(gap['mean']):.4f} "
-                   f"bits/dim {what} the best reference"
+                   f"{unit} {what} the best reference"
                    + (f"; on {data['test']}: {gap['test_mean']:.4f}" if "test_mean" in gap
                       else "") + ".")
     return out

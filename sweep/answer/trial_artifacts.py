@@ -2,7 +2,10 @@
 optuna-dashboard shows them, always in the order of ``ORDER``:
 
 - ``reconstructions.png``: validation inputs above their reconstructions, upscaled, labelled;
-- ``samples.png``: images decoded from the prior, upscaled, labelled;
+  for vector data (and arrays whose channels are not 1 or 3), each input and its
+  reconstruction as lines over the dimensions (``figures.vector_reconstructions``);
+- ``samples.png``: images decoded from the prior, upscaled, labelled; for vector data, lines
+  on the validation data's band (``figures.vector_samples``);
 - ``curves.png``: mse, rate, active units and KL weight per epoch (the multi-objective
   stand-in for Optuna's intermediate-values chart, which only single-objective studies get);
 - ``kl_per_dim.png``: bar chart of the rate per latent dim (nats/image), active units marked;
@@ -37,7 +40,11 @@ from torchvision.utils import make_grid
 
 from models.module import VAE
 from sweep.answer.export import json_safe
-from sweep.answer.figures import agg_figure  # headless, and no process-wide backend
+from sweep.answer.figures import (
+    agg_figure,  # headless, and no process-wide backend
+    vector_reconstructions,
+    vector_samples,
+)
 from sweep.answer.weights import save_weights
 from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactStore, trial_id
 
@@ -77,11 +84,46 @@ def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
     return grid
 
 
+def _inputs(images: torch.Tensor) -> torch.Tensor:
+    """Examples as the network reads them: uint8 scaled to [0, 1], floats as they are."""
+    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+
+
+def _shown(images: torch.Tensor) -> Any:
+    """How pictures of ``images``' kind are shown in [0, 1]: 8-bit pixels as they are, float
+    images linearly from the range of the first N_IMAGES inputs (the same for every row)."""
+    if images.dtype == torch.uint8:
+        return lambda x: x
+    first = images[:N_IMAGES].float()
+    lo, span = first.min(), (first.max() - first.min()).clamp(min=1e-12)
+    return lambda x: (x - lo.to(x.device)) / span.to(x.device)
+
+
 def reconstruction_rows(module: VAE, images: torch.Tensor) -> list[tuple[str, torch.Tensor]]:
-    """Up to N_IMAGES validation inputs (uint8) and their reconstructions, as labelled rows."""
-    x = images[:N_IMAGES].to(module.device).float() / 255
-    return [("input", _grid(x, N_IMAGES)), ("reconstruction", _grid(module.reconstruct(x),
-                                                                     N_IMAGES))]
+    """Up to N_IMAGES validation inputs and their reconstructions, as labelled rows."""
+    x, shown = _inputs(images[:N_IMAGES].to(module.device)), _shown(images)
+    return [("input", _grid(shown(x), N_IMAGES)),
+            ("reconstruction", _grid(shown(module.reconstruct(x)), N_IMAGES))]
+
+
+def pictured(images: torch.Tensor) -> bool:
+    """Whether examples like ``images``' are drawn as pictures (grey or RGB images), not as
+    curves over their dimensions."""
+    return images.ndim == 4 and images.shape[1] in (1, 3)
+
+
+def vector_pictures(module: VAE, val_images: torch.Tensor, n: int, mse: float, au: Any,
+                    folder: Path) -> None:
+    """``reconstructions.png`` and ``samples.png`` of examples drawn as curves: each
+    flattened to its D values."""
+    x = _inputs(val_images[:N_IMAGES].to(module.device))
+    flat = _inputs(val_images).flatten(1).cpu().numpy()
+    vector_reconstructions(x.flatten(1).cpu().numpy(),
+                           module.reconstruct(x).flatten(1).cpu().numpy(),
+                           f"trial {n}: validation reconstructions (mse {mse:.4g}, "
+                           f"{au} active units)", folder / "reconstructions.png")
+    vector_samples(module.sample(N_IMAGES).flatten(1).cpu().numpy(), flat,
+                   f"trial {n}: samples from the prior", folder / "samples.png")
 
 
 def curves_chart(series: Sequence[tuple[str, list[dict[str, Any]]]], title: str,
@@ -183,12 +225,17 @@ def upload_trial_artifacts(trial: optuna.Trial, store: ArtifactStore, module: VA
     au = metrics.get("active_units")
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        labelled_grid(reconstruction_rows(module, val_images),
-                      f"trial {n}: validation reconstructions (mse {metrics.get('mse', 0):.4g}, "
-                      f"{au} active units)", d / "reconstructions.png")
-        labelled_grid([("samples\nz ~ N(0, I)",
-                        _grid(module.sample(2 * N_IMAGES).cpu(), N_IMAGES))],
-                      f"trial {n}: samples from the prior", d / "samples.png")
+        if not pictured(val_images):
+            vector_pictures(module, val_images, n, metrics.get("mse", 0), au, d)
+        else:
+            labelled_grid(reconstruction_rows(module, val_images),
+                          f"trial {n}: validation reconstructions (mse "
+                          f"{metrics.get('mse', 0):.4g}, {au} active units)",
+                          d / "reconstructions.png")
+            labelled_grid([("samples\nz ~ N(0, I)",
+                            _grid(_shown(val_images)(module.sample(2 * N_IMAGES).cpu()),
+                                  N_IMAGES))],
+                          f"trial {n}: samples from the prior", d / "samples.png")
         curves_chart([(f"trial {n}", history)], f"trial {n}: per-epoch validation metrics",
                      d / "curves.png")
         kl_bar_chart(metrics.get("kl_per_dim") or [0.0], au or 0, d / "kl_per_dim.png")

@@ -21,7 +21,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", required=True, metavar="DIR", help="directory to write into")
     p.add_argument("--test-data", metavar="SPEC",
                    help="also score the trial on this dataset, which no trial saw "
-                        "(a folder such as folder:data/test, a torchvision name's test split, or "
+                        "(a folder such as folder:data/test, an array file such as "
+                        "npy:data/test.npy, a torchvision name's test split, or "
                         "synthetic images of another seed); written under \"test\" in "
                         "metrics.json")
 

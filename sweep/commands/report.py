@@ -16,6 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--test-data", metavar="SPEC",
                    help="also score the recommended trial, the baseline and the references "
                         "on this dataset, which no trial saw: a folder (e.g. folder:data/test), "
+                        "an array file (npy:data/test.npy), "
                         "a torchvision name's test split, or synthetic images of another seed")
     p.add_argument("--no-upload", action="store_true",
                    help="do not upload the page as a study artifact for optuna-dashboard, "

@@ -21,7 +21,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                                     "tables (default: the built-in space)")
     p.add_argument("--n-trials", type=int, default=20, help="trials to add in this run")
     p.add_argument("--data", help="dataset spec: cifar10, mnist, fashion-mnist, synthetic, "
-                                  "folder:PATH (default: cifar10)")
+                                  "folder:PATH, npy:PATH (default: cifar10)")
     p.add_argument("--max-epochs", type=int, help="epochs per trial")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="fix a config field for every trial: it wins over the sweep file's "

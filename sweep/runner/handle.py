@@ -76,7 +76,8 @@ class Sweep:
                test_images: torch.Tensor | None = None) -> dict[str, Any]:
         """Write ``trial``'s config.toml, weights.pt and metrics.json into folder ``path``
         (``sweep.answer.export``); returns what metrics.json holds. ``retrain`` as for ``model``;
-        ``test_images`` (uint8, (N, C, H, W)) are scored under ``"test"``."""
+        ``test_images`` (as ``models.data.load_images`` gives them) are scored under
+        ``"test"``."""
         from sweep.answer.export import export
 
         return export(self.study, self.storage, self.stores.artifacts, self.trial(trial),

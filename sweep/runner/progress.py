@@ -17,6 +17,7 @@ import optuna
 from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
+from sweep.answer import yardstick
 from sweep.answer.recommend import recommend
 from sweep.storage.settings import KEY
 
@@ -43,11 +44,13 @@ def best_summary(study: optuna.Study) -> str:
     if not front:
         return "best: none yet"
     # The trial status and report recommend, by the same rule, so the line never names another.
-    top = recommend(study.get_trials(deepcopy=False))
+    trials = study.get_trials(deepcopy=False)
+    top = recommend(trials)
     if top is None:
         return f"Pareto front: {len(front)} trial(s); none to recommend yet"
+    key = yardstick.key([top])
     return (f"Pareto front: {len(front)} trial(s); recommended: trial {top.number} "
-            f"({top.user_attrs['bits_per_dim']:.4g} bits/dim, "
+            f"({top.user_attrs[key]:.4g} {yardstick.unit(key)}, "
             f"{top.user_attrs.get('active_units', 0)} active units)")
 
 

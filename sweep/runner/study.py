@@ -47,7 +47,15 @@ from sweep.runner.processes import (
     threads_per_worker,
     worker_slots,
 )
-from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
+from sweep.space import (
+    EXTRA_SEEDS,
+    Space,
+    baseline_params,
+    fix,
+    for_continuous,
+    load_space,
+    parse_space,
+)
 from sweep.storage import settings as study_settings
 from sweep.storage.database import check_url, open_storage, resolve_storage_url, shown
 from sweep.storage.settings import Settings
@@ -75,6 +83,8 @@ class Interrupted(KeyboardInterrupt):
 
 def default_study_name(dataset: str) -> str:
     name = dataset.split(":", 1)[-1].rstrip("/")
+    if dataset.startswith("npy:"):
+        return "vae-" + Path(name).stem
     return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
 
 
@@ -162,6 +172,7 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
     store = normalize_store(artifacts) if artifacts else None
     name = study or default_study_name(Config.from_dict(space.fixed).dataset)
 
+    from models.arrays import PREFIX as NPY_PREFIX
     from models.data import load_images
     from sweep.logs import quiet_logs
 
@@ -170,11 +181,16 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
         raise ParamError("model", f"{spec} is defined in this process only: workers in other "
                                   "processes cannot import it; name it as module:function or "
                                   "file.py:function")
-    images = load_images(Config.from_dict(space.fixed)) if run else None  # bad data: no write
-    sha = network.check(space, images)  # a bad network or knob fails before any write too
-    settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
-                        keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store,
-                        model_sha256=sha)
+    base = Config.from_dict(space.fixed)
+    # Bad data fails before any write; an array file is read whole even without run (cheap
+    # beside decoding a folder), so NaNs are found here, not by every worker.
+    whole = run or base.dataset.startswith(NPY_PREFIX)
+    images = load_images(base) if whole else None
+    settings = _for_data(Settings(space, goal=n_trials, heartbeat=heartbeat,
+                                  keep_checkpoints=keep_checkpoints, keep_weights=weights,
+                                  artifacts=store))
+    # A bad network or knob fails before any write too.
+    settings = dataclasses.replace(settings, model_sha256=network.check(settings.space, images))
     with quiet_logs():
         _create(url, name, settings, n_trials, baseline, references, if_new)
         if run:
@@ -183,6 +199,20 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
             log.info("run it from any machine: python -m sweep worker --study %s "
                      "--storage %s", name, shown(url))
     return _handle(url, name)
+
+
+def _for_data(settings: Settings) -> Settings:
+    """``settings`` for its data: continuous (float) data gets its yardstick and an unbounded
+    decoder (``sweep.space.for_continuous``), each change said in one line. Only the array's
+    header is read, so ``run=False`` checks it too."""
+    from models.arrays import is_continuous
+
+    if not is_continuous(settings.base.dataset):
+        return settings
+    space, notes = for_continuous(settings.space)
+    for line in notes:
+        log.info("%s", line)
+    return dataclasses.replace(settings, space=space)
 
 
 def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bool,
