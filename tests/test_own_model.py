@@ -176,6 +176,6 @@ def test_a_builder_that_raises_for_one_knob_value_fails_that_trial_only(tmp_path
     s = sweep.join("s")
     failed, done = s.study.get_trials()[:2]
     assert failed.state == TrialState.FAIL and done.state == TrialState.COMPLETE
-    assert (failed.params, done.params) == ({"model.k": 2}, {"model.k": 1})
+    assert (failed.params["model.k"], done.params["model.k"]) == (2, 1)
     assert failed.user_attrs["fail_reason"].endswith("(k=2) raised ValueError: k = 2 is not a "
                                                      "network")
