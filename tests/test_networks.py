@@ -252,7 +252,8 @@ def elbo_loss(module, x):
 
 @pytest.mark.parametrize("model", ["resnet", "mlp"])
 def test_builtin_networks_train_through_fit(tiny, images, model):
-    cfg = Config(**{**tiny, "knobs": SMALL_KNOBS[model]}, model=model, max_steps=8)
+    plain = {k: v for k, v in tiny.items() if not k.startswith("model.")}  # conv's knobs
+    cfg = Config(**plain, knobs=SMALL_KNOBS[model], model=model, max_steps=8)
     result = train.fit(cfg, images=images)
     assert result.metrics["steps"] == 8
     assert np.isfinite(result.metrics["bits_per_dim"])

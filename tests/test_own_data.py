@@ -82,8 +82,9 @@ def vectors(n: int = 200, d: int = 8) -> np.ndarray:
 
 @pytest.mark.slow
 def test_float_vectors_are_swept_in_nats_per_dim_with_curves(here, capsys):
+    """The README's ``--data npy:rows.npy --model mlp``: the built-in network for vectors."""
     np.save(here / "rows.npy", vectors())
-    out, _ = cli(capsys, "start", "--data", "npy:rows.npy", *START)
+    out, _ = cli(capsys, "start", "--data", "npy:rows.npy", "--model", "mlp", *START[2:])
     assert "float data: the objective is nats_per_dim" in out
     assert "float data: decoder_activation=none" in out
     data = json.loads(cli(capsys, "status", "-f", "json")[0])
@@ -94,6 +95,7 @@ def test_float_vectors_are_swept_in_nats_per_dim_with_curves(here, capsys):
     assert study.metric_names == ["nats_per_dim"]
     for t in study.trials:
         attrs = t.user_attrs
+        assert attrs["model"] == "mlp"
         assert "bits_per_dim" not in attrs and "artifacts_missing" not in attrs
         assert attrs["nats_per_dim"] == pytest.approx(attrs["neg_elbo"] / 8) == t.value
         names = {m.filename for m in get_all_artifact_meta(t, storage=study._storage)}
