@@ -406,7 +406,8 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     assert collapsed.constraints == {"0": 1.0}
     (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
     assert diverged.state == TrialState.FAIL, second.stderr
-    assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"
+    assert diverged.user_attrs["fail_reason"] == ("training diverged (nan) at step 2: "
+                                                  "validation neg_elbo is nan")
     assert trial_record.config(diverged)["lr"] == 1e6  # the command line's value, not searched
 
 

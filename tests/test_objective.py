@@ -184,3 +184,38 @@ def test_a_run_that_ends_collapsed_before_the_stop_could_fire_is_infeasible_and_
     assert done.system_attrs[CONSTRAINTS_KEY] == [1.0]
     assert done.user_attrs["collapse_reason"].startswith(
         "posterior collapse: 0 active units at the end of training (rate ")
+
+
+class RunsCode:
+    """Unpickled in full, it creates ``path``: what a malicious checkpoint would run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_checkpoint_swapped_after_its_check_runs_no_code(tmp_path, tiny, images, monkeypatch):
+    # With this variable torch's own default is the full unpickler: only an explicit
+    # weights_only=True in every load keeps the swapped file's code from running.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import pickle
+
+    import sweep.runner.objective as objective_module
+
+    marker = tmp_path / "marker"
+    checked = objective_module.usable_checkpoint
+    swapped = []
+
+    def check_then_swap(path, cfg):
+        resume_from, refused = checked(path, cfg)
+        if resume_from is not None:  # between the check and Lightning's read
+            torch.save({"state_dict": {}, "evil": RunsCode(marker)}, resume_from)
+            swapped.append(resume_from)
+        return resume_from, refused
+
+    monkeypatch.setattr(objective_module, "usable_checkpoint", check_then_swap)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        interrupted_then_resumed(tmp_path, space_of(tiny, 2), images)
+    assert swapped and not marker.exists()

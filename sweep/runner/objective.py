@@ -108,9 +108,9 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str | None]:
-    """(``path`` if it can be resumed from, why it cannot). Lightning's own load is not told
-    ``weights_only``: a file that loads with ``weights_only=True`` here names only the
-    tensors and containers that loader allows, so loading it fully runs nothing else.
+    """(``path`` if it can be resumed from, why it cannot). Lightning reads the file again
+    (``models.train.fit``), also with ``weights_only=True``: a file swapped in between (on a
+    shared store, by anyone who can write there) is refused as well, and runs nothing.
 
     A checkpoint of the run's final epoch (its worker died between the last save and
     recording the result) is not resumed: there is nothing left to train, so no validation
