@@ -10,7 +10,8 @@ so a study runs the same from Python::
 Every argument is checked before torch is imported or anything is written: bad input raises
 one of ``sweep.errors.BAD_INPUT``, a ``ParamError`` naming the parameter. A run that ends
 without meeting the study's goal because workers died raises ``WorkerFailed`` (each dead
-worker named with its exit code); SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once
+worker named with its exit code), one whose budget is spent with no COMPLETE trial raises
+``NoResult`` (how many failed, and why); SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once
 every worker has recorded and re-queued its trial (``resume`` continues them from their last
 checkpoints).
 
@@ -33,7 +34,7 @@ from typing import TYPE_CHECKING, Any
 
 from models.config import Config
 from sweep.answer.references import enqueue_references
-from sweep.errors import DatabaseFull, ParamError, UsageError
+from sweep.errors import DatabaseFull, NoResult, ParamError, UsageError
 from sweep.runner.processes import (
     FULL_WORDS,
     WORKER_ID_ENV,
@@ -303,7 +304,7 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
     import optuna
 
     from sweep.runner.loop import run_worker
-    from sweep.runner.progress import Progress, results
+    from sweep.runner.progress import Progress, no_result, results
 
     # A worker process started by another's run_slots reports nothing itself: its parent
     # draws the progress line for all of them.
@@ -341,6 +342,9 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
         from sweep.answer.summary import save_notes
 
         save_notes(reader)  # the answer where the dashboard shows it
+        fruitless = no_result(reader.get_trials(deepcopy=False))
+        if fruitless:  # "met its goal" with nothing to show: not a success (exit 1)
+            raise NoResult(f"study {name!r} spent its budget ({done}/{goal}) with {fruitless}")
         return
     if timed_out and not dead:
         log.info("timeout reached: %d/%d trials done; resuming study %r continues it",
