@@ -41,6 +41,7 @@ from sweep.runner.processes import (
     WorkerFailed,
     check_slot_flags,
     check_threads,
+    lost_workers,
     run_slots,
     threads_per_worker,
     worker_slots,
@@ -320,7 +321,9 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
                          timeout,
                          run_here=lambda: run_worker(url, name, worker_id, timeout,
                                                      images=images, show_progress=not child),
-                         poll=progress.poll)
+                         poll=progress.poll,
+                         budget_left=lambda: results(reader.get_trials(deepcopy=False))
+                         < study_settings.load(reader).goal)
     except KeyboardInterrupt as err:  # the worker, or run_slots, names the signal it got
         how = str(err.args[0]) if err.args else "SIGINT"
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None
@@ -338,7 +341,8 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
         log.warning("%s", line)
     if done >= goal:
         if dead:
-            log.warning("study %r met its goal (%d/%d) despite the above", name, done, goal)
+            log.warning("study %r met its goal (%d/%d) despite the above%s", name, done, goal,
+                        f": {lost_workers(dead)}" if lost_workers(dead) else "")
         from sweep.answer.summary import save_notes
 
         save_notes(reader)  # the answer where the dashboard shows it
