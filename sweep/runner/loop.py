@@ -162,7 +162,7 @@ class Heartbeat(threading.Thread):
 
 def describe(err: BaseException) -> str:
     """One line saying why a trial failed."""
-    first = (str(err).strip().splitlines() or [""])[0][:300]
+    first = trial_record.first_line(err)[:300]
     text = str(err).lower()
     # torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (RuntimeError).
     if isinstance(err, MemoryError) or "out of memory" in text or (

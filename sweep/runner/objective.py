@@ -43,7 +43,7 @@ from sweep.runner.callbacks import CollapseStop, EpochProgress, is_final_epoch, 
 from sweep.runner.stages import must_train_fully, trial_space
 from sweep.space import Space, suggest
 from sweep.storage import trial_record
-from sweep.storage.stores import CheckpointStore, FolderCheckpoints
+from sweep.storage.stores import CheckpointStore, FolderCheckpoints, checkpoint_key
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +171,8 @@ class Objective:
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
                      root_dir=str(ckpt_dir),
                      mutual_info_every_epoch="mutual_info" in self.space.objectives)
-        document = record(trial, cfg, result, time.perf_counter() - started, resume_from)
+        document = record(trial, cfg, result, time.perf_counter() - started,
+                          None if resume_from is None else checkpoint_key(root))
         if latest.missing:
             trial.set_user_attr("checkpoint_missing", latest.missing)
         # Weights of COMPLETE trials, and of the baseline and references whatever their fate

@@ -48,7 +48,13 @@ from sweep.runner.processes import (
 )
 from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
 from sweep.storage import settings as study_settings
-from sweep.storage.database import check_url, open_storage, resolve_storage_url, shown
+from sweep.storage.database import (
+    check_study_name,
+    check_url,
+    open_storage,
+    resolve_storage_url,
+    shown,
+)
 from sweep.storage.settings import Settings
 from sweep.storage.stores import normalize as normalize_store
 
@@ -144,6 +150,7 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
         raise ParamError("n_trials", f"must be >= 1, got {n_trials}")
     if study is not None and not study.strip():  # "" silently became the default name
         raise ParamError("study", f"{study!r}: a study name cannot be empty")
+    check_study_name(study)  # CON, NUL...: no folder on Windows can have the name
     Config.from_dict(dict(fixed or {}))  # a bad field is named as the user wrote it
     space = fix(_space(space), dict(fixed or {}))
     store = normalize_store(artifacts) if artifacts else None
