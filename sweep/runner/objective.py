@@ -10,6 +10,10 @@ weights_only=True)`` refuses, is noted (``checkpoint_refused``) and the trial re
 scratch. A checkpoint or image that cannot be written (disk full, store unreachable) is
 noted (``checkpoint_missing``, ``artifacts_missing``) and the trial's metrics still count.
 
+A configuration proposed again is not trained again: the trial takes the earlier COMPLETE
+trial's values, marked ``repeat_of`` (``sweep.runner.repeats``; never for the baseline, the
+references or the confirmation runs).
+
 Collapse is a constraint, not an objective (``collapse_constraint``): a trial that ends with
 no active unit, whether the collapse stop cut it short or it trained to the end, is COMPLETE
 with its values and infeasible. It stays in the dashboard's plots with its value and its
@@ -39,6 +43,7 @@ from models.train import FitResult, fit
 from sweep import optuna_private
 from sweep.answer.trial_artifacts import upload_trial_artifacts
 from sweep.provenance import provenance, torch_threads
+from sweep.runner import repeats
 from sweep.runner.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
 from sweep.runner.stages import must_train_fully, trial_space
 from sweep.space import Space, suggest
@@ -152,6 +157,9 @@ class Objective:
         assert not isinstance(self.checkpoints, Path)
         stage, space = trial_space(trial, self.space)
         cfg = suggest(trial, space)
+        earlier = repeats.earlier_run(trial, cfg, stage)
+        if earlier is not None:  # proposed again: the finished trial's values, not a rerun
+            return repeats.take(trial, earlier)
         root = root_trial_number(trial)
         ckpt_dir = self.checkpoints.local_dir(root)
         resume_from, refused = usable_checkpoint(self.checkpoints.fetch(root), cfg)

@@ -135,6 +135,9 @@ class Progress:
                 what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values, strict=False))
                 if "collapse_reason" in trial.user_attrs:  # kept in the plots, never best
                     what += f"; infeasible: {trial.user_attrs['collapse_reason']}"
+                if "repeat_of" in trial.user_attrs:  # sweep.runner.repeats
+                    what += (f"; the config of trial {trial.user_attrs['repeat_of']}: its "
+                             "values, not trained again")
             else:
                 what = str(trial.user_attrs.get("pruned_reason")
                            or trial.user_attrs.get("fail_reason") or "")
