@@ -197,6 +197,9 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                          "fixed": {**tiny, "max_epochs": 4, **schedule},
                          "pruner": {"min_trials": 3, "min_epochs": 1}})
     study = study_with([finished(TrialState.COMPLETE, PERFECT, 4) for _ in range(3)])
+    repeat = finished(TrialState.COMPLETE, PERFECT, 4)  # its history is its origin's
+    repeat.set_user_attr("repeat_of", 0)
+    study.add_trial(repeat)  # counted once, through its origin: still "3 of 3"
     objective = Objective(space, images,
                           FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
     study.optimize(objective, n_trials=1)

@@ -131,7 +131,9 @@ class ParetoPruning(pl.Callback):
         if current is None:  # no validation at this epoch, or a non-finite metric
             return
         trials = self.trial.study.get_trials(deepcopy=False, states=REFERENCE_STATES)
-        references = reference_vectors((trial_record.history(t) for t in trials),
+        # A repeat (sweep.runner.repeats) holds its origin's history: counted once.
+        references = reference_vectors((trial_record.history(t) for t in trials
+                                        if "repeat_of" not in t.user_attrs),
                                        self.objectives, epoch)
         self.reason = decide(current, references, self.directions, self.objectives,
                              epoch, final, self.rule)
