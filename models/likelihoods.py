@@ -149,7 +149,10 @@ class Bernoulli(Likelihood):
 
     With ``decoder_activation = none`` the output is read as logits, p = sigmoid(out), and the
     loss is computed from the logits (stable); with a sigmoid decoder p = out, clamped to
-    [1e-6, 1 - 1e-6] so that a saturated pixel costs at most 13.8 nats.
+    [1e-6, 1 - 1e-6] so that a saturated pixel costs at most 13.8 nats. Written out rather
+    than ``F.binary_cross_entropy``, which raises on a NaN probability (a device-side assert
+    on CUDA): a diverged run's NaN flows into the loss, as under every other likelihood, and
+    is named as divergence (``sweep.runner.callbacks.CollapseStop``).
     """
 
     name = "bernoulli"
@@ -164,7 +167,8 @@ class Bernoulli(Likelihood):
         x, out = x.flatten(1), out.flatten(1)
         if self.logits:
             return F.binary_cross_entropy_with_logits(out, x, reduction="none")
-        return F.binary_cross_entropy(out.clamp(1e-6, 1 - 1e-6), x, reduction="none")
+        p = out.clamp(1e-6, 1 - 1e-6)
+        return -(x * p.log() + (1 - x) * (-p).log1p())
 
     def mean(self, out: torch.Tensor) -> torch.Tensor:
         return out.sigmoid() if self.logits else out

@@ -129,7 +129,7 @@ def fit(cfg: Config, *, images: torch.Tensor | None = None,
         log_every_n_steps=LOG_EVERY_N_STEPS, precision=precision,  # type: ignore[arg-type]
     )
     try:
-        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path)
+        trainer.fit(model, datamodule=dm, ckpt_path=ckpt_path, weights_only=True)
     except SystemExit:
         # Lightning answers Ctrl-C with a graceful stop and sys.exit(1). Give callers the
         # KeyboardInterrupt back: a sweep records the trial as interrupted and says so.

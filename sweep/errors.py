@@ -78,3 +78,8 @@ class StorageUnreachable(RunError):
 
 class WorkerError(RunError):
     """A worker stopped: several trials in a row failed with unexpected errors."""
+
+
+class NoResult(RunError):
+    """The study's budget was spent and none of its trials is COMPLETE: there is no answer
+    (every trial failed or was pruned); the message says how many and why."""

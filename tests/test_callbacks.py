@@ -6,8 +6,9 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState, create_trial
 
-from models.config import Config
+from models.config import CHOICES, Config
 from models.data import ImageDataModule
+from models.likelihoods import LIKELIHOODS
 from models.train import fit
 from sweep.pruning import ParetoRule
 from sweep.runner.callbacks import CollapseStop, OptunaPruning, ParetoPruning, pruning_callback
@@ -34,12 +35,25 @@ def test_no_stop_before_the_warmup_ends(tiny, images):
     assert stop.state is None and len(result.history) == 3
 
 
-def test_non_finite_loss_fails_the_run(tiny, images):
+# Every registered likelihood, with each decoder output it reads (probabilities or logits)
+# and, for the Gaussian, each way of setting its variance.
+VARIANTS = [(name, activation, sigma)
+            for name in LIKELIHOODS for activation in CHOICES["decoder_activation"]
+            for sigma in (CHOICES["sigma_mode"] if name == "gaussian" else ("optimal",))]
+
+
+@pytest.mark.parametrize("likelihood,activation,sigma", VARIANTS)
+def test_divergence_is_named_as_divergence_under_every_likelihood(tiny, images, likelihood,
+                                                                   activation, sigma):
+    # The Bernoulli likelihood raised "all elements of input should be between 0 and 1".
     stop = CollapseStop()
-    cfg = Config.from_dict(dict(tiny, max_epochs=3, likelihood="gaussian", sigma_mode="learned",
-                                lr=1e9))
-    fit(cfg, images=images, callbacks=[stop])
-    assert stop.state == "FAIL" and "loss is" in stop.reason
+    cfg = Config.from_dict(dict(tiny, max_epochs=3, likelihood=likelihood,
+                                decoder_activation=activation, sigma_mode=sigma, lr=1e12))
+    result = fit(cfg, images=images, callbacks=[stop])
+    steps = result.metrics["steps"]
+    assert stop.state == "FAIL" and len(result.history) == 1  # stopped after its first epoch
+    assert stop.reason.startswith(f"training diverged (nan) at step {steps}: "), stop.reason
+    assert "loss is nan" in stop.reason
 
 
 def test_pruning_callback_reports_each_epoch_and_obeys_the_pruner(tiny, images):
@@ -184,6 +198,9 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                          "fixed": {**tiny, "max_epochs": 4, **schedule},
                          "pruner": {"min_trials": 3, "min_epochs": 1}})
     study = study_with([finished(TrialState.COMPLETE, PERFECT, 4) for _ in range(3)])
+    repeat = finished(TrialState.COMPLETE, PERFECT, 4)  # its history is its origin's
+    repeat.set_user_attr("repeat_of", 0)
+    study.add_trial(repeat)  # counted once, through its origin: still "3 of 3"
     objective = Objective(space, images,
                           FileSystemArtifactStore(str(tmp_path)), tmp_path / "ckpt")
     study.optimize(objective, n_trials=1)

@@ -348,12 +348,14 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     # same image (the console script sits beside this Python).
     port = free_port()
     printed = sweep("dashboard", "--port", str(port), "--print-command", cwd=tmp_path)
-    command = shlex.split(printed.stdout.strip().splitlines()[-1])
-    assert command[0] == "optuna-dashboard" and "--artifact-dir" in command
-    command[0] = str(Path(sys.executable).with_name("optuna-dashboard"))
+    line = printed.stdout.strip().splitlines()[-1]
+    assert line.startswith('optuna-dashboard "$VAE_SWEEP_STORAGE" ') and "--artifact-dir" in line
+    # Run as the note says: the URL in the environment, the line through a shell.
+    script = shlex.quote(str(Path(sys.executable).with_name("optuna-dashboard"))) + line[16:]
     plain_log = tmp_path / "optuna-dashboard.log"
-    plain = subprocess.Popen(command, cwd=tmp_path, stdout=subprocess.DEVNULL,
-                             stderr=plain_log.open("w"))
+    plain = subprocess.Popen(["bash", "-c", f"exec {script}"], cwd=tmp_path,
+                             env=dict(os.environ, VAE_SWEEP_STORAGE="sqlite:///sweeps.db"),
+                             stdout=subprocess.DEVNULL, stderr=plain_log.open("w"))
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -395,7 +397,11 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     first = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
                   "--no-baseline", "--study", "collapse", cwd=tmp_path)
     second = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
-                   "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path)
+                   "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path,
+                   check=False)
+    # Its only trial failed: no answer, exit 1 and one line saying why.
+    assert second.returncode == 1 and "with no COMPLETE trial: 1 failed, most often training " \
+        "diverged (nan)" in second.stderr.splitlines()[-1], second.stderr
     storage = f"sqlite:///{tmp_path}/sweeps.db"
     (collapsed,) = optuna.load_study(study_name="collapse", storage=storage).trials
     # Collapse is a constraint: COMPLETE with its values (the dashboard plots it), infeasible
@@ -406,7 +412,8 @@ def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     assert collapsed.constraints == {"0": 1.0}
     (diverged,) = optuna.load_study(study_name="nan", storage=storage).trials
     assert diverged.state == TrialState.FAIL, second.stderr
-    assert diverged.user_attrs["fail_reason"] == "validation neg_elbo is nan at step 2"
+    assert diverged.user_attrs["fail_reason"] == ("training diverged (nan) at step 2: "
+                                                  "validation neg_elbo is nan")
     assert trial_record.config(diverged)["lr"] == 1e6  # the command line's value, not searched
 
 

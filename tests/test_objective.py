@@ -3,6 +3,8 @@ restored), a corrupt or refused checkpoint restarts the trial from scratch, the 
 writes one only when the study keeps them, and a store that cannot take the images leaves the
 metrics recorded with the miss noted."""
 
+import json
+
 import optuna
 import pytest
 import torch
@@ -67,7 +69,9 @@ def test_a_resumed_trial_reproduces_the_uninterrupted_one(tmp_path, tiny, images
     got = rerun.user_attrs
     histories = [trial_record.history(t) for t in (whole.trials[0], rerun)]
     assert rerun.state == TrialState.COMPLETE
-    assert got["resumed_from"].endswith("trial-0/last.ckpt") and got["start_epoch"] == 1
+    # Relative to the study's checkpoint store: its path is this machine's.
+    assert got["resumed_from"] == "trial-0/last.ckpt" and got["start_epoch"] == 1
+    assert str(tmp_path) not in json.dumps([rerun.user_attrs, rerun.system_attrs])
     assert got["retry_of"] == 0 and got["retry"] == 1
     for key in METRICS:
         assert got[key] == pytest.approx(expected[key], rel=1e-5, abs=1e-7), key
@@ -184,3 +188,38 @@ def test_a_run_that_ends_collapsed_before_the_stop_could_fire_is_infeasible_and_
     assert done.system_attrs[CONSTRAINTS_KEY] == [1.0]
     assert done.user_attrs["collapse_reason"].startswith(
         "posterior collapse: 0 active units at the end of training (rate ")
+
+
+class RunsCode:
+    """Unpickled in full, it creates ``path``: what a malicious checkpoint would run."""
+
+    def __init__(self, path):
+        self.path = path
+
+    def __reduce__(self):
+        return open, (str(self.path), "w")
+
+
+def test_a_checkpoint_swapped_after_its_check_runs_no_code(tmp_path, tiny, images, monkeypatch):
+    # With this variable torch's own default is the full unpickler: only an explicit
+    # weights_only=True in every load keeps the swapped file's code from running.
+    monkeypatch.setenv("TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD", "1")
+    import pickle
+
+    import sweep.runner.objective as objective_module
+
+    marker = tmp_path / "marker"
+    checked = objective_module.usable_checkpoint
+    swapped = []
+
+    def check_then_swap(path, cfg):
+        resume_from, refused = checked(path, cfg)
+        if resume_from is not None:  # between the check and Lightning's read
+            torch.save({"state_dict": {}, "evil": RunsCode(marker)}, resume_from)
+            swapped.append(resume_from)
+        return resume_from, refused
+
+    monkeypatch.setattr(objective_module, "usable_checkpoint", check_then_swap)
+    with pytest.raises(pickle.UnpicklingError, match="Weights only load failed"):
+        interrupted_then_resumed(tmp_path, space_of(tiny, 2), images)
+    assert swapped and not marker.exists()

@@ -8,7 +8,7 @@ from models.config import Config
 from models.train import fit
 from sweep.logs import printed
 from sweep.runner.callbacks import EpochProgress
-from sweep.runner.progress import Progress, results
+from sweep.runner.progress import Progress, no_result, results
 
 
 def test_a_failed_trial_that_was_rerun_counts_once():
@@ -72,3 +72,25 @@ def test_a_collapsed_trial_is_reported_with_its_value_and_why_it_is_infeasible(c
     first = capsys.readouterr().out.splitlines()[0]
     assert first == ("trial 0 COMPLETE: bits_per_dim=7.875; infeasible: posterior collapse "
                      "(0 active units)")
+
+
+def _finished(study, state, reason=None):
+    trial = study.ask()
+    if reason:
+        trial.set_user_attr("fail_reason", reason)
+    study.tell(trial, 1.0 if state == TrialState.COMPLETE else None, state=state)
+
+
+def test_no_result_counts_the_failures_and_names_the_most_common_reason():
+    study = optuna.create_study()
+    for reason in ("training diverged (nan) at step 14: training loss is nan",
+                   "out of memory: CUDA out of memory",
+                   "training diverged (nan) at step 28: validation neg_elbo is nan"):
+        _finished(study, TrialState.FAIL, reason)
+    _finished(study, TrialState.PRUNED)
+    assert no_result(study.trials) == (
+        "no COMPLETE trial: 3 failed, most often training diverged (nan) (2 of 3; the last: "
+        "training diverged (nan) at step 28: validation neg_elbo is nan), 1 pruned")
+    _finished(study, TrialState.COMPLETE)
+    assert no_result(study.trials) is None
+    assert no_result([]) == "no COMPLETE trial: 0 failed"

@@ -4,6 +4,7 @@ refused before anything is written, and two worker processes sharing one SQLite 
 
 import contextlib
 import os
+import re
 import sqlite3
 import subprocess
 import sys
@@ -25,7 +26,10 @@ from sweep.storage.database import (
     artifact_dir,
     checkpoint_dir,
     open_storage,
+    portable_name,
+    reserved,
     resolve_storage_url,
+    safe_name,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -150,6 +154,32 @@ def test_artifacts_and_checkpoints_sit_beside_the_database(tmp_path):
     assert len(odd) == 5 and all(p.parent == root for p in odd)
     with pytest.raises(StorageError):
         artifact_dir("nope://x")
+
+
+@pytest.mark.parametrize("name", ["CON", "nul", "Com1", "LPT9.txt", "aux .db", "..\\..\\WIN",
+                                  "a\\b", "a/b"])
+def test_study_names_make_folder_names_safe_on_every_platform(name):
+    safe = safe_name(name)
+    assert safe != name and not reserved(safe) and re.fullmatch(r"[A-Za-z0-9._-]+", safe)
+    assert safe_name("a\\b") != safe_name("a/b") != safe_name("a_b")  # apart, hashed
+    # The readable names (report-NAME) keep one folder: "\\" is a separator as "/" is.
+    assert portable_name(f"report-{name}") == "report-" + name.replace("\\", "_").replace(
+        "/", "_")
+    assert portable_name('a:b*c?d"e<f>g|h\x01') == "a_b_c_d_e_f_g_h_"
+
+
+def test_a_reserved_study_name_is_refused_before_anything_is_written(tmp_path, monkeypatch,
+                                                                     capsys):
+    from sweep.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    assert main(["start", "--study", "NUL", "--data", "synthetic", "--n-trials", "1",
+                 "--storage", "sqlite:///s.db"]) == 2
+    assert capsys.readouterr().err == (
+        "python -m sweep start: error: --study 'NUL' is a device name on Windows (CON, PRN, "
+        "AUX, NUL, COM0-9, LPT0-9): choose another\n")
+    assert list(tmp_path.iterdir()) == []
+    assert not reserved("CONSOLE") and not reserved("vae-con") and reserved("con.tar.gz")
 
 
 WORKER = """

@@ -80,3 +80,11 @@ def test_a_long_reason_is_clipped_to_a_short_attr():
     assert trial_record.clip(path, tail=True).endswith("/trial-0/last.ckpt")
     assert len(trial_record.clip(path, tail=True)) == trial_record.SHORT_LIMIT - 10
     assert trial_record.clip("short") == "short"
+
+
+def test_a_reason_names_no_absolute_path_of_this_machine():
+    err = OSError(28, "No space left on device")
+    err.filename = "/mnt/shared/vae-sweep/checkpoints/s/trial-3/last.ckpt"
+    assert trial_record.error_reason(err) == (
+        "OSError: [Errno 28] No space left on device: '.../trial-3/last.ckpt'")
+    assert trial_record.first_line(ValueError("\n  bad\nsecond")) == "bad"

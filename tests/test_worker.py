@@ -10,7 +10,15 @@ from optuna.trial import TrialState
 import sweep.runner.objective
 from models.config import Config
 from sweep.errors import DatabaseFull, WorkerError
-from sweep.runner.loop import MAX_RETRY, Requeue, Worker, describe, open_with_heartbeat
+from sweep.runner.loop import (
+    MAX_ERRORS,
+    MAX_OOMS,
+    MAX_RETRY,
+    Requeue,
+    Worker,
+    describe,
+    open_with_heartbeat,
+)
 from sweep.runner.progress import Progress
 from sweep.space import parse_space
 from sweep.storage import settings as study_settings
@@ -62,25 +70,46 @@ def test_nan_and_out_of_memory_fail_with_their_reason_and_the_worker_goes_on(
     assert "mse" not in trials[2].user_attrs  # nothing recorded for the trial that never ran
 
 
-def test_out_of_memory_on_the_cpu_never_stops_the_worker(tmp_path, tiny, images, monkeypatch):
-    """Four CPU OOMs in a row (more than MAX_ERRORS): each fails its trial, none is a bug."""
-    study, storage, settings, stores = make(tmp_path, tiny, goal=5,
-                                            search={"lr": {"low": 1e-3, "high": 2e-3}})
-    fit = sweep.runner.objective.fit
+def oom_first(n: int, fit):
+    """``fit``, raising torch's CPU out-of-memory error in its first ``n`` calls."""
     calls = []
 
-    def oom_first(cfg: Config, **kw):
+    def fit_or_oom(cfg: Config, **kw):
         calls.append(cfg.lr)
-        if len(calls) <= 4:
+        if len(calls) <= n:
             raise RuntimeError("[enforce fail at alloc_cpu.cpp:121] data. DefaultCPUAllocator: "
                                "can't allocate memory: you tried to allocate 8 GB")
         return fit(cfg, **kw)
 
-    monkeypatch.setattr(sweep.runner.objective, "fit", oom_first)
+    return fit_or_oom
+
+
+def test_a_few_out_of_memory_failures_in_a_row_do_not_stop_the_worker(tmp_path, tiny, images,
+                                                                       monkeypatch):
+    """MAX_OOMS - 1 CPU OOMs in a row (more than MAX_ERRORS): each fails its trial, and the
+    worker goes on: a large config is the trial's fault, not a bug."""
+    study, storage, settings, stores = make(tmp_path, tiny, goal=MAX_OOMS,
+                                            search={"lr": {"low": 1e-3, "high": 2e-3}})
+    monkeypatch.setattr(sweep.runner.objective, "fit",
+                        oom_first(MAX_OOMS - 1, sweep.runner.objective.fit))
     worker_of(study, storage, settings, stores, images).run(timeout=None)
     trials = study.get_trials()
-    assert [t.state for t in trials] == [TrialState.FAIL] * 4 + [TrialState.COMPLETE]
-    assert all(t.user_attrs["fail_reason"].startswith("out of memory: ") for t in trials[:4])
+    assert MAX_OOMS - 1 > MAX_ERRORS
+    assert [t.state for t in trials] == [TrialState.FAIL] * (MAX_OOMS - 1) + [TrialState.COMPLETE]
+    assert all(t.user_attrs["fail_reason"].startswith("out of memory: ") for t in trials[:-1])
+
+
+def test_many_out_of_memory_failures_in_a_row_stop_the_worker_saying_what_to_shrink(
+        tmp_path, tiny, images, monkeypatch):
+    # As under `ulimit -v`: every trial runs out of memory, and the worker ran them all.
+    study, storage, settings, stores = make(tmp_path, tiny, goal=MAX_OOMS + 3)
+    monkeypatch.setattr(sweep.runner.objective, "fit", oom_first(100, None))
+    with pytest.raises(WorkerError) as err:
+        worker_of(study, storage, settings, stores, images).run(timeout=None)
+    assert str(err.value).startswith(f"{MAX_OOMS} trials in a row ran out of memory (the last: "
+                                     "out of memory: ")
+    assert "smaller batch_size or width" in str(err.value)
+    assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * MAX_OOMS
 
 
 def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny, images,

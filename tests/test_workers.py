@@ -95,3 +95,63 @@ def test_workers_get_the_storage_url_through_their_environment_not_argv(monkeypa
     for args, env in started:
         assert not any("hunter2" in a for a in args), args
         assert env["VAE_SWEEP_STORAGE"] == url
+
+
+# A stand-in for `python -m sweep worker`: counts its runs per slot in the folder it is
+# given; the first run in slot 1 is killed by SIGKILL, as `kill -9` or the OOM killer would.
+FAKE_WORKER = """
+import os, signal, sys
+from pathlib import Path
+runs = Path(sys.argv[1]) / ("runs-" + os.environ["VAE_SWEEP_WORKER_ID"])
+n = len(runs.read_text()) if runs.exists() else 0
+runs.write_text("x" * (n + 1))
+if os.environ["VAE_SWEEP_WORKER_ID"] == "1" and (n == 0 or sys.argv[2] == "always"):
+    os.kill(os.getpid(), signal.SIGKILL)
+"""
+
+
+def fake_workers(monkeypatch, folder, kill: str = "first") -> None:
+    import sys
+
+    import sweep.runner.processes as processes
+
+    monkeypatch.setattr(processes, "worker_command", lambda study, threads, timeout: [
+        sys.executable, "-c", FAKE_WORKER, str(folder), kill])
+
+
+def runs(folder) -> dict[str, int]:
+    return {p.name: len(p.read_text()) for p in sorted(folder.glob("runs-*"))}
+
+
+def test_a_worker_killed_with_sigkill_is_replaced_while_budget_remains(tmp_path, monkeypatch,
+                                                                       caplog):
+    from sweep.runner.processes import lost_workers
+
+    fake_workers(monkeypatch, tmp_path)
+    with caplog.at_level("WARNING", logger="sweep.runner.processes"):
+        lines = run_slots([None, None], 1, "s", "sqlite:///s.db", None, run_here=lambda: None,
+                          poll=lambda: None, budget_left=lambda: True)
+    assert runs(tmp_path) == {"runs-0": 1, "runs-1": 2}  # slot 1 ran again
+    assert len(lines) == 1 and lines[0].startswith("worker 1 (pid ")
+    assert " killed by SIGKILL; replaced by pid " in lines[0]
+    assert [r.getMessage() for r in caplog.records] == lines  # said when it happened
+    assert lost_workers(lines) == "1 worker lost, 1 replaced"
+
+
+def test_a_lost_worker_is_not_replaced_once_the_budget_is_spent_nor_without_end(tmp_path,
+                                                                               monkeypatch):
+    from sweep.runner.processes import MAX_REPLACEMENTS, lost_workers
+
+    fake_workers(monkeypatch, tmp_path / "spent")
+    (tmp_path / "spent").mkdir()
+    lines = run_slots([None, None], 1, "s", "sqlite:///s.db", None, run_here=lambda: None,
+                      poll=lambda: None, budget_left=lambda: False)
+    assert runs(tmp_path / "spent") == {"runs-0": 1, "runs-1": 1}
+    assert [line.split(": ", 1)[1] for line in lines] == ["killed by SIGKILL"]
+    assert lost_workers(lines) == "1 worker lost, 0 replaced"
+    fake_workers(monkeypatch, tmp_path, kill="always")  # every worker in slot 1 is killed
+    lines = run_slots([None, None], 1, "s", "sqlite:///s.db", None, run_here=lambda: None,
+                      poll=lambda: None, budget_left=lambda: True)
+    assert runs(tmp_path) == {"runs-0": 1, "runs-1": 1 + MAX_REPLACEMENTS}
+    assert lost_workers(lines) == (f"{1 + MAX_REPLACEMENTS} workers lost, {MAX_REPLACEMENTS} "
+                                   "replaced")

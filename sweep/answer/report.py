@@ -38,6 +38,7 @@ from sweep.answer.status import front as status_front
 from sweep.answer.trial_artifacts import curves_chart
 from sweep.optuna_private import ArtifactStore
 from sweep.storage import trial_record
+from sweep.storage.database import portable_name
 
 SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
             "anytime": "Best so far against time",
@@ -389,7 +390,7 @@ def upload(study: optuna.Study, store: ArtifactStore, path: Path) -> str:
     """The report as a study artifact (optuna-dashboard's study page lists it). A report an
     earlier ``report`` uploaded is overwritten in place (same artifact id, same entry), so
     the study keeps one report, the latest."""
-    name = f"report-{study.study_name}.html".replace("/", "_")
+    name = portable_name(f"report-{study.study_name}.html")
     earlier = [m for m in get_all_artifact_meta(study) if m.filename == name]
     if earlier:
         with path.open("rb") as f:

@@ -4,12 +4,14 @@ stores the trials wrote their images to (each study's own, from its settings).""
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
 import socket
 import sys
 from typing import TYPE_CHECKING
 
 from sweep.errors import UsageError
+from sweep.storage.database import STORAGE_ENV
 
 if TYPE_CHECKING:
     from sweep.storage.stores import Stores
@@ -28,7 +30,27 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "settings name (after moving the store; see README, Many machines)")
     p.add_argument("--print-command", action="store_true",
                    help="print the plain optuna-dashboard command that serves the same "
-                        "storage and images, and exit")
+                        "storage and images, and exit; it reads the storage URL from "
+                        f"${STORAGE_ENV}, so no password goes on its command line")
+
+
+def plain_command(url: str, host: str, port: int, artifact_dir: str,
+                  url_in_env: bool) -> list[str]:
+    """The lines ``--print-command`` prints: a comment saying where the command reads the
+    storage URL from (how to set it, unless ``url_in_env``: $VAE_SWEEP_STORAGE holds it
+    already), then the command. The URL goes through the environment, never argv: every
+    local user reads a process's command line (``ps``), and the URL may hold a password."""
+    from sweep.storage.database import shown
+
+    note = f"# the storage URL comes from ${STORAGE_ENV}, so no password goes on the command line"
+    if url_in_env:
+        note += " (set in this shell)"
+    else:
+        hidden = shown(url) != url
+        note += (f"; set it first: export {STORAGE_ENV}={shlex.quote(shown(url))}"
+                 + (" (with the password in place of ***)" if hidden else ""))
+    rest = shlex.join(["--host", host, "--port", str(port), "--artifact-dir", artifact_dir])
+    return [note, f'optuna-dashboard "${STORAGE_ENV}" {rest}']
 
 
 def check_port(host: str, port: int) -> None:
@@ -79,8 +101,8 @@ def run(args: argparse.Namespace) -> int:
             print("# optuna-dashboard takes one --artifact-dir; these studies keep images in "
                   f"{', '.join(s.where for s in stores)}: use python -m sweep dashboard")
             return 0
-        print(shlex.join(["optuna-dashboard", url, "--host", args.host, "--port",
-                          str(args.port), "--artifact-dir", str(folders[0])]))
+        in_env = bool(args.storage) and args.storage == os.environ.get(STORAGE_ENV)
+        print("\n".join(plain_command(url, args.host, args.port, str(folders[0]), in_env)))
         return 0
     import optuna_dashboard
 

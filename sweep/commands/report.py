@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
 
     from models.config import Config
     from sweep.commands import check_output
-    from sweep.storage.database import open_study
+    from sweep.storage.database import open_study, portable_name
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
@@ -40,7 +40,7 @@ def run(args: argparse.Namespace) -> int:
     from sweep.logs import quiet_logs
     from sweep.runner.processes import threads_per_worker, use_threads
 
-    out = Path(args.out or f"report-{study.study_name}".replace("/", "_"))
+    out = Path(args.out or portable_name(f"report-{study.study_name}"))
     check_output("--out", out, folder=True)
     use_threads(threads_per_worker(1, args.threads))
     with quiet_logs():

@@ -3,7 +3,8 @@
 - ``CollapseStop``: the collapse-aware early stop that multi-objective studies need (they
   cannot use Optuna's report/should_prune pruners): after the KL warm-up, a run whose active
   units stay at 0 for ``patience`` validation epochs, or whose loss is NaN/inf, is stopped
-  and the reason kept for the trial's attrs.
+  and the reason kept for the trial's attrs ("training diverged (nan) at step N: ...", N
+  the step of the epoch end that found it: the loss is read once an epoch).
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
   studies (optuna-integration's callback needs the separate ``lightning`` package). The step
   is the number of epochs trained (1 after the first epoch): Hyperband's resource.
@@ -63,9 +64,12 @@ class CollapseStop(pl.Callback):
         values = {"validation neg_elbo": float(module.last_metrics["neg_elbo"])}
         if "train/loss" in trainer.callback_metrics:
             values["training loss"] = float(trainer.callback_metrics["train/loss"])
-        bad = [f"{name} is {value}" for name, value in values.items() if not math.isfinite(value)]
+        bad = {name: value for name, value in values.items() if not math.isfinite(value)}
         if bad:
-            self._stop(trainer, "FAIL", f"{' and '.join(bad)} at step {trainer.global_step}")
+            kind = "nan" if any(math.isnan(v) for v in bad.values()) else "inf"
+            self._stop(trainer, "FAIL", f"training diverged ({kind}) at step "
+                       f"{trainer.global_step}: "
+                       + " and ".join(f"{name} is {value}" for name, value in bad.items()))
             return
         if trainer.global_step < module.warmup_end():
             return
@@ -127,7 +131,9 @@ class ParetoPruning(pl.Callback):
         if current is None:  # no validation at this epoch, or a non-finite metric
             return
         trials = self.trial.study.get_trials(deepcopy=False, states=REFERENCE_STATES)
-        references = reference_vectors((trial_record.history(t) for t in trials),
+        # A repeat (sweep.runner.repeats) holds its origin's history: counted once.
+        references = reference_vectors((trial_record.history(t) for t in trials
+                                        if "repeat_of" not in t.user_attrs),
                                        self.objectives, epoch)
         self.reason = decide(current, references, self.directions, self.objectives,
                              epoch, final, self.rule)

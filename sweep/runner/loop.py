@@ -17,7 +17,9 @@ The loop is Optuna's ask/tell, with what ``study.optimize`` lacks for many machi
   failed under it stops that run at the next epoch end, quietly, and takes the next one.
 - **Faults are recorded, not fatal.** A trial that raises (out of memory, NaN inside a loss,
   a full disk) is FAIL with ``fail_reason`` and the worker goes on (it stops after
-  MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault). SIGTERM and SIGINT
+  MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault; and after MAX_OOMS
+  trials in a row out of memory: one large config is a trial's fault, every config the
+  machine's, and the worker says to shrink the batch or the width). SIGTERM and SIGINT
   stop a training trial at once (its last epoch checkpoint stays), mark it FAIL with the
   signal as its reason, re-queue it once to continue from that checkpoint, and end the
   worker; outside training they wait for the trial to be taken or told whole
@@ -70,6 +72,9 @@ log = logging.getLogger(__name__)
 
 MAX_RETRY = 3  # re-runs of a trial whose worker died or was stopped, before it stays FAIL
 MAX_ERRORS = 3  # unexpected errors in a row before a worker gives up
+# Out-of-memory failures in a row before it gives up: more than MAX_ERRORS, as the sampler
+# may well propose a few configurations too large for the machine in a row.
+MAX_OOMS = 5
 WAIT_S = 1.0  # between looks at the study while the other workers run its last trials
 RECORD_TRIES = 3  # attempts at recording an interrupted trial, each on fresh connections
 
@@ -157,7 +162,7 @@ class Heartbeat(threading.Thread):
 
 def describe(err: BaseException) -> str:
     """One line saying why a trial failed."""
-    first = (str(err).strip().splitlines() or [""])[0][:300]
+    first = trial_record.first_line(err)[:300]
     text = str(err).lower()
     # torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (RuntimeError).
     if isinstance(err, MemoryError) or "out of memory" in text or (
@@ -236,7 +241,7 @@ class Worker:
 
     def run(self, timeout: float | None) -> None:
         deadline = None if timeout is None else time.monotonic() + timeout
-        errors = 0
+        errors = ooms = 0
         while deadline is None or time.monotonic() < deadline:
             stop_if_signalled()
             trial = self.claim()
@@ -248,9 +253,15 @@ class Worker:
             assert isinstance(trial, optuna.Trial)
             reason = self.run_trial(trial)
             errors = errors + 1 if reason and not _is_oom(reason) else 0
+            ooms = ooms + 1 if reason and _is_oom(reason) else 0
             if errors >= MAX_ERRORS:
                 raise WorkerError(f"{errors} trials in a row failed with errors; the last: "
                                   f"{reason}")
+            if ooms >= MAX_OOMS:
+                raise WorkerError(f"{ooms} trials in a row ran out of memory (the last: "
+                                  f"{reason}): this machine needs a smaller batch_size or "
+                                  "width (fix them, or narrow their [search] range), or "
+                                  "fewer workers")
 
     def run_trial(self, trial: optuna.Trial) -> str | None:
         """Run one trial and record it; returns the reason of an unexpected failure.

@@ -10,6 +10,10 @@ weights_only=True)`` refuses, is noted (``checkpoint_refused``) and the trial re
 scratch. A checkpoint or image that cannot be written (disk full, store unreachable) is
 noted (``checkpoint_missing``, ``artifacts_missing``) and the trial's metrics still count.
 
+A configuration proposed again is not trained again: the trial takes the earlier COMPLETE
+trial's values, marked ``repeat_of`` (``sweep.runner.repeats``; never for the baseline, the
+references or the confirmation runs).
+
 Collapse is a constraint, not an objective (``collapse_constraint``): a trial that ends with
 no active unit, whether the collapse stop cut it short or it trained to the end, is COMPLETE
 with its values and infeasible. It stays in the dashboard's plots with its value and its
@@ -40,11 +44,12 @@ from models.train import FitResult, fit
 from sweep import optuna_private
 from sweep.answer.trial_artifacts import upload_trial_artifacts
 from sweep.provenance import provenance, torch_threads
+from sweep.runner import repeats
 from sweep.runner.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
 from sweep.runner.stages import must_train_fully, trial_space
 from sweep.space import Space, suggest
 from sweep.storage import trial_record
-from sweep.storage.stores import CheckpointStore, FolderCheckpoints
+from sweep.storage.stores import CheckpointStore, FolderCheckpoints, checkpoint_key
 
 log = logging.getLogger(__name__)
 
@@ -109,9 +114,9 @@ class LastCheckpoint(ModelCheckpoint):
 
 
 def usable_checkpoint(path: Path | None, cfg: Config) -> tuple[str | None, str | None]:
-    """(``path`` if it can be resumed from, why it cannot). Lightning's own load is not told
-    ``weights_only``: a file that loads with ``weights_only=True`` here names only the
-    tensors and containers that loader allows, so loading it fully runs nothing else.
+    """(``path`` if it can be resumed from, why it cannot). Lightning reads the file again
+    (``models.train.fit``), also with ``weights_only=True``: a file swapped in between (on a
+    shared store, by anyone who can write there) is refused as well, and runs nothing.
 
     A checkpoint of the run's final epoch (its worker died between the last save and
     recording the result) is not resumed: there is nothing left to train, so no validation
@@ -153,6 +158,9 @@ class Objective:
         assert not isinstance(self.checkpoints, Path)
         stage, space = trial_space(trial, self.space)
         cfg = suggest(trial, space)
+        earlier = repeats.earlier_run(trial, cfg, stage)
+        if earlier is not None:  # proposed again: the finished trial's values, not a rerun
+            return repeats.take(trial, earlier)
         root = root_trial_number(trial)
         ckpt_dir = self.checkpoints.local_dir(root)
         resume_from, refused = usable_checkpoint(self.checkpoints.fetch(root), cfg)
@@ -172,7 +180,8 @@ class Objective:
         result = fit(cfg, images=self.images, callbacks=callbacks, ckpt_path=resume_from,
                      root_dir=str(ckpt_dir),
                      mutual_info_every_epoch="mutual_info" in self.space.objectives)
-        document = record(trial, cfg, result, time.perf_counter() - started, resume_from)
+        document = record(trial, cfg, result, time.perf_counter() - started,
+                          None if resume_from is None else checkpoint_key(root))
         if latest.missing:
             trial.set_user_attr("checkpoint_missing", latest.missing)
         # Weights of COMPLETE trials, and of the baseline and references whatever their fate

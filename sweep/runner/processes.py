@@ -6,12 +6,14 @@ that N CPU workers do not each start a thread per core (measured on 2 cores: one
 took 0.72 s with one thread and 3.8-32 s with torch's default under load). ``run_slots``
 runs a single slot that needs no device of its own in this process, else one ``python -m sweep
 worker`` process per slot, shows the study's progress while they run, passes SIGTERM/SIGINT on
-to them, and names each one that died with its exit code. The calling process keeps its
-environment and, once the run is over, its torch thread count.
+to them, replaces one that was lost (killed by a signal: ``kill -9``, the kernel's OOM killer)
+while the study's budget remains, and names each one that died with its exit code. The
+calling process keeps its environment and, once the run is over, its torch thread count.
 """
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import subprocess
@@ -26,6 +28,8 @@ from sweep.storage.database import STORAGE_ENV
 
 THREADS_ENV = "VAE_SWEEP_THREADS"
 WORKER_ID_ENV = "VAE_SWEEP_WORKER_ID"
+
+log = logging.getLogger(__name__)
 
 
 class WorkerFailed(RunError):
@@ -196,17 +200,90 @@ FULL_WORDS = "stopped: the database is full"
 STOPPED = {128 + signal.SIGINT: "SIGINT", 128 + signal.SIGTERM: "SIGTERM"}
 
 
+# Workers started in one slot after the first was lost, at most: a machine that kills every
+# worker (a memory limit, a watchdog) is not helped by starting them without end.
+MAX_REPLACEMENTS = 3
+LOST = ": killed by "  # in exit_words' line for a worker a signal killed
+REPLACED = "; replaced by pid "
+
+
+def lost_workers(lines: list[str]) -> str:
+    """How many workers ``run_slots``'s ``lines`` say were lost and replaced, for the run's
+    final line (``2 workers lost, 2 replaced``); empty when none was lost."""
+    lost = [line for line in lines if LOST in line]
+    if not lost:
+        return ""
+    replaced = sum(REPLACED in line for line in lost)
+    return f"{len(lost)} worker{'s' if len(lost) > 1 else ''} lost, {replaced} replaced"
+
+
+class _Workers:
+    """``run_slots``'s worker processes, one a slot, and the replacements of lost ones."""
+
+    def __init__(self, slots: list[str | None], threads: int, study: str, storage: str,
+                 timeout: float | None, budget_left: Callable[[], bool],
+                 model: str | None = None) -> None:
+        self.slots, self.threads, self.study, self.storage = slots, threads, study, storage
+        self.timeout, self.budget_left, self.model = timeout, budget_left, model
+        self.started = time.monotonic()
+        self.procs = [self._launch(i, timeout) for i in range(len(slots))]
+        self.replaced = [0] * len(slots)
+        self.lines: list[str] = []  # one per replaced worker
+        self.told: set[int] = set()  # the pids a signal was passed on to
+
+    def _launch(self, i: int, seconds: float | None) -> subprocess.Popen[bytes]:
+        return subprocess.Popen(worker_command(self.study, self.threads, seconds, self.model),
+                                env={**worker_env(i, self.slots[i], self.threads),
+                                     STORAGE_ENV: self.storage})
+
+    def tell(self, signum: int, untold_only: bool = False) -> None:
+        """Pass ``signum`` on to every running worker (``untold_only``: those not told yet)."""
+        for p in self.procs:
+            if p.poll() is None and not (untold_only and p.pid in self.told):
+                p.send_signal(signum)
+                self.told.add(p.pid)
+
+    def running(self) -> bool:
+        return any(p.poll() is None for p in self.procs)
+
+    def replace_lost(self) -> None:
+        """A new worker in each slot whose worker was lost, while there is work left: the
+        budget (``budget_left``) and the time (what is left of the timeout goes to it)."""
+        for i, p in enumerate(self.procs):
+            code = p.poll()
+            spent = time.monotonic() - self.started
+            if (code is None or code >= 0 or self.replaced[i] >= MAX_REPLACEMENTS
+                    or (self.timeout is not None and spent >= self.timeout)
+                    or not self.budget_left()):
+                continue
+            self.procs[i] = self._launch(i, None if self.timeout is None else
+                                         self.timeout - spent)
+            self.replaced[i] += 1
+            self.lines.append(f"worker {i} (pid {p.pid}): {exit_words(code)}{REPLACED}"
+                              f"{self.procs[i].pid}")
+            log.warning("%s", self.lines[-1])
+
+    def ended_badly(self) -> list[str]:
+        return self.lines + [f"worker {i} (pid {p.pid}): {exit_words(p.returncode)}"
+                             for i, p in enumerate(self.procs) if p.returncode]
+
+
 def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
               timeout: float | None, run_here: Callable[[], None],
-              poll: Callable[[], None], model: str | None = None) -> list[str]:
+              poll: Callable[[], None],
+              budget_left: Callable[[], bool] = lambda: False,
+              model: str | None = None) -> list[str]:
     """Run one worker per slot: ``run_here`` in this process when there is a single slot
     that is not pinned to a GPU, else one subprocess each, calling ``poll`` (the progress
     line) while they run; each is given ``model`` as its ``--model``.
 
-    Returns a line for each worker process that did not end well (``worker 2 (pid 77):
-    killed by SIGKILL``). SIGTERM or SIGINT to this process is passed on to every worker,
-    which records and re-queues its trial and exits; once all have, KeyboardInterrupt is
-    raised with the signal's name.
+    A worker process killed by a signal (lost: it recorded nothing, and its trial is re-run
+    once its heartbeat is stale) is replaced in its slot while ``budget_left()`` and the
+    timeout has not passed (at most MAX_REPLACEMENTS times a slot); the replacement is
+    logged. Returns a line for each worker process that did not end well (``worker 2 (pid
+    77): killed by SIGKILL; replaced by pid 80``). SIGTERM or SIGINT to this process is
+    passed on to every worker, which records and re-queues its trial and exits; once all
+    have, KeyboardInterrupt is raised with the signal's name.
     """
     if slots == [None]:
         # A slot pinned to a GPU runs in a process of its own even when it is the only one:
@@ -215,22 +292,24 @@ def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
         with threads_for_run(threads):
             run_here()
         return []
-    procs = [subprocess.Popen(worker_command(study, threads, timeout, model),
-                              env={**worker_env(i, gpu, threads), STORAGE_ENV: storage})
-             for i, gpu in enumerate(slots)]
+    workers = _Workers(slots, threads, study, storage, timeout, budget_left, model)
     received: list[str] = []
 
     def forward(signum: int, frame: object) -> None:
         if not received:
             received.append(signal.Signals(signum).name)
-        for p in procs:
-            if p.poll() is None:
-                p.send_signal(signum)
+        workers.tell(signum)
 
     old = {s: signal.signal(s, forward) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        while any(p.poll() is None for p in procs):
+        while True:
             poll()
+            if received:  # a replacement started as the signal came is told too
+                workers.tell(signal.Signals[received[0]], untold_only=True)
+            else:
+                workers.replace_lost()
+            if not workers.running():
+                break
             time.sleep(1)
         poll()
     finally:
@@ -238,5 +317,4 @@ def run_slots(slots: list[str | None], threads: int, study: str, storage: str,
             signal.signal(s, handler)
     if received:
         raise KeyboardInterrupt(received[0])
-    return [f"worker {i} (pid {p.pid}): {exit_words(p.returncode)}"
-            for i, p in enumerate(procs) if p.returncode]
+    return workers.ended_badly()

@@ -9,6 +9,7 @@ where a failed trial that was re-run counts once (through its re-run).
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections import Counter
 from collections.abc import Sequence
@@ -31,6 +32,28 @@ def results(trials: Sequence[FrozenTrial]) -> int:
     retried = {n for t in trials for n in RetryHeartbeatStaleTrialCallback.retry_history(t)}
     return sum(t.state in FINISHED and not (t.state == TrialState.FAIL and t.number in retried)
                for t in trials)
+
+
+def no_result(trials: Sequence[FrozenTrial]) -> str | None:
+    """None when one of ``trials`` is COMPLETE; else what became of them, in one line: how
+    many failed, the most common kind of reason (its text before ": ", "; " or " at step ")
+    with the last full reason of that kind, and how many were pruned."""
+    if any(t.state == TrialState.COMPLETE for t in trials):
+        return None
+    reasons = [str(t.user_attrs.get("fail_reason") or "no reason recorded")
+               for t in trials if t.state == TrialState.FAIL]
+    pruned = sum(t.state == TrialState.PRUNED for t in trials)
+    text = f"no COMPLETE trial: {len(reasons)} failed"
+    if reasons:
+        kinds = Counter(_kind(r) for r in reasons)
+        kind, count = kinds.most_common(1)[0]
+        last = next(r for r in reversed(reasons) if _kind(r) == kind)
+        text += f", most often {kind} ({count} of {len(reasons)}; the last: {last})"
+    return text + (f", {pruned} pruned" if pruned else "")
+
+
+def _kind(reason: str) -> str:
+    return re.split(r": |; | at step ", reason, maxsplit=1)[0]
 
 
 def best_summary(study: optuna.Study) -> str:
@@ -115,6 +138,9 @@ class Progress:
                 what = ", ".join(f"{n}={v:.4g}" for n, v in zip(names, trial.values, strict=False))
                 if "collapse_reason" in trial.user_attrs:  # kept in the plots, never best
                     what += f"; infeasible: {trial.user_attrs['collapse_reason']}"
+                if "repeat_of" in trial.user_attrs:  # sweep.runner.repeats
+                    what += (f"; the config of trial {trial.user_attrs['repeat_of']}: its "
+                             "values, not trained again")
             else:
                 what = str(trial.user_attrs.get("pruned_reason")
                            or trial.user_attrs.get("fail_reason") or "")

@@ -10,7 +10,8 @@ so a study runs the same from Python::
 Every argument is checked before torch is imported or anything is written: bad input raises
 one of ``sweep.errors.BAD_INPUT``, a ``ParamError`` naming the parameter. A run that ends
 without meeting the study's goal because workers died raises ``WorkerFailed`` (each dead
-worker named with its exit code); SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once
+worker named with its exit code), one whose budget is spent with no COMPLETE trial raises
+``NoResult`` (how many failed, and why); SIGINT (Ctrl-C) or SIGTERM raises ``Interrupted`` once
 every worker has recorded and re-queued its trial (``resume`` continues them from their last
 checkpoints).
 
@@ -35,7 +36,7 @@ from models import networks
 from models.config import Config
 from models.networks import Builder, in_process
 from sweep.answer.references import enqueue_references
-from sweep.errors import DatabaseFull, ParamError, UsageError
+from sweep.errors import DatabaseFull, NoResult, ParamError, UsageError
 from sweep.runner import network
 from sweep.runner.processes import (
     FULL_WORDS,
@@ -43,6 +44,7 @@ from sweep.runner.processes import (
     WorkerFailed,
     check_slot_flags,
     check_threads,
+    lost_workers,
     run_slots,
     threads_per_worker,
     worker_slots,
@@ -57,7 +59,13 @@ from sweep.space import (
     parse_space,
 )
 from sweep.storage import settings as study_settings
-from sweep.storage.database import check_url, open_storage, resolve_storage_url, shown
+from sweep.storage.database import (
+    check_study_name,
+    check_url,
+    open_storage,
+    resolve_storage_url,
+    shown,
+)
 from sweep.storage.settings import Settings
 from sweep.storage.stores import normalize as normalize_store
 
@@ -162,6 +170,7 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
         raise ParamError("n_trials", f"must be >= 1, got {n_trials}")
     if study is not None and not study.strip():  # "" silently became the default name
         raise ParamError("study", f"{study!r}: a study name cannot be empty")
+    check_study_name(study)  # CON, NUL...: no folder on Windows can have the name
     fixed = dict(fixed or {})
     if model is not None:
         fixed["model"] = network.spec_of(model)
@@ -369,7 +378,7 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
     import optuna
 
     from sweep.runner.loop import run_worker
-    from sweep.runner.progress import Progress, results
+    from sweep.runner.progress import Progress, no_result, results
 
     # A worker process started by another's run_slots reports nothing itself: its parent
     # draws the progress line for all of them.
@@ -385,7 +394,9 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
                          timeout,
                          run_here=lambda: run_worker(url, name, worker_id, timeout,
                                                      images=images, show_progress=not child),
-                         poll=progress.poll, model=options.model)
+                         poll=progress.poll,
+                         budget_left=lambda: results(reader.get_trials(deepcopy=False))
+                         < study_settings.load(reader).goal, model=options.model)
     except KeyboardInterrupt as err:  # the worker, or run_slots, names the signal it got
         how = str(err.args[0]) if err.args else "SIGINT"
         raise Interrupted(name, how if how.startswith("SIG") else "SIGINT") from None
@@ -403,10 +414,14 @@ def _run(url: str, name: str, slots: list[str | None], options: RunOptions,
         log.warning("%s", line)
     if done >= goal:
         if dead:
-            log.warning("study %r met its goal (%d/%d) despite the above", name, done, goal)
+            log.warning("study %r met its goal (%d/%d) despite the above%s", name, done, goal,
+                        f": {lost_workers(dead)}" if lost_workers(dead) else "")
         from sweep.answer.summary import save_notes
 
         save_notes(reader)  # the answer where the dashboard shows it
+        fruitless = no_result(reader.get_trials(deepcopy=False))
+        if fruitless:  # "met its goal" with nothing to show: not a success (exit 1)
+            raise NoResult(f"study {name!r} spent its budget ({done}/{goal}) with {fruitless}")
         return
     if timed_out and not dead:
         log.info("timeout reached: %d/%d trials done; resuming study %r continues it",

@@ -59,6 +59,13 @@ def normalize(url: str) -> str:
     return str(path)
 
 
+def checkpoint_key(root: int) -> str:
+    """Where the checkpoint of trial ``root``'s chain lies, relative to its study's
+    checkpoint store: what trial attrs name (``resumed_from``), as the store's own path is
+    this machine's, and every reader of a shared database would see it."""
+    return f"trial-{root}/last.ckpt"
+
+
 class CheckpointStore(Protocol):
     def local_dir(self, root: int) -> Path: ...
     def fetch(self, root: int) -> Path | None: ...
@@ -96,7 +103,7 @@ class S3Checkpoints:
     scratch: Path
 
     def _key(self, root: int) -> str:
-        return f"{self.prefix}trial-{root}/last.ckpt"
+        return self.prefix + checkpoint_key(root)
 
     def local_dir(self, root: int) -> Path:
         return self.scratch / f"trial-{root}"

@@ -20,6 +20,8 @@ reads that file back.
 from __future__ import annotations
 
 import json
+import os
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.optuna_private import trial_id
@@ -89,7 +91,18 @@ def clip(text: str, limit: int = SHORT_LIMIT - 10, tail: bool = False) -> str:
 
 def error_reason(err: BaseException) -> str:
     """``err`` as a short reason attr: its type and the first line of its message."""
-    return clip(f"{type(err).__name__}: {(str(err).splitlines() or [''])[0]}")
+    return clip(f"{type(err).__name__}: {first_line(err)}")
+
+
+def first_line(err: BaseException) -> str:
+    """The first line of ``err``'s message, with the absolute paths an OSError names cut to
+    their last two parts (``.../trial-0/last.ckpt``): a reason is read by everyone who
+    reads the database, and the rest of the path is only this machine's layout."""
+    text = (str(err).strip().splitlines() or [""])[0]
+    for name in (getattr(err, "filename", None), getattr(err, "filename2", None)):
+        if isinstance(name, str) and os.path.isabs(name):
+            text = text.replace(name, os.path.join("...", *Path(name).parts[-2:]))
+    return text
 
 
 def json_length(value: Any) -> int:
