@@ -115,7 +115,7 @@ def fake_workers(monkeypatch, folder, kill: str = "first") -> None:
 
     import sweep.runner.processes as processes
 
-    monkeypatch.setattr(processes, "worker_command", lambda study, threads, timeout: [
+    monkeypatch.setattr(processes, "worker_command", lambda study, threads, timeout, model=None: [
         sys.executable, "-c", FAKE_WORKER, str(folder), kill])
 
 
