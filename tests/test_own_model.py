@@ -47,7 +47,7 @@ def files(where: Path) -> None:
 @pytest.mark.slow
 def test_the_readme_own_model_runs_as_written(tmp_path, monkeypatch):
     files(tmp_path)
-    (block,) = readme_blocks(SECTION, "bash")
+    block = readme_blocks(SECTION, "bash")[0]
     start, status, report, export, train = [shlex.split(line)[3:] for line in
                                             block.splitlines()]
     out = sweep([*start, *TINY], tmp_path).stdout
@@ -84,6 +84,27 @@ def test_the_readme_own_model_runs_as_written(tmp_path, monkeypatch):
     assert tuple(scope["samples"].shape) == (8, 3, 32, 32)
     assert type(scope["vae"].encoder).__name__ == "Encoder"
     assert type(scope["vae"].encoder).__module__.startswith("vae_sweep_model_")
+
+
+def test_the_conv_against_resnet_command_runs_as_written(tmp_path):
+    """The comparison's command, on a few PNGs where it names ~/cifar10/train."""
+    from torchvision.io import write_png
+
+    from models.data import synthetic_images
+
+    (block,) = readme_blocks(SECTION, "bash")[1:]
+    command = shlex.split(block.replace("\\\n", " "))
+    folder = tmp_path / "cifar10" / "train" / "shapes"
+    folder.mkdir(parents=True)
+    for i, image in enumerate(synthetic_images(40)):
+        write_png(image, str(folder / f"{i}.png"))
+    env = dict(os.environ, PYTHONPATH=str(ROOT), HOME=str(tmp_path))
+    done = subprocess.run([sys.executable, *command[1:], "--set", "max_steps=2", "--set",
+                           "latent_dim=4", "--set", "model.width=4", "--set", "batch_size=8"],
+                          cwd=tmp_path, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout)
+    assert metrics["config"]["model"] == "resnet" and metrics["steps"] == 2
 
 
 def start(tmp_path: Path, *extra: str, expect: int = 2) -> str:
