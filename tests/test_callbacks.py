@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState, create_trial
+from optuna_dashboard import get_note
 
 from models.config import Config
 from models.data import ImageDataModule
@@ -22,9 +23,20 @@ DIRS = ["minimize", "minimize", "maximize"]
 def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
     stop = CollapseStop(patience=2)
     result = fit(Config(**tiny, max_epochs=20), images=images, callbacks=[stop])
-    assert stop.state == "PRUNED" and "posterior collapse" in stop.reason
-    assert len(result.history) < 20  # stopped early, after two collapsed epochs in a row
+    n = len(result.history)
+    assert n < 20  # stopped early, after two collapsed epochs in a row
     assert all(h["active_units"] == 0 for h in result.history[-2:])
+    # A constant KL weight has no warm-up to speak of.
+    assert stop.state == "PRUNED"
+    assert stop.reason == f"posterior collapse: 0 active units at epochs {n - 1}-{n}"
+
+
+def test_a_collapse_after_a_warmup_says_so(tiny, images):
+    stop = CollapseStop()
+    cfg = Config(**tiny, max_epochs=5, kl_schedule="linear", kl_warmup_steps=20)
+    result = fit(cfg, images=images, callbacks=[stop])
+    n = len(result.history)
+    assert stop.reason == f"posterior collapse: 0 active units at epoch {n}, after the KL warm-up"
 
 
 def test_no_stop_before_the_warmup_ends(tiny, images):
@@ -194,5 +206,8 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                                                      "epoch 0 (mse, rate, active_units)")
     else:  # the collapse stop is checked first: COMPLETE with its values, infeasible
         assert trial.state == TrialState.COMPLETE and trial.constraints == {"0": 1.0}
-        assert "posterior collapse" in trial.user_attrs["collapse_reason"]
+        reason = trial.user_attrs["collapse_reason"]
+        assert reason == "posterior collapse: 0 active units at epoch 1"
         assert "pruned_epoch" not in trial.user_attrs
+        # Marked where a dashboard user looks: the first line of the trial's note.
+        assert get_note(optuna.Trial(study, trial._trial_id)).splitlines()[0] == f"## {reason}"

@@ -129,7 +129,7 @@ def test_status_json_is_the_answer_recommend_gives(study_run, capsys):
     assert data["recommended"]["trial"] == recommend.recommend(trials).number == pick.origin.number
     for got, group in ((data["recommended"], pick), (data["best_reference"], ref)):
         values = [t.user_attrs["bits_per_dim"] for t in group.runs]
-        assert got["seeds"] == [0, 1, 2] and got["trials"] == [t.number for t in group.runs]
+        assert got["seeds"] == [0, 1, 2] and got["runs"] == [t.number for t in group.runs]
         assert got["bits_per_dim"]["mean"] == pytest.approx(statistics.fmean(values))
         assert got["bits_per_dim"]["sd"] == pytest.approx(statistics.stdev(values))
         assert got["config"] == trial_record.config(group.origin)

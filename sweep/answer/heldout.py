@@ -33,7 +33,7 @@ def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
         if g is None:
             continue
         test = g.get("test_bits_per_dim")
-        rows.append([role, ", ".join(map(str, g["trials"])), ", ".join(map(str, g["seeds"])),
+        rows.append([role, ", ".join(map(str, g["runs"])), ", ".join(map(str, g["seeds"])),
                      ", ".join(f"{v:.4f}" for v in g["bits_per_dim"]["values"]),
                      _pm(g["bits_per_dim"]), _pm(test) if test else "-"])
     if not rows:

@@ -3,7 +3,7 @@
 ``summary`` is what ``status --format json`` prints (keys named after what a user asks):
 
 - ``recommended``: the configuration ``sweep.answer.recommend.recommend_group`` picks: its first
-  ``trial``, every run (``trials``), the ``seeds``, its complete ``config``, and
+  ``trial``, every run (``runs``: trial numbers), the ``seeds``, its complete ``config``, and
   ``bits_per_dim`` ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
 - ``best_reference``: the same for the best reference fix, with its ``label``;
 - ``gap``: reference minus pick in bits/dim ({"mean", "sd", "seeds"}: paired over the seeds
@@ -14,7 +14,8 @@
   when ``report --test-data`` has scored them (kept in the study's user attrs, TEST_KEY).
 
 ``paragraph`` says it in words; ``save_notes`` writes it as the study's note and a note on
-the recommended trial, where optuna-dashboard shows them.
+the recommended trial, where optuna-dashboard shows them; ``note_collapse`` marks a trial
+that collapsed in its own note.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def _group(group: rec_rule.Group | None, scores: dict[str, Any]) -> dict[str, An
     if group is None:
         return None
     out: dict[str, Any] = {
-        "trial": group.origin.number, "trials": [t.number for t in group.runs],
+        "trial": group.origin.number, "runs": [t.number for t in group.runs],
         "seeds": group.seeds, "config": rec_rule.trial_config(group.origin).to_dict(),
         "bits_per_dim": _stats(group.values()),
         "active_units": group.mean("active_units")}
@@ -98,7 +99,7 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append("Recommended: none yet (no complete trial kept an active unit).")
         return out
     n = len(pick["seeds"])
-    out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['trials'])}, seeds "
+    out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['runs'])}, seeds "
                f"{_list(pick['seeds'])}): {_pm(pick['bits_per_dim'])} on validation over "
                f"{n} seed(s)" + (f", {_pm(pick['test_bits_per_dim'])} on {data['test']}"
                                  if "test_bits_per_dim" in pick else "") + ".")
@@ -135,6 +136,23 @@ def paragraph(data: dict[str, Any]) -> str:
         text += (f"\n\nTake it: `python -m sweep export --study {data['study']} --trial "
                  f"{data['recommended']['trial']} --out DIR`")
     return text
+
+
+def collapse_note(reason: str, metrics: dict[str, Any]) -> str:
+    """The note of a trial that ended with no active unit: ``reason`` (its
+    ``collapse_reason``, "posterior collapse: 0 active units ...") as its first line."""
+    return (f"## {reason}\n\nRate {metrics['rate']:.3g} nats per image, mse "
+            f"{metrics['mse']:.4g}: the decoder ignores the code, so every reconstruction is "
+            "about the same image (at_a_glance.png beside the inputs). Infeasible: it stays in "
+            "the plots with its values, and is never the best trial nor the recommendation.")
+
+
+def note_collapse(trial: optuna.Trial, reason: str, metrics: dict[str, Any]) -> None:
+    """Write ``collapse_note`` as the trial's note (what optuna-dashboard shows first on the
+    trial's page)."""
+    from optuna_dashboard import save_note
+
+    save_note(trial, collapse_note(reason, metrics))
 
 
 def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:

@@ -1,9 +1,9 @@
 """Lightning callbacks that connect a training run to its Optuna trial.
 
 - ``CollapseStop``: the collapse-aware early stop that multi-objective studies need (they
-  cannot use Optuna's report/should_prune pruners): after the KL warm-up, a run whose active
-  units stay at 0 for ``patience`` validation epochs, or whose loss is NaN/inf, is stopped
-  and the reason kept for the trial's attrs.
+  cannot use Optuna's report/should_prune pruners): after the KL warm-up (at once with a
+  constant KL weight), a run whose active units stay at 0 for ``patience`` validation
+  epochs, or whose loss is NaN/inf, is stopped and the reason kept for the trial's attrs.
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
   studies (optuna-integration's callback needs the separate ``lightning`` package). The step
   is the number of epochs trained (1 after the first epoch): Hyperband's resource.
@@ -74,10 +74,11 @@ class CollapseStop(pl.Callback):
         else:
             self.collapsed_epochs = 0
         if self.collapsed_epochs >= self.patience:
-            self._stop(trainer, "PRUNED",
-                       f"posterior collapse: 0 active units for {self.collapsed_epochs} "
-                       f"epoch(s) after the KL warm-up (step {trainer.global_step}, "
-                       f"rate {module.last_metrics['rate']:.3g} nats)")
+            # Short: it is a user attr, one line in the dashboard (the rate is an attr too).
+            last, n = trainer.current_epoch + 1, self.collapsed_epochs
+            span = f"epoch {last}" if n == 1 else f"epochs {last - n + 1}-{last}"
+            after = ", after the KL warm-up" if module.warmup_end() > 0 else ""
+            self._stop(trainer, "PRUNED", f"posterior collapse: 0 active units at {span}{after}")
 
 
 class OptunaPruning(pl.Callback):

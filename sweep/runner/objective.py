@@ -37,6 +37,7 @@ from pytorch_lightning.callbacks import ModelCheckpoint
 from models.config import Config
 from models.train import FitResult, fit
 from sweep import optuna_private
+from sweep.answer.summary import note_collapse
 from sweep.answer.trial_artifacts import upload_trial_artifacts
 from sweep.provenance import provenance, torch_threads
 from sweep.runner.callbacks import CollapseStop, EpochProgress, is_final_epoch, pruning_callback
@@ -193,16 +194,19 @@ class Objective:
             trial.set_user_attr("fail_reason", stop.reason)
             return tuple(float("nan") for _ in self.space.objectives)
         collapse_constraint(trial, result.metrics)
+        collapse = None
         if stop.state == "PRUNED":  # collapsed: kept COMPLETE (infeasible) with its values
-            trial.set_user_attr("collapse_reason", stop.reason)
+            collapse = stop.reason
         elif pruning is not None and pruning.reason is not None:
             trial.set_user_attr("pruned_reason", pruning.reason)
             trial.set_user_attr("pruned_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(pruning.reason)
         elif not result.metrics["active_units"]:  # trained to its end collapsed (no stop
             # before the warm-up ended or at the final epoch): infeasible all the same, and said
-            trial.set_user_attr("collapse_reason", "posterior collapse: 0 active units at the "
-                                f"end of training (rate {result.metrics['rate']:.3g} nats)")
+            collapse = "posterior collapse: 0 active units at the end of training"
+        if collapse:  # said where a dashboard user looks first: the trial's note
+            trial.set_user_attr("collapse_reason", collapse)
+            note_collapse(trial, collapse, result.metrics)
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
 
