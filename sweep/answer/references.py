@@ -25,6 +25,9 @@ if TYPE_CHECKING:
     import optuna
 
 
+NO_ROOM = "reference skipped, no room in n_trials"  # the start of the note on such a skip
+
+
 @dataclasses.dataclass(frozen=True)
 class Reference:
     label: str
@@ -81,7 +84,7 @@ def enqueue_references(study: optuna.Study, space: Space, room: int) -> list[str
             notes.append(f"reference skipped, trial {same} already runs its config: {ref.label}")
             continue
         if room <= 0:
-            notes.append(f"reference skipped, no room in n_trials: {ref.label}")
+            notes.append(f"{NO_ROOM}: {ref.label}")
             continue
         study.enqueue_trial(params, user_attrs={"reference": ref.label})
         room -= 1

@@ -10,6 +10,8 @@
   both ran, so positive means the pick is better);
 - ``baseline``: the seed configuration's ``trial``, ``fate``, ``bits_per_dim``,
   ``active_units``;
+- ``confirmation``: the study's confirmation ``runs`` (``sweep.runner.confirm``) and, while
+  it has none, ``why_none``: why the answer rests on one seed;
 - ``test``: the ``--test-data`` spec and, inside each of the above, ``test_bits_per_dim``
   when ``report --test-data`` has scored them (kept in the study's user attrs, TEST_KEY).
 
@@ -24,9 +26,11 @@ import statistics
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
+from sweep.storage import settings as study_settings
 
 TEST_KEY = "vae_sweep_test"  # study user attr: {"data": spec, "scores": {trial: metrics}}
 
@@ -70,6 +74,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         if len(both) == 2:
             out["gap"]["test_mean"] = (both[1]["test_bits_per_dim"]["mean"]
                                        - both[0]["test_bits_per_dim"]["mean"])
+    out["confirmation"] = _confirmation(study, trials)
     base = rec_rule.baseline(trials)
     if base is not None:
         out["baseline"] = {"trial": base.number, "fate": rec_rule.fate(base),
@@ -78,6 +83,24 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         if str(base.number) in scores:
             out["baseline"]["test_bits_per_dim"] = scores[str(base.number)]["bits_per_dim"]
     return out
+
+
+def _confirmation(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, Any]:
+    """The study's confirmation runs (``runs``) and, while it has none, why (``why_none``)."""
+    runs = sum("confirm_of" in t.user_attrs for t in trials)
+    why = None
+    if not runs:
+        settings = study_settings.stored(study) or {}
+        labelled = sum(rec_rule.labelled(t) for t in trials)
+        if not settings.get("space", {}).get("confirm"):
+            why = "its configurations are not re-run over seeds (confirm = 0)"
+        elif not rec_rule.searched(trials):
+            why = (f"re-runs over seeds confirm the search's best, and the {len(trials)} "
+                   f"trials of this study are the seed and the fixes (a study of "
+                   f"{labelled + 1} trials or more runs them)")
+        else:
+            why = "the re-runs over seeds come once the budget is spent"
+    return {"runs": runs, "why_none": why}
 
 
 def _pm(stats: dict[str, Any] | None, unit: str = "bits/dim") -> str:
@@ -103,6 +126,9 @@ def lines(data: dict[str, Any]) -> list[str]:
                f"{_list(pick['seeds'])}): {_pm(pick['bits_per_dim'])} on validation over "
                f"{n} seed(s)" + (f", {_pm(pick['test_bits_per_dim'])} on {data['test']}"
                                  if "test_bits_per_dim" in pick else "") + ".")
+    why = (data.get("confirmation") or {}).get("why_none")
+    out.append(f"The answer rests on {n} seed{'s' if n != 1 else ''}"
+               + (f": {why}." if n == 1 and why else "."))
     if ref is not None:
         out.append(f"Best reference: {ref['label']}, trial {ref['trial']} (seeds "
                    f"{_list(ref['seeds'])}): {_pm(ref['bits_per_dim'])}"
