@@ -19,6 +19,7 @@ from optuna.trial import FrozenTrial
 
 from sweep.answer import recommend as rec_rule
 from sweep.answer.figures import DPI, agg_figure
+from sweep.storage import trial_record
 
 KEY = "bits_per_dim"
 
@@ -30,10 +31,6 @@ class Curve:
     best_reference: float | None = None
     beaten_at: tuple[float, float, int] | None = None  # (s, bits/dim, trial)
     end_s: float = 0.0  # the last trial's end
-
-
-def _short(label: str) -> str:
-    return label.split(",")[0].split(" (")[0]
 
 
 def curve(trials: Sequence[FrozenTrial]) -> Curve:
@@ -49,7 +46,7 @@ def curve(trials: Sequence[FrozenTrial]) -> Curve:
     for t in rec_rule.references(trials):
         value = t.user_attrs.get(KEY)
         if isinstance(value, (int, float)):
-            out.references[_short(t.user_attrs["reference"])] = float(value)
+            out.references[trial_record.short_label(t.user_attrs["reference"])] = float(value)
             if rec_rule.is_candidate(t) and (out.best_reference is None
                                              or value < out.best_reference):
                 out.best_reference = float(value)

@@ -233,14 +233,17 @@ def root_trial_number(trial: optuna.Trial) -> int:
 def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
            resumed_from: str | None) -> dict[str, Any]:
     """Everything needed to compare and reproduce the trial: the long values (config,
-    history, kl_per_dim) as system attrs (``sweep.storage.trial_record``), the short ones as
-    user attrs. Returns the whole record, the contents of the trial's ``trial.json``."""
-    trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"))
+    history, kl_per_dim, provenance) as system attrs (``sweep.storage.trial_record``), the
+    short ones as user attrs, led by a one-line summary. Returns the whole record, the
+    contents of the trial's ``trial.json``."""
+    trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"),
+                       provenance())
     run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads()}
     # A resumed path is cut from its front: its last parts say which trial it came from.
     shown = None if resumed_from is None else trial_record.clip(resumed_from, tail=True)
-    attrs = {**trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,
-             **provenance()}
+    attrs = {trial_record.SUMMARY: trial_record.summary(trial.user_attrs, result.metrics),
+             **trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,
+             "git_sha": provenance()["git_sha"]}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
     return {"study": trial.study.study_name, "trial": trial.number, **run,
