@@ -89,22 +89,27 @@ def short_label(reference: str) -> str:
     return reference.split(",")[0].split(" (")[0]
 
 
-def summary(attrs: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """The trial in one line (the ``SUMMARY`` attr): which stage ran it and why, bits/dim,
-    active units, and whether it collapsed. ``attrs``: its user attrs (stage and labels)."""
+def who(attrs: dict[str, Any]) -> str:
+    """Which stage ran the trial and why, in a few words, from its user attrs (``stage`` and
+    the labels: ``reference``, ``focus_of``, ``confirm_of``)."""
     stage = attrs.get("stage", "trial")
     if attrs.get("reference"):
-        who = f"reference: {short_label(attrs['reference'])}"
-    elif stage == "baseline":
-        who = "baseline (the seed)"
-    elif stage == "focus" and "focus_of" in attrs:
-        who = f"focus around #{attrs['focus_of']}"
-    elif stage == "confirm" and "confirm_of" in attrs:
-        who = f"confirms #{attrs['confirm_of']}, seed {attrs.get('seed')}"
-    else:
-        who = stage
+        return f"reference: {short_label(attrs['reference'])}"
+    if stage == "baseline":
+        return "baseline (the seed)"
+    if stage == "focus" and "focus_of" in attrs:
+        return f"focus around #{attrs['focus_of']}"
+    if stage == "confirm" and "confirm_of" in attrs:
+        return f"confirms #{attrs['confirm_of']}, seed {attrs.get('seed')}"
+    return str(stage)
+
+
+def summary(attrs: dict[str, Any], metrics: dict[str, Any]) -> str:
+    """The trial in one line (the ``SUMMARY`` attr): ``who`` ran it, bits/dim, active units,
+    and whether it collapsed. ``attrs``: its user attrs (stage and labels)."""
+    who_ = who(attrs)
     bpd, units = metrics.get("bits_per_dim"), metrics.get("active_units")
-    text = f"{who}, {bpd:.4g} bits/dim" if isinstance(bpd, (int, float)) else who
+    text = f"{who_}, {bpd:.4g} bits/dim" if isinstance(bpd, (int, float)) else who_
     return text + f", {units} active units" + (", collapsed" if units == 0 else "")
 
 
