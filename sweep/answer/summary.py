@@ -169,8 +169,9 @@ def collapse_note(reason: str, metrics: dict[str, Any]) -> str:
     ``collapse_reason``, "posterior collapse: 0 active units ...") as its first line."""
     return (f"## {reason}\n\nRate {metrics['rate']:.3g} nats per image, mse "
             f"{metrics['mse']:.4g}: the decoder ignores the code, so every reconstruction is "
-            "about the same image (at_a_glance.png beside the inputs). Infeasible: it stays in "
-            "the plots with its values, and is never the best trial nor the recommendation.")
+            "about the same image (at_a_glance.png shows them beside the inputs). Infeasible: "
+            "it stays in the plots with its values, and is never the best trial nor the "
+            "recommendation.")
 
 
 def note_collapse(trial: optuna.Trial, reason: str, metrics: dict[str, Any]) -> None:

@@ -1,0 +1,182 @@
+"""A trial page of optuna-dashboard as a user sees it, in headless Chromium (Debian's
+``chromium``) at 1,280 px: nothing scrolls sideways, every picture fills its card (at least
+200 px wide), the collapse is the first line of the trial's note, and the summary is the
+first user attr. Chromium is driven over its DevTools pipe (``--remote-debugging-pipe``:
+JSON messages ending in a NUL byte on fds 3 and 4), so no client library is needed."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import shutil
+import subprocess
+import sys
+import threading
+from pathlib import Path
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+import optuna
+import pytest
+
+CHROMIUM = shutil.which("chromium")
+LAUNCH = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
+          "os.execv(sys.argv[3], sys.argv[3:])")
+WIDTH = 1280
+# The page's state once the trial's pictures and its note have loaded: how wide the page
+# is, each picture's drawn size (fitted whole into its box, as CSS object-fit: contain
+# does), and the text (note and attrs) in reading order.
+MEASURE = """new Promise(done => { const started = Date.now(); const look = () => {
+  const imgs = [...document.querySelectorAll('img')].filter(i => i.src.includes('/artifacts/'));
+  const text = document.body.innerText;
+  if ((imgs.length < PNGS || !imgs.every(i => i.complete && i.naturalWidth > 0)
+       || !text.includes('User Attributes')) && Date.now() - started < 30000) {
+    return setTimeout(look, 50); }
+  done(JSON.stringify({scrollWidth: document.documentElement.scrollWidth,
+    innerWidth: window.innerWidth, text: text,
+    images: imgs.map(i => { const r = i.getBoundingClientRect();
+      const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight);
+      return {name: i.alt, width: i.naturalWidth * s, height: i.naturalHeight * s}; })}));
+}; look(); })"""
+
+
+class Chromium:
+    """Headless Chromium, spoken to over its DevTools pipe."""
+
+    def __init__(self, profile: Path) -> None:
+        to_browser, self._to = os.pipe()
+        self._from, from_browser = os.pipe()
+        # A small launcher puts the pipes on fds 3 and 4, where Chromium looks for them (a
+        # shell's redirections take one-digit fds only; preexec_fn is unsafe with threads).
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", LAUNCH, str(to_browser), str(from_browser), str(CHROMIUM),
+             "--headless", "--no-sandbox", "--disable-gpu", "--hide-scrollbars",
+             "--no-first-run", "--remote-debugging-pipe", f"--user-data-dir={profile}"],
+            pass_fds=(to_browser, from_browser), stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL)
+        os.close(to_browser)
+        os.close(from_browser)
+        self._n, self._buffer = 0, b""
+        self._events: list[str | None] = []
+
+    def _next(self) -> dict[str, Any]:
+        while b"\0" not in self._buffer:
+            chunk = os.read(self._from, 1 << 20)
+            assert chunk, f"chromium exited ({self.proc.poll()})"
+            self._buffer += chunk
+        raw, self._buffer = self._buffer.split(b"\0", 1)
+        return dict(json.loads(raw))
+
+    def call(self, method: str, session: str | None = None, **params: Any) -> dict[str, Any]:
+        self._n += 1
+        message = {"id": self._n, "method": method, "params": params,
+                   **({"sessionId": session} if session else {})}
+        os.write(self._to, json.dumps(message).encode() + b"\0")
+        while True:  # events come in between (kept for wait); the answer carries our id
+            reply = self._next()
+            if reply.get("id") == self._n:
+                assert "error" not in reply, (method, reply["error"])
+                return dict(reply["result"])
+            self._events.append(reply.get("method"))
+
+    def wait(self, event: str) -> None:
+        """Until Chromium has sent ``event`` (since the last wait)."""
+        while event not in self._events:
+            self._events.append(self._next().get("method"))
+        self._events.clear()
+
+    def look(self, url: str, width: int, pngs: int, screenshot: Path) -> dict[str, Any]:
+        """Open ``url`` in a window ``width`` px wide; MEASURE once ``pngs`` pictures have
+        loaded, and save the whole page as ``screenshot``."""
+        target = self.call("Target.createTarget", url="about:blank")["targetId"]
+        session = self.call("Target.attachToTarget", targetId=target, flatten=True)["sessionId"]
+        self.call("Emulation.setDeviceMetricsOverride", session, width=width, height=900,
+                  deviceScaleFactor=1, mobile=False)
+        self.call("Page.enable", session)
+        self.call("Page.navigate", session, url=url)
+        self.wait("Page.loadEventFired")  # the dashboard's script, not about:blank, is there
+        result = self.call("Runtime.evaluate", session, awaitPromise=True, returnByValue=True,
+                           expression=MEASURE.replace("PNGS", str(pngs)))
+        assert "exceptionDetails" not in result, result
+        shot = self.call("Page.captureScreenshot", session, format="png",
+                         captureBeyondViewport=True)
+        screenshot.write_bytes(base64.b64decode(shot["data"]))
+        return dict(json.loads(result["result"]["value"]))
+
+    def close(self) -> None:
+        self.proc.kill()
+        self.proc.wait()
+        os.close(self._to)
+        os.close(self._from)
+
+
+class ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True  # Chromium asks for the page's files at once
+
+
+class QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:  # no line per request
+        pass
+
+
+@pytest.fixture
+def chromium(tmp_path):
+    if CHROMIUM is None:
+        pytest.skip("chromium is not installed (Debian: apt-get install chromium)")
+    browser = Chromium(tmp_path / "profile")
+    yield browser
+    browser.close()
+
+
+def serve(url: str) -> tuple[WSGIServer, int]:
+    """optuna-dashboard on ``url`` with the studies' image stores, as ``python -m sweep
+    dashboard`` serves it, on a free loopback port (in a thread of this process)."""
+    import optuna_dashboard
+
+    from sweep.commands.dashboard import stores_of
+    from sweep.storage.database import open_storage
+
+    storage = open_storage(url, heartbeat_interval=None)
+    (stores,) = stores_of(storage, url, None)
+    app = optuna_dashboard.wsgi(storage, artifact_store=stores.artifacts)
+    server = make_server("127.0.0.1", 0, app, server_class=ThreadingServer,
+                         handler_class=QuietHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_port
+
+
+def test_a_collapsed_trials_page_reads_at_1280_px(tmp_path, chromium, monkeypatch):
+    import sweep
+
+    monkeypatch.chdir(tmp_path)
+    url = f"sqlite:///{tmp_path}/sweeps.db"
+    # The seed configuration, which collapses (constant KL weight), on tiny images.
+    sweep.start(study="s", storage=url, n_trials=1, references=False,
+                fixed={"dataset": "synthetic", "synthetic_size": 96, "width": 4, "depth": 2,
+                       "latent_dim": 8, "batch_size": 32, "max_epochs": 1})
+    study = optuna.load_study(study_name="s", storage=url)
+    (trial,) = study.trials
+    assert trial.user_attrs["collapsed"] is True
+    pngs = sum(1 for k in trial.system_attrs if k.startswith("artifacts:")
+               and ".png" in trial.system_attrs[k])
+    server, port = serve(url)
+    try:
+        page = chromium.look(f"http://127.0.0.1:{port}/dashboard/studies/"
+                             f"{study._study_id}/trials?numbers=0", WIDTH, pngs,
+                             tmp_path / "trial-page.png")
+    finally:
+        server.shutdown()
+        server.server_close()
+    where = f"(screenshot: {tmp_path / 'trial-page.png'})"
+    assert page["scrollWidth"] <= page["innerWidth"] == WIDTH, where  # no sideways scroll
+    assert len(page["images"]) == pngs == 5, where
+    for image in page["images"]:  # 4:3 in a 200 x 150 card: it fills it
+        assert image["width"] >= 200 and image["height"] >= 149, (image, where)
+    lines = [line.strip() for line in page["text"].splitlines() if line.strip()]
+    heading = next(i for i, line in enumerate(lines) if line.startswith("Trial 0 (trial_id="))
+    note = lines.index("Note", heading)  # the trial's own, not the menu's
+    assert lines[note + 1].startswith("posterior collapse: 0 active units"), (lines, where)
+    attrs = lines.index("User Attributes")
+    assert lines[attrs + 1].startswith("_summary baseline (the seed)"), (lines, where)
