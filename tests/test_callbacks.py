@@ -31,12 +31,19 @@ def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
     assert stop.reason == f"posterior collapse: 0 active units at epochs {n - 1}-{n}"
 
 
-def test_a_collapse_after_a_warmup_says_so(tiny, images):
+def test_a_collapse_after_a_warmup_is_stopped_once_the_warmup_is_over(tiny, images):
     stop = CollapseStop()
     cfg = Config(**tiny, max_epochs=5, kl_schedule="linear", kl_warmup_steps=20)
     result = fit(cfg, images=images, callbacks=[stop])
     n = len(result.history)
-    assert stop.reason == f"posterior collapse: 0 active units at epoch {n}, after the KL warm-up"
+    assert stop.reason == f"posterior collapse: 0 active units at epoch {n}"
+    assert result.history[-1]["step"] >= 20 > result.history[-2]["step"]  # its first chance
+    # The trial's note says what came before the collapse (the reason has no room for it).
+    from sweep.answer.summary import collapse_note
+
+    note = collapse_note(stop.reason, {"rate": 0.01, "mse": 0.05}, 20).splitlines()
+    assert note[0] == f"## {stop.reason}"
+    assert note[2].startswith("After the KL warm-up (it ended at step 20): rate 0.01 nats")
 
 
 def test_no_stop_before_the_warmup_ends(tiny, images):
@@ -210,4 +217,6 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
         assert reason == "posterior collapse: 0 active units at epoch 1"
         assert "pruned_epoch" not in trial.user_attrs
         # Marked where a dashboard user looks: the first line of the trial's note.
-        assert get_note(optuna.Trial(study, trial._trial_id)).splitlines()[0] == f"## {reason}"
+        note = get_note(optuna.Trial(study, trial._trial_id)).splitlines()
+        assert note[0] == f"## {reason}"
+        assert note[2].startswith("With a constant KL weight (no warm-up): rate ")

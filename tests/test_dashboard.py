@@ -1,7 +1,7 @@
-"""A trial page of optuna-dashboard as a user sees it, in headless Chromium (Debian's
-``chromium``) at 1,280 px: nothing scrolls sideways, every picture fills its card (at least
-200 px wide), the collapse is the first line of the trial's note, and the summary is the
-first user attr. Chromium is driven over its DevTools pipe (``--remote-debugging-pipe``:
+"""Trial pages of optuna-dashboard as a user sees them, in headless Chromium (Debian's
+``chromium``) at 1,280 and 1,000 px: nothing scrolls sideways, every picture fills its card
+(at least 200 px wide), a collapse is the first line of the trial's note, and the summary is
+the first user attr. Chromium is driven over its DevTools pipe (``--remote-debugging-pipe``:
 JSON messages ending in a NUL byte on fds 3 and 4), so no client library is needed."""
 
 from __future__ import annotations
@@ -22,20 +22,22 @@ import optuna
 import pytest
 
 CHROMIUM = shutil.which("chromium")
+WIDTHS = (1280, 1000)
 LAUNCH = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
           "os.execv(sys.argv[3], sys.argv[3:])")
-WIDTH = 1280
 # The page's state once the trial's pictures and its note have loaded: how wide the page
-# is, each picture's drawn size (fitted whole into its box, as CSS object-fit: contain
-# does), and the text (note and attrs) in reading order.
+# is (and the texts that reach past the window), each picture's drawn size (fitted whole
+# into its box, as CSS object-fit: contain does), and the text in reading order.
 MEASURE = """new Promise(done => { const started = Date.now(); const look = () => {
   const imgs = [...document.querySelectorAll('img')].filter(i => i.src.includes('/artifacts/'));
   const text = document.body.innerText;
   if ((imgs.length < PNGS || !imgs.every(i => i.complete && i.naturalWidth > 0)
        || !text.includes('User Attributes')) && Date.now() - started < 30000) {
     return setTimeout(look, 50); }
+  const wide = [...document.querySelectorAll('p, span, td')].filter(e =>
+    e.children.length === 0 && e.getBoundingClientRect().right > window.innerWidth);
   done(JSON.stringify({scrollWidth: document.documentElement.scrollWidth,
-    innerWidth: window.innerWidth, text: text,
+    innerWidth: window.innerWidth, text: text, wide: wide.map(e => e.textContent),
     images: imgs.map(i => { const r = i.getBoundingClientRect();
       const s = Math.min(r.width / i.naturalWidth, r.height / i.naturalHeight);
       return {name: i.alt, width: i.naturalWidth * s, height: i.naturalHeight * s}; })}));
@@ -147,36 +149,47 @@ def serve(url: str) -> tuple[WSGIServer, int]:
     return server, server.server_port
 
 
-def test_a_collapsed_trials_page_reads_at_1280_px(tmp_path, chromium, monkeypatch):
+def test_the_seeds_and_a_fixs_trial_pages_read_at_1280_and_1000_px(tmp_path, chromium,
+                                                                   monkeypatch):
     import sweep
 
     monkeypatch.chdir(tmp_path)
     url = f"sqlite:///{tmp_path}/sweeps.db"
-    # The seed configuration, which collapses (constant KL weight), on tiny images.
-    sweep.start(study="s", storage=url, n_trials=1, references=False,
+    # The seed configuration and the strongest fix (its label is the longest attr a study
+    # writes), on images so tiny that both collapse.
+    sweep.start(study="s", storage=url, n_trials=2,
                 fixed={"dataset": "synthetic", "synthetic_size": 96, "width": 4, "depth": 2,
                        "latent_dim": 8, "batch_size": 32, "max_epochs": 1})
     study = optuna.load_study(study_name="s", storage=url)
-    (trial,) = study.trials
-    assert trial.user_attrs["collapsed"] is True
-    pngs = sum(1 for k in trial.system_attrs if k.startswith("artifacts:")
-               and ".png" in trial.system_attrs[k])
+    assert [t.user_attrs["collapsed"] for t in study.trials] == [True, True]
+    pngs = sum(1 for k, v in study.trials[0].system_attrs.items()
+               if k.startswith("artifacts:") and ".png" in v)
     server, port = serve(url)
+    pages = {}
     try:
-        page = chromium.look(f"http://127.0.0.1:{port}/dashboard/studies/"
-                             f"{study._study_id}/trials?numbers=0", WIDTH, pngs,
-                             tmp_path / "trial-page.png")
+        for number, width in ((0, 1280), (1, 1280), (0, 1000), (1, 1000)):
+            shot = tmp_path / f"trial-{number}-{width}.png"
+            pages[number, width] = chromium.look(
+                f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}/trials"
+                f"?numbers={number}", width, pngs, shot), shot
     finally:
         server.shutdown()
         server.server_close()
-    where = f"(screenshot: {tmp_path / 'trial-page.png'})"
-    assert page["scrollWidth"] <= page["innerWidth"] == WIDTH, where  # no sideways scroll
-    assert len(page["images"]) == pngs == 5, where
-    for image in page["images"]:  # 4:3 in a 200 x 150 card: it fills it
-        assert image["width"] >= 200 and image["height"] >= 149, (image, where)
-    lines = [line.strip() for line in page["text"].splitlines() if line.strip()]
-    heading = next(i for i, line in enumerate(lines) if line.startswith("Trial 0 (trial_id="))
-    note = lines.index("Note", heading)  # the trial's own, not the menu's
-    assert lines[note + 1].startswith("posterior collapse: 0 active units"), (lines, where)
-    attrs = lines.index("User Attributes")
-    assert lines[attrs + 1].startswith("_summary baseline (the seed)"), (lines, where)
+    for (number, width), (page, shot) in pages.items():
+        where = f"trial {number} at {width} px (screenshot: {shot})"
+        # Every line of text is inside the window; at 1,280 px nothing scrolls sideways. At
+        # 1,000 px the dashboard's own dates ("Thu Dec 03 2026 14:14:46 GMT+0000
+        # (Coordinated Universal Time)") end within it, but their boxes' padding does not.
+        assert page["wide"] == [] and page["innerWidth"] == width, (page["wide"], where)
+        assert page["scrollWidth"] <= width + (16 if width < 1280 else 0), where
+        assert len(page["images"]) == pngs == 5, where
+        for image in page["images"]:  # 4:3 in a 200 x 150 card: it fills it
+            assert image["width"] >= 200 and image["height"] >= 149, (image, where)
+        lines = [line.strip() for line in page["text"].splitlines() if line.strip()]
+        heading = next(i for i, line in enumerate(lines)
+                       if line.startswith(f"Trial {number} (trial_id="))
+        note = lines.index("Note", heading)  # the trial's own, not the menu's
+        attrs = lines.index("User Attributes")
+        assert lines[note + 1].startswith("posterior collapse: 0 active units"), (lines, where)
+        who = ("baseline (the seed)", "calibrated decoder")[number]
+        assert lines[attrs + 1].startswith(f"_summary {who}: "), (lines, where)

@@ -41,11 +41,11 @@ def test_every_user_attr_is_short_and_the_long_values_round_trip(tmp_path, tiny,
             if (n := trial_record.line_length(k, v)) > trial_record.LINE_LIMIT}
     assert long == {}
     # The line shown first says what tells most; the provenance is kept whole, out of view.
-    who = ("baseline (the seed)", "reference: calibrated decoder", "search")
+    who = ("baseline (the seed)", "calibrated decoder", "search")
     assert [t.user_attrs[trial_record.SUMMARY] for t in trials] == [
-        f"{w}, {t.user_attrs['bits_per_dim']:.4g} bits/dim, "
-        f"{t.user_attrs['active_units']} active units"
-        + (", collapsed" if t.user_attrs["collapsed"] else "")
+        f"{w}: {t.user_attrs['bits_per_dim']:.4g} bits/dim, "
+        + ("collapsed" if t.user_attrs["collapsed"] else
+           f"{t.user_attrs['active_units']} active units")
         for w, t in zip(who, trials, strict=True)]
     assert min(trial_record.SUMMARY, *(k for t in trials for k in t.user_attrs)) == \
         trial_record.SUMMARY  # first in key order: how SQLite returns them to the dashboard

@@ -164,22 +164,30 @@ def paragraph(data: dict[str, Any]) -> str:
     return text
 
 
-def collapse_note(reason: str, metrics: dict[str, Any]) -> str:
+def collapse_note(reason: str, metrics: dict[str, Any], warmup_end: int) -> str:
     """The note of a trial that ended with no active unit: ``reason`` (its
-    ``collapse_reason``, "posterior collapse: 0 active units ...") as its first line."""
-    return (f"## {reason}\n\nRate {metrics['rate']:.3g} nats per image, mse "
-            f"{metrics['mse']:.4g}: the decoder ignores the code, so every reconstruction is "
+    ``collapse_reason``, "posterior collapse: 0 active units ...") as its first line;
+    ``warmup_end``: the step its KL warm-up ends (0: a constant KL weight, no warm-up)."""
+    if warmup_end <= 0:
+        schedule = "With a constant KL weight (no warm-up)"
+    elif warmup_end <= metrics.get("steps", warmup_end):
+        schedule = f"After the KL warm-up (it ended at step {warmup_end})"
+    else:  # the collapse stop waits for the warm-up: this run ended before it
+        schedule = f"At the end of training, during the KL warm-up (it ends at step {warmup_end})"
+    return (f"## {reason}\n\n{schedule}: rate {metrics['rate']:.3g} nats per image, mse "
+            f"{metrics['mse']:.4g}. The decoder ignores the code, so every reconstruction is "
             "about the same image (at_a_glance.png shows them beside the inputs). Infeasible: "
             "it stays in the plots with its values, and is never the best trial nor the "
             "recommendation.")
 
 
-def note_collapse(trial: optuna.Trial, reason: str, metrics: dict[str, Any]) -> None:
+def note_collapse(trial: optuna.Trial, reason: str, metrics: dict[str, Any],
+                  warmup_end: int) -> None:
     """Write ``collapse_note`` as the trial's note (what optuna-dashboard shows first on the
     trial's page)."""
     from optuna_dashboard import save_note
 
-    save_note(trial, collapse_note(reason, metrics))
+    save_note(trial, collapse_note(reason, metrics, warmup_end))
 
 
 def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:

@@ -74,11 +74,11 @@ class CollapseStop(pl.Callback):
         else:
             self.collapsed_epochs = 0
         if self.collapsed_epochs >= self.patience:
-            # Short: it is a user attr, one line in the dashboard (the rate is an attr too).
+            # Short: it is a user attr, one line in the dashboard (the rate is an attr too, and
+            # the trial's note says whether a warm-up came first).
             last, n = trainer.current_epoch + 1, self.collapsed_epochs
             span = f"epoch {last}" if n == 1 else f"epochs {last - n + 1}-{last}"
-            after = ", after the KL warm-up" if module.warmup_end() > 0 else ""
-            self._stop(trainer, "PRUNED", f"posterior collapse: 0 active units at {span}{after}")
+            self._stop(trainer, "PRUNED", f"posterior collapse: 0 active units at {span}")
 
 
 class OptunaPruning(pl.Callback):
@@ -101,7 +101,7 @@ class OptunaPruning(pl.Callback):
         self.trial.report(value, step=epoch + 1)
         if self.prune and not is_final_epoch(trainer) and self.trial.should_prune():
             self.pruned_at = epoch
-            self.reason = f"pruner stopped it at epoch {epoch} ({self.metric} = {value:.4g})"
+            self.reason = f"pruned at epoch {epoch} ({self.metric} = {value:.4g})"
             trainer.should_stop = True
 
 

@@ -203,10 +203,10 @@ class Objective:
             raise optuna.TrialPruned(pruning.reason)
         elif not result.metrics["active_units"]:  # trained to its end collapsed (no stop
             # before the warm-up ended or at the final epoch): infeasible all the same, and said
-            collapse = "posterior collapse: 0 active units at the end of training"
+            collapse = f"posterior collapse: 0 active units at epoch {result.metrics['epochs']}"
         if collapse:  # said where a dashboard user looks first: the trial's note
             trial.set_user_attr("collapse_reason", collapse)
-            note_collapse(trial, collapse, result.metrics)
+            note_collapse(trial, collapse, result.metrics, result.module.warmup_end())
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
 

@@ -35,8 +35,9 @@ if TYPE_CHECKING:
     from optuna.trial import FrozenTrial
 
 # Characters of a user attr's line on a trial page ("key value"): at 1,000 px wide the
-# dashboard's attr box holds about this many before the page scrolls sideways.
-LINE_LIMIT = 80
+# dashboard's attr box is about 480 px, some 64 characters of its 16 px Roboto, before the
+# page scrolls sideways (measured in headless Chromium, optuna-dashboard 0.21).
+LINE_LIMIT = 64
 SUMMARY = "_summary"  # the user attr shown first ("_" sorts before the lowercase keys)
 CONFIG, HISTORY, KL_PER_DIM = "vae_sweep:config", "vae_sweep:history", "vae_sweep:kl_per_dim"
 PROVENANCE = "vae_sweep:provenance"
@@ -105,12 +106,13 @@ def who(attrs: dict[str, Any]) -> str:
 
 
 def summary(attrs: dict[str, Any], metrics: dict[str, Any]) -> str:
-    """The trial in one line (the ``SUMMARY`` attr): ``who`` ran it, bits/dim, active units,
-    and whether it collapsed. ``attrs``: its user attrs (stage and labels)."""
-    who_ = who(attrs)
+    """The trial in one line (the ``SUMMARY`` attr): ``who`` ran it (a reference by its fix
+    alone), bits/dim, and its active units or that it collapsed. ``attrs``: its user attrs
+    (stage and labels)."""
+    ran = short_label(attrs["reference"]) if attrs.get("reference") else who(attrs)
     bpd, units = metrics.get("bits_per_dim"), metrics.get("active_units")
-    text = f"{who_}, {bpd:.4g} bits/dim" if isinstance(bpd, (int, float)) else who_
-    return text + f", {units} active units" + (", collapsed" if units == 0 else "")
+    text = f"{ran}: {bpd:.4g} bits/dim" if isinstance(bpd, (int, float)) else ran
+    return text + (", collapsed" if units == 0 else f", {units} active units")
 
 
 def shown(value: Any) -> str:
