@@ -200,6 +200,7 @@ def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     pick = data["recommended"]
     if pick is not None:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
-        said = [line for line in lines(data) if line.startswith(("Recommended", "Gap"))]
+        said = [line for line in lines(data)
+                if line.startswith(("Recommended", "The answer rests", "Gap"))]
         save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
                   "## Recommended\n\n" + "\n\n".join(said))
