@@ -45,7 +45,7 @@ STALE_TRIAL_IDS = "_get_stale_trial_ids"
 
 __all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS",
            "ArtifactMeta", "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models",
-           "study_id", "trial_id"]
+           "study_id", "study_storage", "trial_id"]
 
 
 def rdb_models() -> ModuleType:
@@ -67,3 +67,10 @@ def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:
 def study_id(study: optuna.Study) -> int:
     """The storage's id of ``study``, for the storage calls that take it."""
     return study._study_id
+
+
+def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage:
+    """The storage ``study`` reads and writes: a study's system attrs (where optuna-dashboard
+    keeps its notes, and vae-sweep its settings, out of the dashboard's view) are reached
+    only through it, since Optuna 5 dropped ``Study.system_attrs``."""
+    return study._storage

@@ -5,6 +5,7 @@ import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState, create_trial
+from optuna_dashboard import get_note
 
 from models.config import CHOICES, Config
 from models.data import ImageDataModule
@@ -23,9 +24,27 @@ DIRS = ["minimize", "minimize", "maximize"]
 def test_collapsed_run_stops_after_the_warmup_with_a_reason(tiny, images):
     stop = CollapseStop(patience=2)
     result = fit(Config.from_dict(dict(tiny, max_epochs=20)), images=images, callbacks=[stop])
-    assert stop.state == "PRUNED" and "posterior collapse" in stop.reason
-    assert len(result.history) < 20  # stopped early, after two collapsed epochs in a row
+    n = len(result.history)
+    assert n < 20  # stopped early, after two collapsed epochs in a row
     assert all(h["active_units"] == 0 for h in result.history[-2:])
+    # A constant KL weight has no warm-up to speak of.
+    assert stop.state == "PRUNED"
+    assert stop.reason == f"posterior collapse: 0 active units at epochs {n - 1}-{n}"
+
+
+def test_a_collapse_after_a_warmup_is_stopped_once_the_warmup_is_over(tiny, images):
+    stop = CollapseStop()
+    cfg = Config.from_dict(dict(tiny, max_epochs=5, kl_schedule="linear", kl_warmup_steps=20))
+    result = fit(cfg, images=images, callbacks=[stop])
+    n = len(result.history)
+    assert stop.reason == f"posterior collapse: 0 active units at epoch {n}"
+    assert result.history[-1]["step"] >= 20 > result.history[-2]["step"]  # its first chance
+    # The trial's note says what came before the collapse (the reason has no room for it).
+    from sweep.answer.summary import collapse_note
+
+    note = collapse_note(stop.reason, {"rate": 0.01, "mse": 0.05}, 20).splitlines()
+    assert note[0] == f"## {stop.reason}"
+    assert note[2].startswith("After the KL warm-up (it ended at step 20): rate 0.01 nats")
 
 
 def test_no_stop_before_the_warmup_ends(tiny, images):
@@ -213,5 +232,10 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
                                                      "epoch 0 (mse, rate, active_units)")
     else:  # the collapse stop is checked first: COMPLETE with its values, infeasible
         assert trial.state == TrialState.COMPLETE and trial.constraints == {"0": 1.0}
-        assert "posterior collapse" in trial.user_attrs["collapse_reason"]
+        reason = trial.user_attrs["collapse_reason"]
+        assert reason == "posterior collapse: 0 active units at epoch 1"
         assert "pruned_epoch" not in trial.user_attrs
+        # Marked where a dashboard user looks: the first line of the trial's note.
+        note = get_note(optuna.Trial(study, trial._trial_id)).splitlines()
+        assert note[0] == f"## {reason}"
+        assert note[2].startswith("With a constant KL weight (no warm-up): rate ")

@@ -10,6 +10,8 @@ import sys
 
 import optuna
 import pytest
+from optuna.artifacts import get_all_artifact_meta
+from optuna_dashboard import get_note
 from test_cli import ROOT, sweep
 
 BAD = [
@@ -36,6 +38,13 @@ BAD = [
     (["bench", "--json", "empty"], "--json"),
     (["bench", "--json", "/dev/null/b.json"], "--json"),
     (["export", "--out", "/dev/null/x"], "--out"),
+    # /proc takes no new file, even from root (who passes every permission check)
+    (["train", "--json", "/proc/m.json"], "--json /proc/m.json"),
+    (["train", "--save", "/proc/w.pt"], "--save /proc/w.pt"),
+    (["train", "--log-dir", "/proc/logs"], "--log-dir /proc/logs"),
+    (["bench", "--json", "/proc/b.json"], "--json /proc/b.json"),
+    (["export", "--out", "/proc/x"], "--out /proc/x"),
+    (["report", "--out", "/proc/x"], "--out /proc/x"),
     # start
     (["start", "--timeout", "-5"], "--timeout"),
     (["start", "--timeout", "0"], "--timeout"),
@@ -180,6 +189,7 @@ def test_report_and_export_outputs_that_cannot_be_written_create_nothing(tmp_pat
     before = sorted(p.name for p in tmp_path.iterdir())
     cases = [(["report", "--out", "a-file"], "--out a-file"),
              (["report", "--out", "/dev/null/r"], "--out /dev/null/r"),
+             (["report", "--out", "/proc/r"], "--out /proc/r"),
              (["export", "--out", "a-file"], "--out a-file"),
              # the test set is read before the store is opened: no sweeps-artifacts/
              (["report", "--test-data", "folder:empty"], "empty")]
@@ -193,6 +203,8 @@ def test_report_and_export_outputs_that_cannot_be_written_create_nothing(tmp_pat
         lines = proc.stderr.strip().splitlines()
         assert proc.returncode == 2 and len(lines) == 1 and needle in lines[0], proc.stderr
         assert sorted(p.name for p in tmp_path.iterdir()) == before, proc.stderr
+    study = optuna.load_study(study_name="there", storage=f"sqlite:///{tmp_path}/sweeps.db")
+    assert get_all_artifact_meta(study) == [] and get_note(study) == ""  # nothing uploaded
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@ trials: exact windows, exact (trial, seed) pairs, means, SDs and paired gaps."""
 
 from __future__ import annotations
 
+import dataclasses
 import statistics
 
 import optuna
@@ -119,3 +120,51 @@ def test_the_pick_is_the_best_mean_over_the_most_seeds_and_a_collapsed_seed_rule
                              pytest.approx(statistics.stdev(diffs)), 3)
     # Three seeds beat one: a lone run of 6.6 does not displace the confirmed pick.
     assert recommend_group([*trials, trial(16, 6.6)]).origin.number == 3
+
+
+@pytest.mark.parametrize("n_trials,references,says", [
+    (5, True, "no re-runs over seeds, so the answer rests on 1 seed: they confirm the search's "
+              "best, and these 5 trials are the seed and the fixes (--n-trials 6 or more leaves "
+              "room for them)"),
+    (3, True, "(--n-trials 6 or more"),  # the 2 fixes that fit are skipped, not the search
+    (6, True, "; then the 3 best and the best reference re-run with 2 more seeds each"),
+    (1, False, "(--n-trials 2 or more"),
+    (2, False, "; then the 3 best"),
+])
+def test_the_start_line_says_at_once_whether_the_budget_leaves_room_to_confirm(
+        tmp_path, caplog, n_trials, references, says):
+    import sweep
+
+    with caplog.at_level("INFO", logger="sweep"):
+        sweep.start(study="s", storage=f"sqlite:///{tmp_path}/s.db", n_trials=n_trials,
+                    fixed={"dataset": "synthetic"}, references=references, run=False)
+    (line,) = [r.getMessage() for r in caplog.records if "trial(s) to run" in r.getMessage()]
+    assert says in line, line
+    # What the line promises is what confirm.plan does once the budget is spent: the labelled
+    # trials leave room for a searched one exactly when the line promises re-runs.
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path}/s.db")
+    labelled = len(study.trials)  # the enqueued baseline and references, nothing else yet
+    assert (n_trials > labelled) == ("then the 3 best" in line)
+
+
+def test_the_answer_says_on_how_many_seeds_it_rests_and_why_only_one():
+    from sweep.answer.summary import lines, summary
+    from sweep.storage import settings as study_settings
+
+    runs = [trial(10, 6.9, seed=1, confirm_of=3), trial(11, 6.7, seed=2, confirm_of=3)]
+    labelled = TRIALS[:3]  # the seed and two fixes: nothing the sampler proposed
+    for trials, confirm_n, says in (
+            (labelled, 3, "The answer rests on 1 seed: re-runs over seeds confirm the search's "
+                          "best, and the 3 trials of this study are the seed and the fixes (a "
+                          "study of 4 trials or more runs them)."),
+            (TRIALS, 3, "The answer rests on 1 seed: the re-runs over seeds come once the "
+                        "budget is spent."),
+            (TRIALS, 0, "The answer rests on 1 seed: its configurations are not re-run over "
+                        "seeds (confirm = 0)."),
+            ([*TRIALS, *runs], 3, "The answer rests on 3 seeds.")):
+        study = study_of(trials)
+        space = dataclasses.replace(load_space(None), confirm=confirm_n)
+        study_settings.save(study, study_settings.Settings(space, goal=len(trials)))
+        data = summary(study)
+        assert data["confirmation"]["runs"] == (2 if trials[-1] is runs[-1] else 0)
+        assert says in lines(data), lines(data)

@@ -37,7 +37,7 @@ def a_study(tmp_path: Path, name: str = "s") -> str:
     url = f"sqlite:///{tmp_path}/src.db"
     study = optuna.create_study(study_name=name,
                                 storage=open_storage(url, heartbeat_interval=None))
-    study.set_user_attr(study_settings.KEY, {"goal": 2, "artifacts": None})
+    study_settings.write(study, {"goal": 2, "artifacts": None})
     folder = artifact_dir(url)
     folder.mkdir()
     for n in range(2):
@@ -71,7 +71,7 @@ def test_a_copy_into_a_new_sqlite_file_serves_every_image(tmp_path, capsys):
     assert [(trial_record.config(t), trial_record.history(t), trial_record.kl_per_dim(t))
             for t in study.trials] == [({"seed": n}, [{"epoch": 0, "rate": float(n)}],
                                         [0.5, 0.5]) for n in range(2)]
-    assert study.user_attrs[study_settings.KEY] == {"goal": 2, "artifacts": None}
+    assert study_settings.stored(study) == {"goal": 2, "artifacts": None}
     # What `dashboard` serves on the copy: its store, through optuna-dashboard's own app.
     stores = stores_of(storage, copy, None)
     assert stores[0].artifact_folder == tmp_path / "copies" / "copy-artifacts"

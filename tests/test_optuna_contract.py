@@ -99,3 +99,5 @@ def test_trial_and_study_ids_are_the_storages(tmp_path):
     trial = study.ask()
     assert storage.get_trial(optuna_private.trial_id(trial)).number == trial.number
     assert storage.get_study_name_from_id(optuna_private.study_id(study)) == study.study_name
+    optuna_private.study_storage(study).set_study_system_attr(study._study_id, "k", 1)
+    assert storage.get_study_system_attrs(optuna_private.study_id(study)) == {"k": 1}

@@ -90,6 +90,13 @@ def test_quickstart_shows_the_collapsed_seed_every_fix_and_ends_with_the_next_co
     assert out.rstrip("\n").endswith(shown.rstrip("\n")), out[-600:]
     status = run(shlex.split(shown.splitlines()[1].split("#")[0]), tmp_path).stdout
     assert "Baseline (the seed configuration, trial 0)" in status
+    # What the README says of the seeds, start's first line says (status says it once a
+    # trial kept a unit: not at these tiny sizes; tests/test_confirm.py).
+    assert ("this answer rests on 1 seed; `start` says so on its first line, and `--n-trials 6` "
+            "or more runs them.") in " ".join(section("Quickstart").split())
+    assert out.splitlines()[0].endswith("so the answer rests on 1 seed: they confirm the "
+                                        "search's best, and these 5 trials are the seed and "
+                                        "the fixes (--n-trials 6 or more leaves room for them)")
 
 
 def test_the_next_commands_name_a_storage_the_user_gave_with_its_password_hidden():

@@ -6,10 +6,12 @@ the report give the answer recommend() gives, and a second report leaves one art
 from __future__ import annotations
 
 import json
+import re
 import statistics
 
 import optuna
 import pytest
+from conftest import readme_section
 from optuna.artifacts import get_all_artifact_meta
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
@@ -122,14 +124,22 @@ def test_status_json_is_the_answer_recommend_gives(study_run, capsys):
     _, url, study = study_run
     data = json.loads(sweep_cli(capsys, "status", "--storage", url, "--study", "s",
                                 "--format", "json"))
-    for key in ("recommended", "best_reference", "gap", "baseline"):
+    for key in ("recommended", "best_reference", "gap", "baseline", "confirmation", "trials"):
         assert data[key] is not None, key
+    # The keys the README names are the ones it prints.
+    text = readme_section("Reading the answer")
+    named = re.search(r"`best_reference` \(([^)]*)\)", text).group(1)
+    assert [w.split()[0].strip("`") for w in named.split(",")] == [
+        "trial", "runs", "seeds", "config", "bits_per_dim"]
+    assert {"trial", "runs", "seeds", "config", "bits_per_dim"} <= set(data["recommended"])
+    confirmed = sum("confirm_of" in t.user_attrs for t in study.trials)
+    assert confirmed >= 2 and data["confirmation"] == {"runs": confirmed, "why_none": None}
     trials = study.trials
     pick, ref = recommend.recommend_group(trials), recommend.reference_group(trials)
     assert data["recommended"]["trial"] == recommend.recommend(trials).number == pick.origin.number
     for got, group in ((data["recommended"], pick), (data["best_reference"], ref)):
         values = [t.user_attrs["bits_per_dim"] for t in group.runs]
-        assert got["seeds"] == [0, 1, 2] and got["trials"] == [t.number for t in group.runs]
+        assert got["seeds"] == [0, 1, 2] and got["runs"] == [t.number for t in group.runs]
         assert got["bits_per_dim"]["mean"] == pytest.approx(statistics.fmean(values))
         assert got["bits_per_dim"]["sd"] == pytest.approx(statistics.stdev(values))
         assert got["config"] == trial_record.config(group.origin)

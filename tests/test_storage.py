@@ -317,6 +317,27 @@ def test_a_url_without_a_driver_gets_the_installed_one(monkeypatch, installed, u
     assert with_driver(make_url(url)).drivername == driver
 
 
+@pytest.mark.parametrize("url,extra", [
+    ("postgresql://u@h/db", "postgresql"), ("postgresql+psycopg2://u@h/db", "postgresql"),
+    ("mysql://u@h/db", "mysql"), ("mariadb+pymysql://u@h/db", "mysql"),
+    ("mysql+mysqldb://u@h/db", None),  # a driver the extra does not install: no advice
+])
+def test_a_missing_driver_names_the_extra_that_installs_it(monkeypatch, url, extra):
+    import importlib.util
+    import sys
+
+    from sweep.storage.database import _MODULES, check_url
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    for module in _MODULES.values():
+        monkeypatch.setitem(sys.modules, module, None)  # import fails as if not installed
+    with pytest.raises(StorageError, match="driver is not installed") as err:
+        check_url(url)
+    assert ("pip install -e '.[" in str(err.value)) == (extra is not None)
+    if extra:
+        assert str(err.value).endswith(f"; install it: pip install -e '.[{extra}]'")
+
+
 def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
     """Optuna wraps the driver's "database or disk is full" in a StorageInternalError that
     reads "An exception is raised during the commit": the whole chain is read."""

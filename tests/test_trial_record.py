@@ -1,6 +1,7 @@
-"""Trials display well in Optuna's own tools: every user attr is short once JSON-encoded, and
-the long values (config, history, kl_per_dim) come back from the database through
-``sweep.storage.trial_record`` and from each trial's ``trial.json`` artifact alike."""
+"""Trials display well in Optuna's own tools: every user attr is one short line as the
+dashboard shows it, a summary first, and the long values (config, history, kl_per_dim,
+provenance) come back from the database through ``sweep.storage.trial_record`` and from
+each trial's ``trial.json`` artifact alike."""
 
 import json
 
@@ -37,8 +38,17 @@ def test_every_user_attr_is_short_and_the_long_values_round_trip(tmp_path, tiny,
     trials = optuna.load_study(study_name="attrs", storage=storage).trials
     assert [t.state for t in trials] == [TrialState.COMPLETE] * 3
     long = {(t.number, k): n for t in trials for k, v in t.user_attrs.items()
-            if (n := trial_record.json_length(v)) > trial_record.SHORT_LIMIT}
+            if (n := trial_record.line_length(k, v)) > trial_record.LINE_LIMIT}
     assert long == {}
+    # The line shown first says what tells most; the provenance is kept whole, out of view.
+    who = ("baseline (the seed)", "calibrated decoder", "search")
+    assert [t.user_attrs[trial_record.SUMMARY] for t in trials] == [
+        f"{w}: {t.user_attrs['bits_per_dim']:.4g} bits/dim, "
+        + ("collapsed" if t.user_attrs["collapsed"] else
+           f"{t.user_attrs['active_units']} active units")
+        for w, t in zip(who, trials, strict=True)]
+    assert min(trial_record.SUMMARY, *(k for t in trials for k in t.user_attrs)) == \
+        trial_record.SUMMARY  # first in key order: how SQLite returns them to the dashboard
     for t in trials:
         assert not {"config", "history", "kl_per_dim"} & set(t.user_attrs), t.number
         config, history = trial_record.config(t), trial_record.history(t)
@@ -56,6 +66,8 @@ def test_every_user_attr_is_short_and_the_long_values_round_trip(tmp_path, tiny,
         assert document["metrics"]["kl_per_dim"] == kl
         assert document["seed"] == config["seed"] and document["threads"] >= 1
         assert document["provenance"]["versions"]["optuna"] == optuna.__version__
+        assert trial_record.provenance(t) == document["provenance"]
+        assert t.user_attrs["git_sha"] == document["provenance"]["git_sha"]
 
 
 def test_a_requeued_trial_starts_without_the_failed_trials_record():
@@ -75,10 +87,10 @@ def test_a_long_reason_is_clipped_to_a_short_attr():
     err = OSError("No space left on device: " + "/very/deep/path" * 40)
     reason = trial_record.error_reason(err)
     assert reason.startswith("OSError: No space left on device") and reason.endswith("...")
-    assert trial_record.json_length(reason) <= trial_record.SHORT_LIMIT
+    assert trial_record.line_length("artifacts_missing", reason) <= trial_record.LINE_LIMIT
     path = "/x" * 200 + "/trial-0/last.ckpt"
     assert trial_record.clip(path, tail=True).endswith("/trial-0/last.ckpt")
-    assert len(trial_record.clip(path, tail=True)) == trial_record.SHORT_LIMIT - 10
+    assert len(trial_record.clip(path, tail=True)) == trial_record.LINE_LIMIT - 20
     assert trial_record.clip("short") == "short"
 
 

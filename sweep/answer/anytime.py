@@ -21,6 +21,7 @@ from optuna.trial import FrozenTrial
 from sweep.answer import recommend as rec_rule
 from sweep.answer import yardstick
 from sweep.answer.figures import DPI, agg_figure
+from sweep.storage import trial_record
 
 
 @dataclass
@@ -31,10 +32,6 @@ class Curve:
     beaten_at: tuple[float, float, int] | None = None  # (s, yardstick, trial)
     end_s: float = 0.0  # the last trial's end
     unit: str = yardstick.unit(yardstick.BITS)  # the yardstick's
-
-
-def _short(label: str) -> str:
-    return label.split(",")[0].split(" (")[0]
 
 
 def curve(trials: Sequence[FrozenTrial]) -> Curve:
@@ -51,7 +48,7 @@ def curve(trials: Sequence[FrozenTrial]) -> Curve:
     for t in rec_rule.references(trials):
         value = t.user_attrs.get(key)
         if isinstance(value, (int, float)):
-            out.references[_short(t.user_attrs["reference"])] = float(value)
+            out.references[trial_record.short_label(t.user_attrs["reference"])] = float(value)
             if rec_rule.is_candidate(t) and (out.best_reference is None
                                              or value < out.best_reference):
                 out.best_reference = float(value)

@@ -34,7 +34,7 @@ def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
         if g is None:
             continue
         test = g.get(f"test_{key}")
-        rows.append([role, ", ".join(map(str, g["trials"])), ", ".join(map(str, g["seeds"])),
+        rows.append([role, ", ".join(map(str, g["runs"])), ", ".join(map(str, g["seeds"])),
                      ", ".join(f"{v:.4f}" for v in g[key]["values"]),
                      _pm(g[key]), _pm(test) if test else "-"])
     if not rows:

@@ -142,6 +142,21 @@ def baseline(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
     return pool[-1] if pool else None
 
 
+# The user attrs that mark the trials the sampler did not propose.
+LABELS = ("baseline", "reference", "confirm_of")
+
+
+def labelled(t: FrozenTrial) -> bool:
+    """The baseline, a reference or a confirmation run: a trial the sampler did not propose."""
+    return any(k in t.user_attrs for k in LABELS)
+
+
+def searched(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
+    """The finished (COMPLETE or PRUNED) trials the sampler proposed."""
+    return [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
+            and not labelled(t)]
+
+
 def references(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     """One trial per ``reference`` label (the last that reached an epoch), in study order."""
     by_label: dict[str, FrozenTrial] = {}

@@ -67,12 +67,7 @@ class Roles:
         if self.baseline is not None and t.number == self.baseline.number:
             return "baseline"
         ref = t.user_attrs.get("reference")
-        return short(ref) if ref else ""
-
-
-def short(reference: str) -> str:
-    """A reference's label up to its first comma or parenthesis: "free bits"."""
-    return reference.split(",")[0].split(" (")[0]
+        return trial_record.short_label(ref) if ref else ""
 
 
 def roles(study: optuna.Study) -> Roles:

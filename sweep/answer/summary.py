@@ -6,17 +6,20 @@
   (``sweep.answer.yardstick``): ``bits_per_dim`` ("bits/dim") for 8-bit data,
   ``nats_per_dim`` ("nats/dim") for continuous data; KEY below stands for it;
 - ``recommended``: the configuration ``sweep.answer.recommend.recommend_group`` picks: its first
-  ``trial``, every run (``trials``), the ``seeds``, its complete ``config``, and
+  ``trial``, every run (``runs``: trial numbers), the ``seeds``, its complete ``config``, and
   KEY ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
 - ``best_reference``: the same for the best reference fix, with its ``label``;
 - ``gap``: reference minus pick in the yardstick's unit ({"mean", "sd", "seeds"}: paired
   over the seeds both ran, so positive means the pick is better);
 - ``baseline``: the seed configuration's ``trial``, ``fate``, KEY, ``active_units``;
+- ``confirmation``: the study's confirmation ``runs`` (``sweep.runner.confirm``) and, while
+  it has none, ``why_none``: why the answer rests on one seed;
 - ``test``: the ``--test-data`` spec and, inside each of the above, ``test_``KEY
   when ``report --test-data`` has scored them (kept in the study's user attrs, TEST_KEY).
 
 ``paragraph`` says it in words; ``save_notes`` writes it as the study's note and a note on
-the recommended trial, where optuna-dashboard shows them.
+the recommended trial, where optuna-dashboard shows them; ``note_collapse`` marks a trial
+that collapsed in its own note.
 """
 
 from __future__ import annotations
@@ -25,10 +28,12 @@ import statistics
 from typing import Any
 
 import optuna
+from optuna.trial import FrozenTrial
 
 from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
 from sweep.answer import yardstick
+from sweep.storage import settings as study_settings
 
 TEST_KEY = "vae_sweep_test"  # study user attr: {"data": spec, "scores": {trial: metrics}}
 
@@ -43,7 +48,7 @@ def _group(group: rec_rule.Group | None, scores: dict[str, Any], key: str
     if group is None:
         return None
     out: dict[str, Any] = {
-        "trial": group.origin.number, "trials": [t.number for t in group.runs],
+        "trial": group.origin.number, "runs": [t.number for t in group.runs],
         "seeds": group.seeds, "config": rec_rule.trial_config(group.origin).to_dict(),
         key: _stats(group.values(key)),
         "active_units": group.mean("active_units")}
@@ -74,6 +79,7 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         both = [g for g in (out["recommended"], out["best_reference"]) if tested in g]
         if len(both) == 2:
             out["gap"]["test_mean"] = both[1][tested]["mean"] - both[0][tested]["mean"]
+    out["confirmation"] = _confirmation(study, trials)
     base = rec_rule.baseline(trials)
     if base is not None:
         out["baseline"] = {"trial": base.number, "fate": rec_rule.fate(base),
@@ -82,6 +88,24 @@ def summary(study: optuna.Study) -> dict[str, Any]:
         if str(base.number) in scores:
             out["baseline"][tested] = scores[str(base.number)][key]
     return out
+
+
+def _confirmation(study: optuna.Study, trials: list[FrozenTrial]) -> dict[str, Any]:
+    """The study's confirmation runs (``runs``) and, while it has none, why (``why_none``)."""
+    runs = sum("confirm_of" in t.user_attrs for t in trials)
+    why = None
+    if not runs:
+        settings = study_settings.stored(study) or {}
+        labelled = sum(rec_rule.labelled(t) for t in trials)
+        if not settings.get("space", {}).get("confirm"):
+            why = "its configurations are not re-run over seeds (confirm = 0)"
+        elif not rec_rule.searched(trials):
+            why = (f"re-runs over seeds confirm the search's best, and the {len(trials)} "
+                   f"trials of this study are the seed and the fixes (a study of "
+                   f"{labelled + 1} trials or more runs them)")
+        else:
+            why = "the re-runs over seeds come once the budget is spent"
+    return {"runs": runs, "why_none": why}
 
 
 def _pm(stats: dict[str, Any] | None, unit: str) -> str:
@@ -105,10 +129,13 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append("Recommended: none yet (no complete trial kept an active unit).")
         return out
     n = len(pick["seeds"])
-    out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['trials'])}, seeds "
+    out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['runs'])}, seeds "
                f"{_list(pick['seeds'])}): {_pm(pick[key], unit)} on validation over "
                f"{n} seed(s)" + (f", {_pm(pick[tested], unit)} on {data['test']}"
                                  if tested in pick else "") + ".")
+    why = (data.get("confirmation") or {}).get("why_none")
+    out.append(f"The answer rests on {n} seed{'s' if n != 1 else ''}"
+               + (f": {why}." if n == 1 and why else "."))
     if ref is not None:
         out.append(f"Best reference: {ref['label']}, trial {ref['trial']} (seeds "
                    f"{_list(ref['seeds'])}): {_pm(ref[key], unit)}"
@@ -144,6 +171,32 @@ def paragraph(data: dict[str, Any]) -> str:
     return text
 
 
+def collapse_note(reason: str, metrics: dict[str, Any], warmup_end: int) -> str:
+    """The note of a trial that ended with no active unit: ``reason`` (its
+    ``collapse_reason``, "posterior collapse: 0 active units ...") as its first line;
+    ``warmup_end``: the step its KL warm-up ends (0: a constant KL weight, no warm-up)."""
+    if warmup_end <= 0:
+        schedule = "With a constant KL weight (no warm-up)"
+    elif warmup_end <= metrics.get("steps", warmup_end):
+        schedule = f"After the KL warm-up (it ended at step {warmup_end})"
+    else:  # the collapse stop waits for the warm-up: this run ended before it
+        schedule = f"At the end of training, during the KL warm-up (it ends at step {warmup_end})"
+    return (f"## {reason}\n\n{schedule}: rate {metrics['rate']:.3g} nats per image, mse "
+            f"{metrics['mse']:.4g}. The decoder ignores the code, so every reconstruction is "
+            "about the same image (at_a_glance.png shows them beside the inputs). Infeasible: "
+            "it stays in the plots with its values, and is never the best trial nor the "
+            "recommendation.")
+
+
+def note_collapse(trial: optuna.Trial, reason: str, metrics: dict[str, Any],
+                  warmup_end: int) -> None:
+    """Write ``collapse_note`` as the trial's note (what optuna-dashboard shows first on the
+    trial's page)."""
+    from optuna_dashboard import save_note
+
+    save_note(trial, collapse_note(reason, metrics, warmup_end))
+
+
 def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     """The answer as the study's note, and a note on the recommended trial (both replace
     the previous ones: optuna-dashboard keeps one note per study and per trial)."""
@@ -154,6 +207,7 @@ def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     pick = data["recommended"]
     if pick is not None:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
-        said = [line for line in lines(data) if line.startswith(("Recommended", "Gap"))]
+        said = [line for line in lines(data)
+                if line.startswith(("Recommended", "The answer rests", "Gap"))]
         save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
                   "## Recommended\n\n" + "\n\n".join(said))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -54,7 +55,8 @@ def config_keys() -> str:
 
 def check_output(flag: str, path: str | Path, *, folder: bool = False) -> None:
     """Refuse an output path that cannot be written, before any work (a long run that fails
-    to write its result at the end is lost) and without creating anything.
+    to write its result at the end is lost), leaving nothing behind: whether the directory
+    takes a file is tried with a probe file, removed at once.
 
     A file (``folder=False``) needs an existing, writable directory and must not be a
     directory; a folder may be missing (it is created then, so its nearest existing parent
@@ -75,6 +77,12 @@ def check_output(flag: str, path: str | Path, *, folder: bool = False) -> None:
         where = p.parent
     if not where.is_dir():
         raise UsageError(f"{flag} {path}: {where} is not a directory")
-    if not os.access(where, os.W_OK | os.X_OK):
-        raise UsageError(f"{flag} {path}: cannot write in {where} (permission denied or a "
-                         "read-only file system)")
+    # Tried, not read from the mode bits: root passes os.access anywhere, and /proc, /sys or
+    # a read-only mount refuse a file that the bits allow. The probe is removed at once.
+    try:
+        fd, probe = tempfile.mkstemp(dir=where, prefix=".vae-sweep-probe-")
+    except OSError as err:
+        raise UsageError(f"{flag} {path}: cannot write in {where} "
+                         f"({err.strerror or err})") from None
+    os.close(fd)
+    os.unlink(probe)

@@ -78,11 +78,11 @@ def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
     if override:
         return [open_stores(normalize(override), url, "")]
     found: dict[str | None, Stores] = {}
-    for summary in optuna.study.get_all_study_summaries(storage):  # type: ignore[arg-type]
-        data = summary.user_attrs.get(study_settings.KEY) or {}
-        store = data.get("artifacts")
+    for name in optuna.get_all_study_names(storage):  # type: ignore[arg-type]
+        study = optuna.load_study(study_name=name, storage=storage)  # type: ignore[arg-type]
+        store = (study_settings.stored(study) or {}).get("artifacts")
         if store not in found:
-            found[store] = open_stores(store, url, summary.study_name)
+            found[store] = open_stores(store, url, name)
     return list(found.values()) or [open_stores(None, url, "")]
 
 

@@ -32,6 +32,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
+    if args.out:  # before the study is read: the default needs its name
+        check_output("--out", args.out, folder=True)
     study, storage, url = open_study(args.storage, args.study)
 
     from sweep.answer import heldout, report
@@ -41,7 +43,8 @@ def run(args: argparse.Namespace) -> int:
     from sweep.runner.processes import threads_per_worker, use_threads
 
     out = Path(args.out or portable_name(f"report-{study.study_name}"))
-    check_output("--out", out, folder=True)
+    if not args.out:
+        check_output("--out", out, folder=True)
     use_threads(threads_per_worker(1, args.threads))
     with quiet_logs():
         # Loaded before the store is opened: a test set that cannot be read leaves nothing.

@@ -1,10 +1,11 @@
 """Lightning callbacks that connect a training run to its Optuna trial.
 
 - ``CollapseStop``: the collapse-aware early stop that multi-objective studies need (they
-  cannot use Optuna's report/should_prune pruners): after the KL warm-up, a run whose active
-  units stay at 0 for ``patience`` validation epochs, or whose loss is NaN/inf, is stopped
-  and the reason kept for the trial's attrs ("training diverged (nan) at step N: ...", N
-  the step of the epoch end that found it: the loss is read once an epoch).
+  cannot use Optuna's report/should_prune pruners): after the KL warm-up (at once with a
+  constant KL weight), a run whose active units stay at 0 for ``patience`` validation
+  epochs, or whose loss is NaN/inf, is stopped and the reason kept for the trial's attrs
+  ("training diverged (nan) at step N: ...", N the step of the epoch end that found it: the
+  loss is read once an epoch).
 - ``OptunaPruning``: per-epoch ``trial.report`` + ``should_prune`` for single-objective
   studies (optuna-integration's callback needs the separate ``lightning`` package). The step
   is the number of epochs trained (1 after the first epoch): Hyperband's resource.
@@ -78,10 +79,11 @@ class CollapseStop(pl.Callback):
         else:
             self.collapsed_epochs = 0
         if self.collapsed_epochs >= self.patience:
-            self._stop(trainer, "PRUNED",
-                       f"posterior collapse: 0 active units for {self.collapsed_epochs} "
-                       f"epoch(s) after the KL warm-up (step {trainer.global_step}, "
-                       f"rate {module.last_metrics['rate']:.3g} nats)")
+            # Short: it is a user attr, one line in the dashboard (the rate is an attr too, and
+            # the trial's note says whether a warm-up came first).
+            last, n = trainer.current_epoch + 1, self.collapsed_epochs
+            span = f"epoch {last}" if n == 1 else f"epochs {last - n + 1}-{last}"
+            self._stop(trainer, "PRUNED", f"posterior collapse: 0 active units at {span}")
 
 
 class OptunaPruning(pl.Callback):
@@ -104,7 +106,7 @@ class OptunaPruning(pl.Callback):
         self.trial.report(value, step=epoch + 1)
         if self.prune and not is_final_epoch(trainer) and self.trial.should_prune():
             self.pruned_at = epoch
-            self.reason = f"pruner stopped it at epoch {epoch} ({self.metric} = {value:.4g})"
+            self.reason = f"pruned at epoch {epoch} ({self.metric} = {value:.4g})"
             trainer.should_stop = True
 
 

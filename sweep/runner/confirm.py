@@ -53,9 +53,7 @@ def plan(trials: Sequence[FrozenTrial], top: int) -> list[tuple[FrozenTrial, int
     """(first run, seed) of every confirmation run still to queue: none before the sampler
     has proposed a trial (a budget spent on the baseline and the references has no win of
     the search to confirm; its answer is the best reference, measured once)."""
-    searched = [t for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                and not any(k in t.user_attrs for k in ("baseline", "reference", "confirm_of"))]
-    if top <= 0 or not searched:
+    if top <= 0 or not rec_rule.searched(trials):
         return []
     chosen = _configs(trials)[:top]
     ref = rec_rule.reference_group(trials)

@@ -42,6 +42,7 @@ from models import networks
 from models.config import Config
 from models.train import FitResult, fit
 from sweep import optuna_private
+from sweep.answer.summary import note_collapse
 from sweep.answer.trial_artifacts import upload_trial_artifacts
 from sweep.provenance import provenance, torch_threads
 from sweep.runner import repeats
@@ -203,16 +204,19 @@ class Objective:
             trial.set_user_attr("fail_reason", stop.reason)
             return tuple(float("nan") for _ in self.space.objectives)
         collapse_constraint(trial, result.metrics)
+        collapse = None
         if stop.state == "PRUNED":  # collapsed: kept COMPLETE (infeasible) with its values
-            trial.set_user_attr("collapse_reason", stop.reason)
+            collapse = stop.reason
         elif pruning is not None and pruning.reason is not None:
             trial.set_user_attr("pruned_reason", pruning.reason)
             trial.set_user_attr("pruned_epoch", pruning.pruned_at)
             raise optuna.TrialPruned(pruning.reason)
         elif not result.metrics["active_units"]:  # trained to its end collapsed (no stop
             # before the warm-up ended or at the final epoch): infeasible all the same, and said
-            trial.set_user_attr("collapse_reason", "posterior collapse: 0 active units at the "
-                                f"end of training (rate {result.metrics['rate']:.3g} nats)")
+            collapse = f"posterior collapse: 0 active units at epoch {result.metrics['epochs']}"
+        if collapse:  # said where a dashboard user looks first: the trial's note
+            trial.set_user_attr("collapse_reason", collapse)
+            note_collapse(trial, collapse, result.metrics, result.module.warmup_end())
         values = tuple(float(result.metrics[name]) for name in self.space.objectives)
         return values[0] if len(values) == 1 else values
 
@@ -239,19 +243,25 @@ def root_trial_number(trial: optuna.Trial) -> int:
 def record(trial: optuna.Trial, cfg: Config, result: FitResult, seconds: float,
            resumed_from: str | None) -> dict[str, Any]:
     """Everything needed to compare and reproduce the trial: the long values (config,
-    history, kl_per_dim) as system attrs (``sweep.storage.trial_record``), the short ones as
-    user attrs. Returns the whole record, the contents of the trial's ``trial.json``."""
-    trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"))
+    history, kl_per_dim, provenance) as system attrs (``sweep.storage.trial_record``), the
+    short ones as user attrs, led by a one-line summary. Returns the whole record, the
+    contents of the trial's ``trial.json``."""
+    trial_record.write(trial, cfg.to_dict(), result.history, result.metrics.get("kl_per_dim"),
+                       provenance())
+    run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads()}
     # The network as the study names it, and the hash of the source this worker built it
-    # from (its --model may name another path to the same file).
-    run = {"seed": cfg.seed, "wall_time_s": round(seconds, 3), "threads": torch_threads(),
-           "model": cfg.model, "model_sha256": networks.source_sha256(cfg.model)}
+    # from (its --model may name another path to the same file): whole in the record, cut
+    # to a dashboard line in the attrs.
+    network = {"model": cfg.model, "model_sha256": networks.source_sha256(cfg.model)}
     # A resumed path is cut from its front: its last parts say which trial it came from.
     shown = None if resumed_from is None else trial_record.clip(resumed_from, tail=True)
-    attrs = {**trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,
-             **provenance()}
+    sha = network["model_sha256"]
+    attrs = {trial_record.SUMMARY: trial_record.summary(trial.user_attrs, result.metrics),
+             **trial_record.short_metrics(result.metrics), **run, "resumed_from": shown,
+             "model": trial_record.clip(cfg.model, tail=True),
+             "model_sha256": sha[:16] if sha else None, "git_sha": provenance()["git_sha"]}
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
-    return {"study": trial.study.study_name, "trial": trial.number, **run,
+    return {"study": trial.study.study_name, "trial": trial.number, **run, **network,
             "resumed_from": resumed_from, "config": cfg.to_dict(), "metrics": result.metrics,
             "history": result.history, "provenance": provenance()}

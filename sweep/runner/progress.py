@@ -20,7 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 
 from sweep.answer import yardstick
 from sweep.answer.recommend import recommend
-from sweep.storage.settings import KEY
+from sweep.storage import settings as study_settings
 
 log = logging.getLogger(__name__)
 
@@ -87,7 +87,7 @@ class Progress:
         trials = self.study.get_trials(deepcopy=False)
         c = Counter(t.state for t in trials)
         done = results(trials)
-        stored = self.study.user_attrs.get(KEY) if self.goal is not None else None
+        stored = study_settings.stored(self.study) if self.goal is not None else None
         if stored:  # confirmation runs (sweep.runner.confirm) or another start raised the goal
             self.goal = stored["goal"]
         goal = f"/{self.goal}" if self.goal is not None else ""

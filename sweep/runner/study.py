@@ -28,14 +28,14 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from models import networks
 from models.config import Config
 from models.networks import Builder, in_process
-from sweep.answer.references import enqueue_references
+from sweep.answer.references import NO_ROOM, enqueue_references
 from sweep.errors import DatabaseFull, NoResult, ParamError, UsageError
 from sweep.runner import network
 from sweep.runner.processes import (
@@ -72,6 +72,7 @@ from sweep.storage.stores import normalize as normalize_store
 if TYPE_CHECKING:
     import optuna
     import torch
+    from optuna.trial import FrozenTrial
 
     from sweep.runner.handle import Sweep
     from sweep.storage.stores import CheckpointStore
@@ -238,7 +239,7 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
         created = optuna.create_study(study_name=name, storage=beating,
                                       directions=space.directions(),  # type: ignore[arg-type]
                                       load_if_exists=True)
-        old = created.user_attrs.get(study_settings.KEY)
+        old = study_settings.stored(created)
         if old and if_new:
             log.info("study %r in %s exists: left as it is (if_new)", name, shown(url))
             n_trials = 0
@@ -261,9 +262,11 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
         if baseline and n_trials > 0:
             created.enqueue_trial(baseline_params(space, knobs), user_attrs={"baseline": True},
                                   skip_if_exists=True)
+        unplaced = 0  # references a larger n_trials would have run
         if references and n_trials > 0:  # they count toward n_trials, after the baseline
             for line in enqueue_references(created, space, n_trials - int(baseline), knobs):
                 log.info("%s", line)
+                unplaced += line.startswith(NO_ROOM)
     if old and if_new:
         pass
     elif before > done:
@@ -272,7 +275,8 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
                  before - done, n_trials, goal - done)
     else:
         log.info("study %r in %s: %d trial(s) to run, objectives %s%s", name, shown(url),
-                 n_trials, ", ".join(space.objectives), _plan(space))
+                 n_trials, ", ".join(space.objectives),
+                 _plan(space, created.get_trials(deepcopy=False), goal, n_trials, unplaced))
     log.info("images and checkpoints: %s", _where(store, url, name))
     if store is None and not url.startswith("sqlite"):
         log.info("note: they stay on this machine; give the study a shared artifact store "
@@ -291,14 +295,27 @@ def same_network(name: str, old: Settings, new: Settings) -> None:
                          f"{new.model_sha256[:16]}: start a new study for the changed code")
 
 
-def _plan(space: Space) -> str:
-    """How the budget is spent, for the start line (sweep.runner.stages, sweep.runner.confirm)."""
+def _plan(space: Space, trials: Sequence[FrozenTrial], goal: int, n_trials: int,
+          unplaced: int) -> str:
+    """How the budget is spent, for the start line (sweep.runner.stages, sweep.runner.confirm).
+
+    Confirmation re-runs the search's best, so it runs only when the ``goal`` leaves room
+    for a trial the sampler proposes after the labelled ones (the baseline, the references,
+    and the ``unplaced`` references this budget had no room for, which a larger one runs
+    first); otherwise the line says so, and which ``n_trials`` would leave that room."""
+    from sweep.answer import recommend as rec_rule
+
     text = "; search: the references, then a window around the best of them" if (
         space.strategy == "focus") else ""
-    if space.confirm:
-        text += (f"; then the {space.confirm} best and the best reference re-run with "
-                 f"{EXTRA_SEEDS} more seeds each")
-    return text
+    if not space.confirm:
+        return text
+    missing = sum(rec_rule.labelled(t) for t in trials) + unplaced + 1 - goal
+    if missing > 0:
+        return text + (f"; no re-runs over seeds, so the answer rests on 1 seed: they confirm "
+                       f"the search's best, and these {goal} trials are the seed and the fixes "
+                       f"(--n-trials {n_trials + missing} or more leaves room for them)")
+    return text + (f"; then the {space.confirm} best and the best reference re-run with "
+                   f"{EXTRA_SEEDS} more seeds each")
 
 
 def _where(store: str | None, url: str, name: str) -> str:

@@ -65,7 +65,7 @@ def studies_without_artifacts(storage: optuna.storages.BaseStorage, url: str,
     out = []
     for summary in optuna.get_all_study_summaries(storage, include_best_trial=False):
         study = optuna.load_study(study_name=summary.study_name, storage=storage)
-        data = summary.user_attrs.get(study_settings.KEY) or {}
+        data = study_settings.stored(study) or {}
         store = override or data.get("artifacts")
         stores = open_stores(normalize(store) if store else None, url, summary.study_name)
         listed, found = artifacts_found(study, stores.artifacts)
@@ -82,7 +82,7 @@ def copy_study(from_url: str, to_url: str, study: str | None = None,
     study is missing, or already in the destination."""
     source, source_storage, _ = open_study(from_url, study)
     name = source.study_name
-    data = dict(source.user_attrs.get(study_settings.KEY) or {})
+    data = dict(study_settings.stored(source) or {})
     source_stores = open_stores(data.get("artifacts"), from_url, name)
     destination = open_storage(to_url, heartbeat_interval=None)
     if name in optuna.get_all_study_names(destination):
@@ -105,5 +105,5 @@ def copy_study(from_url: str, to_url: str, study: str | None = None,
                       to_storage=destination)
     if data:  # a vae-sweep study: its copy reads its images from the new store
         copy = optuna.load_study(study_name=name, storage=destination)
-        copy.set_user_attr(study_settings.KEY, {**data, "artifacts": target})
+        study_settings.write(copy, {**data, "artifacts": target})
     return Copied(name, len(trials), copied, missing, stores.where)

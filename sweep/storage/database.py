@@ -62,6 +62,9 @@ DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("mysqldb", "pymysql"
            "mariadb": ("mysqldb", "pymysql")}
 _MODULES = {"psycopg": "psycopg", "psycopg2": "psycopg2", "mysqldb": "MySQLdb",
             "pymysql": "pymysql"}
+# The extra of pyproject.toml that installs a driver for each backend, and that driver.
+EXTRAS = {"postgresql": ("postgresql", "psycopg2"), "mysql": ("mysql", "pymysql"),
+          "mariadb": ("mysql", "pymysql")}
 
 
 def resolve_storage_url(arg: str | None) -> str:
@@ -160,8 +163,12 @@ def check_url(url: str) -> URL:
     try:  # the dialect loads its DB-API module only when the engine is made: check it now
         parsed.get_dialect().import_dbapi()
     except ImportError as err:
+        extra, driver = EXTRAS.get(parsed.get_backend_name(), (None, None))
+        named = parsed.get_driver_name() if "+" in parsed.drivername else None
+        how = (f"; install it: pip install -e '.[{extra}]'" if extra and named in (None, driver)
+               else "")
         raise StorageError(f"{_shown(url, parsed)}: its database driver is not installed "
-                           f"({err})") from None
+                           f"({err}){how}") from None
     return parsed
 
 

@@ -6,6 +6,11 @@ The search space already holds the command line's fields: ``--set``, ``--data`` 
 ``--max-epochs`` are folded into its ``[fixed]`` table by ``space.fix`` (the command line
 wins over the sweep file, which wins over ``Config``'s defaults), so a trial's config is
 always ``suggest(trial, settings.space)``.
+
+They are a study *system* attr (``KEY``), read by every worker from the database as the
+trials are: optuna-dashboard shows user attrs cut at 1,024 characters (the default space's
+settings alone are longer), so as a user attr they showed as broken JSON. Studies made
+before are read from the user attr of the same name (``stored``).
 """
 
 from __future__ import annotations
@@ -20,7 +25,7 @@ from sweep.space import Space
 if TYPE_CHECKING:
     import optuna
 
-KEY = "vae_sweep_settings"
+KEY = "vae_sweep_settings"  # a study system attr (see the module docstring)
 MAX_HEARTBEAT_S = 3600  # Optuna's heartbeat thread dies on waits past the OS timer's range
 
 
@@ -64,13 +69,29 @@ class Settings:
                    model_sha256=data.get("model_sha256"))
 
 
+def stored(study: optuna.Study) -> dict[str, Any] | None:
+    """The settings as stored (``Settings.to_dict()``), or None for a study ``start`` did not
+    make."""
+    from sweep.optuna_private import study_id, study_storage
+
+    data = study_storage(study).get_study_system_attrs(study_id(study)).get(KEY)
+    return data if data is not None else study.user_attrs.get(KEY)
+
+
+def write(study: optuna.Study, data: dict[str, Any]) -> None:
+    """Store settings as plain data (what ``stored`` returns)."""
+    from sweep.optuna_private import study_id, study_storage
+
+    study_storage(study).set_study_system_attr(study_id(study), KEY, data)
+
+
 def save(study: optuna.Study, settings: Settings) -> None:
-    study.set_user_attr(KEY, settings.to_dict())
+    write(study, settings.to_dict())
 
 
 def load(study: optuna.Study) -> Settings:
     """The settings of a study made by ``start``; UsageError for any other study."""
-    data = study.user_attrs.get(KEY)
+    data = stored(study)
     if data is None:
         raise UsageError(f"study {study.study_name!r} was not started by vae-sweep "
                          "(it has no settings to run it with)")
