@@ -51,6 +51,18 @@ ImageFolder, the default model, ratios medians of per-repeat ratios:
   against 192.8 s, 0.21. The focus window's latent size spans x/÷16 because on
   112 steps a trial 16 to 32 dims win, and on 1,125 (all 45,000 images) 64.
 
+own_model (a network not built in: the README's my_vae.py, shipped as
+sweep.bench.own_model:build), CPU, 2 cores shared with other work, 2026-12-03,
+CIFAR-10 as an ImageFolder, batch 40, 150 steps, 1 thread:
+  the row alone, 7 alternating repeats (load 2.4 to 2.8): limit 709 / project
+  775 images/s, project 1.07x the limit (per-repeat ratios 0.65 to 1.40: the
+  machine's speed moved more than the two loops differ). In a whole run,
+  python -m sweep bench --data folder:data/train --batch-size 40 --steps 150
+  --repeats 5 --no-sweep --busy 0 (load 5.8 to 6.2): 468 / 307, 0.70 (per repeat
+  0.58 to 1.23); the default model's project/limit in the same run 0.985.
+  Through fit, the user's network costs only what the default's does: one shape
+  check of two examples before training, the same loss, logging and metrics.
+
 GPU, one H100 80GB, 16 cores, measured 2026-11-25 (the code and search of then):
   --device cuda --batch-size 128 --steps 300 --trials-per-gpu 1,2,4,8
   limit 19,027 / baseline 9,882 / project 14,071 images/s (0.73x the limit,
