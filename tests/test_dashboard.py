@@ -149,6 +149,7 @@ def serve(url: str) -> tuple[WSGIServer, int]:
     return server, server.server_port
 
 
+@pytest.mark.slow  # 9 to 15 s on 2 busy cores: two tiny trials, four page loads
 def test_the_seeds_and_a_fixs_trial_pages_read_at_1280_and_1000_px(tmp_path, chromium,
                                                                    monkeypatch):
     import sweep
