@@ -177,28 +177,27 @@ def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
         fixed["model"] = network.spec_of(model)
     Config.from_dict(fixed)  # a bad field is named as the user wrote it
     space = fix(_space(space), fixed)
-    spec = Config.from_dict(space.fixed).model
-    options = dataclasses.replace(options, model=options.model or spec)
+    base = Config.from_dict(space.fixed)
+    options = dataclasses.replace(options, model=options.model or base.model)
     store = normalize_store(artifacts) if artifacts else None
-    name = study or default_study_name(Config.from_dict(space.fixed).dataset)
+    settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
+                        keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store)
+    name = study or default_study_name(base.dataset)
 
     from models.arrays import PREFIX as NPY_PREFIX
     from models.data import load_images
     from sweep.logs import quiet_logs
 
     slots = options.slots()  # a GPU that is not there fails before the data loads
-    if in_process(spec) and slots != [None]:
-        raise ParamError("model", f"{spec} is defined in this process only: workers in other "
-                                  "processes cannot import it; name it as module:function or "
-                                  "file.py:function")
-    base = Config.from_dict(space.fixed)
+    if in_process(base.model) and slots != [None]:
+        raise ParamError("model", f"{base.model} is defined in this process only: workers in "
+                                  "other processes cannot import it; name it as "
+                                  "module:function or file.py:function")
     # Bad data fails before any write; an array file is read whole even without run (cheap
     # beside decoding a folder), so NaNs are found here, not by every worker.
     whole = run or base.dataset.startswith(NPY_PREFIX)
     images = load_images(base) if whole else None
-    settings = _for_data(Settings(space, goal=n_trials, heartbeat=heartbeat,
-                                  keep_checkpoints=keep_checkpoints, keep_weights=weights,
-                                  artifacts=store))
+    settings = _for_data(settings)
     # A bad network or knob fails before any write too.
     settings = dataclasses.replace(settings, model_sha256=network.check(settings.space, images))
     with quiet_logs():
