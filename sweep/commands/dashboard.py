@@ -65,7 +65,7 @@ def stores_of(storage: object, url: str, override: str | None) -> list[Stores]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.storage.database import open_storage, resolve_storage_url, shown
+    from sweep.storage.database import open_storage, optuna_form, resolve_storage_url, shown
     from sweep.storage.stores import FirstFound
 
     if not args.print_command:
@@ -79,7 +79,7 @@ def run(args: argparse.Namespace) -> int:
             print("# optuna-dashboard takes one --artifact-dir; these studies keep images in "
                   f"{', '.join(s.where for s in stores)}: use python -m sweep dashboard")
             return 0
-        print(shlex.join(["optuna-dashboard", url, "--host", args.host, "--port",
+        print(shlex.join(["optuna-dashboard", optuna_form(url), "--host", args.host, "--port",
                           str(args.port), "--artifact-dir", str(folders[0])]))
         return 0
     import optuna_dashboard

@@ -46,7 +46,13 @@ from sweep.runner.processes import (
 )
 from sweep.space import EXTRA_SEEDS, Space, baseline_params, fix, load_space, parse_space
 from sweep.storage import settings as study_settings
-from sweep.storage.database import check_url, open_storage, resolve_storage_url, shown
+from sweep.storage.database import (
+    check_url,
+    open_storage,
+    resolve_storage_url,
+    shown,
+    storage_file,
+)
 from sweep.storage.settings import Settings
 from sweep.storage.stores import normalize as normalize_store
 
@@ -211,7 +217,7 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
         log.info("study %r in %s: %d trial(s) to run, objectives %s%s", name, shown(url),
                  n_trials, ", ".join(space.objectives), _plan(space))
     log.info("images and checkpoints: %s", _where(store, url, name))
-    if store is None and not url.startswith("sqlite"):
+    if store is None and storage_file(url) is None:
         log.info("note: they stay on this machine; give the study a shared artifact store "
                  "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
                  "machines")
