@@ -289,8 +289,13 @@ class TaskWorker:
             for s, handler in old.items():
                 signal.signal(s, handler)
         if warned:  # the time limit is near: this task goes back in the queue
-            subprocess.run(["scontrol", "requeue", submitit.JobEnvironment().job_id],
-                           check=True, timeout=60)
+            task = submitit.JobEnvironment().job_id
+            try:
+                subprocess.run(["scontrol", "requeue", task], check=True, capture_output=True,
+                               text=True, timeout=60)
+            except (OSError, subprocess.SubprocessError) as err:  # JobRequeue=0, say
+                raise RunError(f"scontrol requeue {task}: {_said(err)}; its worker's trial "
+                               "is queued again, another task or submit runs it") from None
             return code
         if code in (0, 128 + signal.SIGTERM, 128 + signal.SIGINT):
             return code
