@@ -136,13 +136,7 @@ def wait_for(check, seconds: float, logs: Path) -> None:
         if time.monotonic() > deadline:
             tails = {p.name: p.read_text()[-1500:] for p in logs.rglob("*.err")}
             raise AssertionError(f"timed out; the tasks' stderr: {tails}")
-        time.sleep(0.3)
-
-
-def release(task: str, logs: Path) -> None:
-    """Start a requeued task now: SLURM holds it for the cluster's cred_expire (120 s)."""
-    wait_for(lambda: states(task.split("_")[0]).get(task) == "PENDING", 120, logs)
-    subprocess.run(["scontrol", "update", f"jobid={task}", "StartTime=now"], check=True)
+        time.sleep(0.1)
 
 
 def task_of(trial: optuna.trial.FrozenTrial) -> str:
@@ -162,7 +156,7 @@ width = 8
 depth = 2
 latent_dim = 8
 batch_size = 32
-max_epochs = 3
+max_epochs = 4
 [search.lr]
 low = 1e-3
 high = 3e-3
@@ -170,13 +164,22 @@ log = true
 """
 
 
+def root(trial: optuna.trial.FrozenTrial) -> int:
+    """The first run of ``trial``'s chain of re-runs (its checkpoint folder's number)."""
+    return (RetryHeartbeatStaleTrialCallback.retry_history(trial) or [trial.number])[0]
+
+
 @pytest.mark.slow
 def test_requeued_and_warned_tasks_resume_their_trials_and_the_budget_stays_exact(
         tmp_path, cluster):
+    """One task is requeued (SIGTERM) in mid-trial; while SLURM holds it, the other one is
+    warned of its time limit (SIGUSR2) in mid-trial, whatever trial it runs by then (the
+    first one's re-run, maybe): each stop is caught in a trial's own window, one after the
+    other, so the test never waits for the two tasks' trials to overlap."""
     import sweep as library
 
     (tmp_path / "f.toml").write_text(TOML)
-    url, name, goal = f"journal://{tmp_path}/study.log", "requeued", 2
+    url, name, goal = f"journal://{tmp_path}/study.log", "requeued", 3
     library.start(tmp_path / "f.toml", study=name, storage=url, n_trials=goal,
                   fixed={"dataset": "synthetic"}, baseline=False, run=False)
     with pytest.MonkeyPatch.context() as mp:  # what the tasks inherit through sbatch
@@ -185,43 +188,52 @@ def test_requeued_and_warned_tasks_resume_their_trials_and_the_budget_stays_exac
     logs = tmp_path / "study-slurm"
     study = optuna.load_study(study_name=name, storage=open_storage(url, heartbeat_interval=None))
     ckpts = checkpoint_dir(url, name)
-    busy: list[optuna.trial.FrozenTrial] = []
+    stopped: list[optuna.trial.FrozenTrial] = []
 
-    def both_mid_trial() -> bool:  # each task's trial past its first epoch's checkpoint
-        busy[:] = [t for t in study.get_trials(states=(TrialState.RUNNING,))
-                   if "worker" in t.user_attrs
-                   and (ckpts / f"trial-{t.number}" / "last.ckpt").exists()]
-        return len(busy) == 2
+    def stop_mid_trial(signal_it, but: set[str]) -> str:
+        """Stop the first task (none of ``but``) whose trial is past an epoch checkpoint."""
+        found: list[optuna.trial.FrozenTrial] = []
 
-    wait_for(both_mid_trial, 240, logs)
-    requeued, warned = (task_of(t) for t in busy)
+        def mid_trial() -> bool:
+            found[:] = [t for t in study.get_trials(states=(TrialState.RUNNING,))
+                        if "worker" in t.user_attrs and task_of(t) not in but
+                        and (ckpts / f"trial-{root(t)}" / "last.ckpt").exists()]
+            return bool(found)
+
+        wait_for(mid_trial, 240, logs)
+        task = task_of(found[0])
+        signal_it(task)
+        wait_for(lambda: study.trials[found[0].number].state == TrialState.FAIL, 120, logs)
+        stopped.append(found[0])
+        return task
+
+    # SIGTERM to every process of the task, then SLURM requeues it.
+    requeued = stop_mid_trial(lambda task: subprocess.run(["scontrol", "requeue", task],
+                                                          check=True), set())
+    # SLURM's warning before a time limit (submitit asks for SIGUSR2), to the task's steps:
+    # the task requeues itself.
+    warned = stop_mid_trial(lambda task: subprocess.run(["scancel", "--signal=USR2", task],
+                                                        check=True), {requeued})
     assert {requeued, warned} == {f"{job}_0", f"{job}_1"}
-    subprocess.run(["scontrol", "requeue", requeued], check=True)  # SIGTERM to its processes
-    # SLURM's warning before a time limit (submitit asks for SIGUSR2), to the task's steps.
-    subprocess.run(["scancel", "--signal=USR2", warned], check=True)
-    for task in (requeued, warned):  # the second requeued itself
-        release(task, logs)
+    # SLURM starts both again after the cluster's cred_expire (.ci/slurm: 20 s).
     wait_for(lambda: set(states(job).values()) <= ENDED, 300, logs)
     assert states(job) == {f"{job}_0": "COMPLETED", f"{job}_1": "COMPLETED"}
     assert restarts(requeued) == restarts(warned) == 1
 
     trials = study.get_trials()
-    assert Counter(t.state for t in trials)[TrialState.RUNNING] == 0
-    assert not [t for t in trials if t.state == TrialState.WAITING]
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
     assert results(trials) == goal
-    failed = {t.number for t in trials if t.state == TrialState.FAIL}
-    assert failed == {t.number for t in busy}
-    for t in trials:
-        if t.number in failed:
-            assert t.user_attrs["fail_reason"].startswith("interrupted by SIGTERM")
-    reruns = [t for t in trials if t.user_attrs.get("retry_of") in failed]
-    assert sorted(t.user_attrs["retry_of"] for t in reruns) == sorted(failed)
-    for t in reruns:
-        assert t.state == TrialState.COMPLETE
-        assert t.user_attrs["resumed_from"].endswith(f"trial-{t.user_attrs['retry_of']}/last.ckpt")
-        assert t.user_attrs["start_epoch"] >= 1
-    history = RetryHeartbeatStaleTrialCallback.retry_history
-    roots = Counter((history(t) or [t.number])[0] for t in trials if t.state != TrialState.FAIL)
+    failed = [t for t in trials if t.state == TrialState.FAIL]
+    assert sorted(t.number for t in failed) == sorted(t.number for t in stopped)
+    for t in failed:
+        assert t.user_attrs["fail_reason"].startswith("interrupted by SIGTERM")
+        [rerun] = [r for r in trials if r.user_attrs.get("retry_of") == t.number]
+        assert rerun.user_attrs["retry_reason"].startswith(f"trial {t.number}: interrupted")
+    for t in trials:  # every re-run continued its chain's checkpoint
+        if "retry_of" in t.user_attrs and t.state == TrialState.COMPLETE:
+            assert t.user_attrs["resumed_from"].endswith(f"trial-{root(t)}/last.ckpt")
+            assert t.user_attrs["start_epoch"] >= 1
+    roots = Counter(root(t) for t in trials if t.state != TrialState.FAIL)
     assert sum(roots.values()) == goal and max(roots.values()) == 1  # no trial trained twice
 
 
