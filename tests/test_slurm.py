@@ -156,7 +156,7 @@ width = 8
 depth = 2
 latent_dim = 8
 batch_size = 32
-max_epochs = 4
+max_epochs = 3
 [search.lr]
 low = 1e-3
 high = 3e-3
@@ -174,12 +174,12 @@ def test_requeued_and_warned_tasks_resume_their_trials_and_the_budget_stays_exac
         tmp_path, cluster):
     """One task is requeued (SIGTERM) in mid-trial; while SLURM holds it, the other one is
     warned of its time limit (SIGUSR2) in mid-trial, whatever trial it runs by then (the
-    first one's re-run, maybe): each stop is caught in a trial's own window, one after the
-    other, so the test never waits for the two tasks' trials to overlap."""
+    first one's re-run, if its own was done): each stop is caught in a trial's own window,
+    one after the other, so the test never waits for the two tasks' trials to overlap."""
     import sweep as library
 
     (tmp_path / "f.toml").write_text(TOML)
-    url, name, goal = f"journal://{tmp_path}/study.log", "requeued", 3
+    url, name, goal = f"journal://{tmp_path}/study.log", "requeued", 2
     library.start(tmp_path / "f.toml", study=name, storage=url, n_trials=goal,
                   fixed={"dataset": "synthetic"}, baseline=False, run=False)
     with pytest.MonkeyPatch.context() as mp:  # what the tasks inherit through sbatch
@@ -215,7 +215,7 @@ def test_requeued_and_warned_tasks_resume_their_trials_and_the_budget_stays_exac
     warned = stop_mid_trial(lambda task: subprocess.run(["scancel", "--signal=USR2", task],
                                                         check=True), {requeued})
     assert {requeued, warned} == {f"{job}_0", f"{job}_1"}
-    # SLURM starts both again after the cluster's cred_expire (.ci/slurm: 20 s).
+    # SLURM starts both again after the cluster's cred_expire (.ci/slurm: 10 s).
     wait_for(lambda: set(states(job).values()) <= ENDED, 300, logs)
     assert states(job) == {f"{job}_0": "COMPLETED", f"{job}_1": "COMPLETED"}
     assert restarts(requeued) == restarts(warned) == 1
