@@ -50,6 +50,8 @@ FLAGS = {
     "trial": "--trial",
     "test_data": "--test-data",
     "model": "--model",
+    "slurm": "--slurm",
+    "jobs": "--jobs",
 }
 
 
@@ -78,7 +80,9 @@ class Parser(argparse.ArgumentParser):
 def _parents() -> dict[str, Parser]:
     storage = Parser(add_help=False)
     storage.add_argument("--storage", default=os.environ.get(STORAGE_ENV),
-                         help=f"database URL (default: ${STORAGE_ENV}, else sqlite:///sweeps.db)")
+                         help="sqlite:///FILE, journal:///FILE (a file every machine "
+                              "shares, no server), postgresql://... or mysql://... (default: "
+                              f"${STORAGE_ENV}, else sqlite:///sweeps.db)")
     threads = Parser(add_help=False)
     threads.add_argument("--threads", type=int,
                          help=f"CPU threads per training process (default: ${THREADS_ENV}, "

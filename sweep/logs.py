@@ -59,8 +59,8 @@ def quiet_logs() -> Iterator[None]:
             # Heartbeats and their retry callback are the crash-safety we rely on, not an
             # experiment the user opted into: Optuna's notices would only clutter stderr.
             warnings.filterwarnings("ignore", message=".*is (an )?experimental")
-            # Lightning's hint on any machine with SLURM's client installed: a trial is one
-            # process on its own device, never an srun task of Lightning's.
+            # Lightning's hint, on any machine with SLURM installed (a login node), to start
+            # multi-process training with srun: every trial here is one process.
             warnings.filterwarnings("ignore", message="The `srun` command is available")
             yield
     finally:

@@ -26,6 +26,10 @@ from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX, ArtifactMeta
 # The system attr where a trial's constraint values live (what constraints_func fills, now
 # deprecated in Optuna 5): TPE, best_trial(s) and optuna-dashboard all read it, and no public
 # call writes it, so the collapse constraint is written there (sweep.runner.objective).
+# Heartbeats are what a storage inherits from this base: optuna.storages.fail_stale_trials and
+# optimize() look for it, and a JournalStorage has none (Optuna 5.0), so
+# sweep.storage.journal.SweepJournalStorage implements it.
+from optuna.storages._heartbeat import BaseHeartbeat
 from optuna.study._constrained_optimization import _CONSTRAINTS_KEY as CONSTRAINTS_KEY
 from optuna.study._frozen import FrozenStudy
 
@@ -44,8 +48,8 @@ CACHED_STORAGE_CALLS = ("_create_new_trial", "_set_trial_param", "_get_best_tria
 STALE_TRIAL_IDS = "_get_stale_trial_ids"
 
 __all__ = ["ARTIFACTS_ATTR_PREFIX", "CACHED_STORAGE_CALLS", "CONSTRAINTS_KEY", "STALE_TRIAL_IDS",
-           "ArtifactMeta", "ArtifactStore", "FrozenStudy", "JSONSerializable", "rdb_models",
-           "study_id", "study_storage", "trial_id"]
+           "ArtifactMeta", "ArtifactStore", "BaseHeartbeat", "FrozenStudy", "JSONSerializable",
+           "rdb_models", "replay_afresh", "study_id", "study_storage", "trial_id"]
 
 
 def rdb_models() -> ModuleType:
@@ -56,6 +60,18 @@ def rdb_models() -> ModuleType:
     from optuna.storages._rdb import models
 
     return models
+
+
+def replay_afresh(storage: optuna.storages.JournalStorage) -> None:
+    """Rebuild a JournalStorage's in-memory state from its journal, with the same worker id
+    (so the trials this process owns stay its own): a signal that lands inside the replay
+    of new records leaves it half-applied, and JournalStorage has no public call to start
+    over (sweep.storage.journal.SweepJournalStorage.fresh_connections)."""
+    from optuna.storages.journal._storage import JournalStorageReplayResult
+
+    with storage._thread_lock:
+        storage._replay_result = JournalStorageReplayResult(storage._worker_id_prefix)
+        storage._sync_with_backend()
 
 
 def trial_id(trial: optuna.Trial | optuna.trial.FrozenTrial) -> int:

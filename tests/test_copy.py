@@ -1,6 +1,6 @@
-"""``sweep copy``: a study copied into a new SQLite file keeps its images (the copy's
-dashboard serves them), and ``dashboard`` on a study whose store holds none of its images
-says so in one line, naming ``--artifacts``."""
+"""``sweep copy``: a study copied into a new SQLite or journal file, or out of a journal,
+keeps its images (the copy's dashboard serves them), and ``dashboard`` on a study whose
+store holds none of its images says so in one line, naming ``--artifacts``."""
 
 from __future__ import annotations
 
@@ -31,10 +31,13 @@ ROOT = Path(__file__).resolve().parent.parent
 PNG = b"\x89PNG\r\n\x1a\n" + b"not really an image, but bytes to carry"
 
 
-def a_study(tmp_path: Path, name: str = "s") -> str:
-    """A two-trial study in ``tmp_path/src.db`` with one image per trial in its default
-    store (beside the database) and its long values, as ``start`` leaves it."""
-    url = f"sqlite:///{tmp_path}/src.db"
+FILES = {"sqlite": "sqlite:///{tmp}/{name}.db", "journal": "journal://{tmp}/{name}.log"}
+
+
+def a_study(tmp_path: Path, name: str = "s", backend: str = "sqlite") -> str:
+    """A two-trial study in ``tmp_path/src.db`` (``src.log``: a journal) with one image per
+    trial in its default store (beside the file) and its long values, as ``start`` leaves it."""
+    url = FILES[backend].format(tmp=tmp_path, name="src")
     study = optuna.create_study(study_name=name,
                                 storage=open_storage(url, heartbeat_interval=None))
     study_settings.write(study, {"goal": 2, "artifacts": None})
@@ -59,9 +62,11 @@ def get(app, path: str) -> tuple[str, bytes]:
     return status[0], body
 
 
-def test_a_copy_into_a_new_sqlite_file_serves_every_image(tmp_path, capsys):
-    source = a_study(tmp_path)
-    copy = f"sqlite:///{tmp_path}/copies/copy.db"
+@pytest.mark.parametrize("source,destination", [
+    ("sqlite", "sqlite"), ("sqlite", "journal"), ("journal", "sqlite")])
+def test_a_copy_into_a_new_file_serves_every_image(tmp_path, capsys, source, destination):
+    source = a_study(tmp_path, backend=source)
+    copy = FILES[destination].format(tmp=f"{tmp_path}/copies", name="copy")
     assert main(["copy", "--from", source, "--to", copy]) == 0
     out = capsys.readouterr().out
     assert out.startswith("copied study 's' (2 trials, 2 files) to ") and "copies" in out

@@ -1,9 +1,10 @@
 """Optuna's own storage contract (``optuna.testing.pytest_storages.StorageTestCase``, the
-tests Optuna runs against its storages, shipped in its wheel) run against SweepStorage as
-``open_storage`` builds it: SQLite always, PostgreSQL and MySQL when
-$VAE_SWEEP_TEST_POSTGRES_URL / $VAE_SWEEP_TEST_MYSQL_URL name a server. And every private
-Optuna name the project uses (sweep.optuna_private) still exists and is overridden where
-SweepStorage means to."""
+tests Optuna runs against its storages, shipped in its wheel) run against SweepStorage and
+SweepJournalStorage as ``open_storage`` builds them: SQLite and a journal file always,
+PostgreSQL and MySQL when $VAE_SWEEP_TEST_POSTGRES_URL / $VAE_SWEEP_TEST_MYSQL_URL name a
+server. And every private Optuna name the project uses (sweep.optuna_private) still exists
+and is overridden where SweepStorage means to; a journal answers every call the worker
+makes of a database storage."""
 
 from __future__ import annotations
 
@@ -20,6 +21,7 @@ from sqlalchemy.engine import make_url
 
 from sweep import optuna_private
 from sweep.storage.database import open_storage, with_driver
+from sweep.storage.journal import SweepJournalStorage
 from sweep.storage.retries import RetriedRDBStorage
 from sweep.storage.sweep_storage import SweepStorage
 
@@ -36,7 +38,8 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     """A database of this test process's own on each backend (tests run in parallel, and
     each StorageTestCase test expects to see only its own studies), dropped at the end. One
     per process, not per test: creating Optuna's tables takes seconds."""
-    sqlite = f"sqlite:///{tmp_path_factory.mktemp('contract')}/contract.db"
+    files = tmp_path_factory.mktemp("contract")
+    sqlite, journal = f"sqlite:///{files}/contract.db", f"journal://{files}/contract.log"
     made: dict[str, tuple[sqlalchemy.Engine, str, str]] = {}
     for backend, env in SERVERS.items():
         if not os.environ.get(env):
@@ -47,7 +50,8 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
         made[backend] = (engine, name, admin.set(database=name).render_as_string(False))
-    yield {"sqlite": sqlite, **{backend: url for backend, (_, _, url) in made.items()}}
+    yield {"sqlite": sqlite, "journal": journal,
+           **{backend: url for backend, (_, _, url) in made.items()}}
     for backend, (engine, name, _) in made.items():
         force = " WITH (FORCE)" if backend == "postgresql" else ""
         with engine.connect() as conn:
@@ -56,7 +60,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 
 class TestSweepStorageKeepsOptunasContract(StorageTestCase):
-    @pytest.fixture(params=["sqlite", *SERVERS])
+    @pytest.fixture(params=["sqlite", "journal", *SERVERS])
     def storage(self, request: pytest.FixtureRequest,
                 urls: dict[str, str]) -> Iterator[BaseStorage]:
         if request.param not in urls:
@@ -64,11 +68,13 @@ class TestSweepStorageKeepsOptunasContract(StorageTestCase):
         if request.node.name in WHOLE_SECONDS:
             request.applymarker(pytest.mark.xfail(strict=True, reason="whole-second times"))
         storage = open_storage(urls[request.param], heartbeat_interval=None)
-        assert isinstance(storage, SweepStorage)
+        assert isinstance(storage, SweepJournalStorage if request.param == "journal"
+                          else SweepStorage)
         for study in storage.get_all_studies():  # the studies of this process's last test
             storage.delete_study(study._study_id)
         yield storage
-        storage.engine.dispose()
+        if isinstance(storage, SweepStorage):
+            storage.engine.dispose()
 
 
 def test_every_private_optuna_name_still_exists():
@@ -76,6 +82,14 @@ def test_every_private_optuna_name_still_exists():
     assert optuna_private.ARTIFACTS_ATTR_PREFIX == "artifacts:"
     assert optuna_private.CONSTRAINTS_KEY == "constraints"
     assert hasattr(optuna_private.rdb_models(), "TrialHeartbeatModel")
+    assert issubclass(RDBStorage, optuna_private.BaseHeartbeat)
+    from optuna.storages import JournalStorage
+    from optuna.storages.journal import JournalFileBackend
+
+    journal = JournalStorage(JournalFileBackend(os.devnull))
+    for name in ("_thread_lock", "_replay_result", "_worker_id_prefix", "_sync_with_backend"):
+        assert hasattr(journal, name), name
+    optuna_private.replay_afresh(journal)
     for name in (*optuna_private.CACHED_STORAGE_CALLS, optuna_private.STALE_TRIAL_IDS):
         assert callable(getattr(RDBStorage, name, None)), name
 
@@ -91,6 +105,15 @@ def test_sweep_storage_retries_every_call_optunas_cached_storage_makes():
     wanted = (public - exempt) | {"record_heartbeat", *optuna_private.CACHED_STORAGE_CALLS}
     overridden = set(vars(RetriedRDBStorage)) | set(vars(SweepStorage))
     assert wanted - overridden == set()
+
+
+def test_a_journal_answers_every_call_a_worker_makes_of_its_storage():
+    """sweep.runner.loop and sweep.runner.study call these beyond Optuna's BaseStorage."""
+    worker = {"check_room", "study_lock", "unclaimed_running", "fresh_connections",
+              "record_heartbeat", "get_heartbeat_interval", "get_heartbeat_stale_trial_callback",
+              optuna_private.STALE_TRIAL_IDS, "get_best_trial"}
+    assert worker <= set(vars(SweepStorage)) | set(vars(RetriedRDBStorage)) | set(vars(RDBStorage))
+    assert worker <= set(vars(SweepJournalStorage))
 
 
 def test_trial_and_study_ids_are_the_storages(tmp_path):

@@ -1,6 +1,7 @@
-"""Storage: one contract for every backend we support (SQLite always; PostgreSQL and MySQL
-when $VAE_SWEEP_TEST_POSTGRES_URL / $VAE_SWEEP_TEST_MYSQL_URL name a database), bad URLs
-refused before anything is written, and two worker processes sharing one SQLite file."""
+"""Storage: one contract for every backend we support (SQLite and a journal file always;
+PostgreSQL and MySQL when $VAE_SWEEP_TEST_POSTGRES_URL / $VAE_SWEEP_TEST_MYSQL_URL name a
+database), bad URLs refused before anything is written, and two worker processes sharing
+one SQLite or journal file."""
 
 import contextlib
 import os
@@ -26,20 +27,28 @@ from sweep.storage.database import (
     artifact_dir,
     checkpoint_dir,
     open_storage,
-    portable_name,
-    reserved,
     resolve_storage_url,
     safe_name,
 )
+from sweep.storage.names import portable_name, reserved
 
 ROOT = Path(__file__).resolve().parents[1]
 SERVERS = {"postgresql": "VAE_SWEEP_TEST_POSTGRES_URL", "mysql": "VAE_SWEEP_TEST_MYSQL_URL"}
 
 
-@pytest.fixture(params=["sqlite", *SERVERS])
+FILES = {"sqlite": "sqlite:///{tmp}/new-dir/study.db",
+         "journal": "journal://{tmp}/new-dir/study.log"}
+
+
+def server(url: str) -> bool:
+    """Whether ``url`` is a database server's (it outlives the test: its studies are deleted)."""
+    return not url.startswith(("sqlite", "journal"))
+
+
+@pytest.fixture(params=[*FILES, *SERVERS])
 def url(request, tmp_path):
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path}/new-dir/study.db"  # the directory is created too
+    if request.param in FILES:  # the directory is created too
+        return FILES[request.param].format(tmp=tmp_path)
     server = os.environ.get(SERVERS[request.param])
     if not server:
         pytest.skip(f"set {SERVERS[request.param]} to a {request.param} URL to test it")
@@ -87,12 +96,13 @@ def test_storage_contract(url):
             with sqlite3.connect(db) as con:
                 assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     finally:
-        if not url.startswith("sqlite"):
+        if server(url):
             optuna.delete_study(study_name=name, storage=storage)
 
 
-def test_the_best_trial_the_dashboard_asks_for_is_feasible_once_one_is(tmp_path):
-    storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=None)
+@pytest.mark.parametrize("backend", FILES)
+def test_the_best_trial_the_dashboard_asks_for_is_feasible_once_one_is(tmp_path, backend):
+    storage = open_storage(FILES[backend].format(tmp=tmp_path), heartbeat_interval=None)
     study = optuna.create_study(storage=storage)
 
     def add(value: float, constraint: float) -> int:
@@ -109,12 +119,14 @@ def test_the_best_trial_the_dashboard_asks_for_is_feasible_once_one_is(tmp_path)
 @pytest.mark.parametrize("bad", [
     "nope://x", "not a url", "", "sqlite://", "sqlite:///:memory:",
     "sqlite:///{tmp}/afile/x.db", "sqlite:///{tmp}/afile/sub/x.db", "sqlite:///{tmp}/notdb.db",
-    "sqlite:///{tmp}",
+    "sqlite:///{tmp}", "journal://", "journal://{tmp}/afile/x.log", "journal://{tmp}/afile/sub/x.log",
+    "journal://{tmp}/notdb.db", "journal://{tmp}", "journal://{tmp}/real.db", "{tmp}/real.db",
 ])
 def test_bad_urls_raise_before_anything_is_written(tmp_path, monkeypatch, bad):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "afile").write_text("a file, not a directory")
-    (tmp_path / "notdb.db").write_text("not an SQLite database")
+    (tmp_path / "notdb.db").write_text("not an SQLite database\n")
+    sqlite3.connect(tmp_path / "real.db").execute("CREATE TABLE t (x)").connection.close()
     before = {p: p.read_bytes() for p in tmp_path.rglob("*")}
     url = bad.format(tmp=tmp_path)
     with pytest.raises(StorageError) as err:
@@ -146,6 +158,8 @@ def test_artifacts_and_checkpoints_sit_beside_the_database(tmp_path):
     assert not (tmp_path / "runs").exists()  # paths only: nothing is created
     assert artifact_dir("sqlite:///sweeps.db") == Path("sweeps-artifacts")
     assert checkpoint_dir("sqlite:///a/b.db", "s") == Path("a/b-checkpoints/s")
+    assert artifact_dir(f"journal://{tmp_path}/runs/study.log") == tmp_path / "runs/study-artifacts"
+    assert checkpoint_dir("journal://a/b.log", "s") == Path("a/b-checkpoints/s")
     assert artifact_dir("postgresql://h/db") == Path("vae-sweep-artifacts")
     assert checkpoint_dir("mysql://h/db", "s") == Path("vae-sweep-checkpoints/s")
     # study names that are not file names stay inside the root and apart from each other
@@ -207,8 +221,9 @@ study.optimize(objective, n_trials=6)
 
 
 @pytest.mark.slow
-def test_two_worker_processes_share_one_sqlite_file(tmp_path):
-    url = f"sqlite:///{tmp_path}/shared.db"
+@pytest.mark.parametrize("backend", FILES)
+def test_two_worker_processes_share_one_file(tmp_path, backend):
+    url = FILES[backend].format(tmp=tmp_path)
     optuna.create_study(study_name="race", storage=open_storage(url))
     ready = tmp_path / "ready"
     ready.mkdir()
@@ -248,12 +263,13 @@ for r in range(rounds):
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "mysql"])
+@pytest.mark.parametrize("backend", [*FILES, "postgresql", "mysql"])
 def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, backend):
     """Optuna pops a WAITING trial with a read then a write; SQLite has no row lock to hold
-    between them, so without the claim lock 2-3 of the 3 processes got the same trial."""
-    if backend == "sqlite":
-        url = f"sqlite:///{tmp_path}/claim.db"
+    between them, so without the claim lock 2-3 of the 3 processes got the same trial (a
+    journal's replay gives it to the first record)."""
+    if backend in FILES:
+        url = FILES[backend].format(tmp=tmp_path)
     else:
         url = os.environ.get(SERVERS[backend]) or pytest.skip(f"set {SERVERS[backend]}")
     storage = open_storage(url, heartbeat_interval=None)
@@ -293,7 +309,7 @@ def test_three_processes_asking_at_once_never_share_a_waiting_trial(tmp_path, ba
             with contextlib.suppress(subprocess.TimeoutExpired):
                 p.wait(timeout=30)
             p.kill()
-        if backend != "sqlite":
+        if server(url):
             optuna.delete_study(study_name=name, storage=storage)
 
 
@@ -369,6 +385,6 @@ def test_a_full_database_is_one_line_naming_it_and_never_retried(tmp_path):
 
 
 def test_a_server_says_how_long_it_has_been_up(url):
-    if url.startswith("sqlite"):
-        pytest.skip("SQLite has no server")
+    if not server(url):
+        pytest.skip("a file has no server")
     assert 0 < open_storage(url, heartbeat_interval=None).uptime() < 10 * 365 * 86400

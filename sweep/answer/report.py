@@ -38,7 +38,7 @@ from sweep.answer.status import front as status_front
 from sweep.answer.trial_artifacts import curves_chart
 from sweep.optuna_private import ArtifactStore
 from sweep.storage import trial_record
-from sweep.storage.database import portable_name
+from sweep.storage.names import portable_name
 
 SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best reference",
             "anytime": "Best so far against time",

@@ -20,8 +20,8 @@ if TYPE_CHECKING:
     from sweep.runner.study import RunOptions
 
 # The order ``python -m sweep --help`` lists them in.
-NAMES = ("train", "start", "resume", "worker", "status", "report", "export", "dashboard",
-         "copy", "bench")
+NAMES = ("train", "start", "resume", "worker", "submit", "status", "report", "export",
+         "dashboard", "copy", "bench")
 
 
 def fixed_fields(items: list[str] | None, data: str | None = None,

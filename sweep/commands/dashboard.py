@@ -40,8 +40,13 @@ def plain_command(url: str, host: str, port: int, artifact_dir: str,
     storage URL from (how to set it, unless ``url_in_env``: $VAE_SWEEP_STORAGE holds it
     already), then the command. The URL goes through the environment, never argv: every
     local user reads a process's command line (``ps``), and the URL may hold a password."""
-    from sweep.storage.database import shown
+    from sweep.storage.database import journal_path, shown
 
+    rest = shlex.join(["--host", host, "--port", str(port), "--artifact-dir", artifact_dir])
+    journal = journal_path(url)
+    if journal is not None:  # a file holds no password: optuna-dashboard takes its path
+        return ["# the study's journal file, as optuna-dashboard takes it",
+                f"optuna-dashboard {shlex.quote(str(journal))} {rest}"]
     note = f"# the storage URL comes from ${STORAGE_ENV}, so no password goes on the command line"
     if url_in_env:
         note += " (set in this shell)"
@@ -49,7 +54,6 @@ def plain_command(url: str, host: str, port: int, artifact_dir: str,
         hidden = shown(url) != url
         note += (f"; set it first: export {STORAGE_ENV}={shlex.quote(shown(url))}"
                  + (" (with the password in place of ***)" if hidden else ""))
-    rest = shlex.join(["--host", host, "--port", str(port), "--artifact-dir", artifact_dir])
     return [note, f'optuna-dashboard "${STORAGE_ENV}" {rest}']
 
 

@@ -28,7 +28,8 @@ def run(args: argparse.Namespace) -> int:
 
     from models.config import Config
     from sweep.commands import check_output
-    from sweep.storage.database import open_study, portable_name
+    from sweep.storage.database import open_study
+    from sweep.storage.names import portable_name
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads

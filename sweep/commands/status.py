@@ -16,14 +16,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from sweep.runner import slurm
+    from sweep.storage.database import open_study
+
     if args.format == "json":
+        import dataclasses
         import json
 
         from sweep.answer.status import status_json
 
-        print(json.dumps(status_json(args.storage, args.study), indent=2))
+        data = status_json(args.storage, args.study)
+        arrays = slurm.job_states(open_study(args.storage, args.study)[0])
+        if arrays:  # the tasks `submit` made, with their SLURM states
+            data["slurm_jobs"] = [dataclasses.asdict(a) for a in arrays]
+        print(json.dumps(data, indent=2))
         return 0
     from sweep.answer.status import status
 
     print(status(args.storage, args.study))
+    arrays = slurm.job_states(open_study(args.storage, args.study)[0])
+    if arrays:
+        print(f"\n{slurm.render_states(arrays)}")
     return 0

@@ -66,7 +66,7 @@ from sweep.storage.database import open_storage
 if TYPE_CHECKING:
     import torch
 
-    from sweep.storage.sweep_storage import SweepStorage
+    from sweep.storage.database import WorkerStorage
 
 log = logging.getLogger(__name__)
 
@@ -107,7 +107,7 @@ class Requeue(RetryHeartbeatStaleTrialCallback):
                           "retry_history": history}))
 
 
-def open_with_heartbeat(url: str, heartbeat: int) -> SweepStorage:
+def open_with_heartbeat(url: str, heartbeat: int) -> WorkerStorage:
     """The storage as workers use it: heartbeats on, stale trials failed and re-queued."""
     storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
                            stale_trial_callback=Requeue(), reserve=True)
@@ -134,7 +134,7 @@ class Heartbeat(threading.Thread):
     trial is no longer RUNNING; fails (and so re-queues) other workers' stale trials. Stops
     once the database is full (its beats would take the room its trial's FAIL needs)."""
 
-    def __init__(self, study: optuna.Study, storage: SweepStorage, trial_id: int,
+    def __init__(self, study: optuna.Study, storage: WorkerStorage, trial_id: int,
                  interval: float) -> None:
         super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
         self.study, self.storage, self.trial_id, self.interval = study, storage, trial_id, interval
@@ -189,7 +189,7 @@ def _free_memory() -> None:
 class Worker:
     """The claim/run/tell loop (see the module docstring)."""
 
-    def __init__(self, study: optuna.Study, storage: SweepStorage, objective: Any,
+    def __init__(self, study: optuna.Study, storage: WorkerStorage, objective: Any,
                  settings: study_settings.Settings, progress: Progress) -> None:
         self.study, self.storage, self.objective = study, storage, objective
         self.settings, self.progress = settings, progress
@@ -366,9 +366,8 @@ class Worker:
             # be mid-transaction, and on SQLite its connection, with the statement never
             # finished, would go on reading the snapshot from before (measured: tell()
             # then returned the trial as RUNNING, and no re-run was queued). Record
-            # through fresh sessions and connections.
-            self.storage.scoped_session.remove()
-            self.storage.engine.dispose()
+            # through fresh sessions and connections (a journal: replayed afresh).
+            self.storage.fresh_connections()
             try:
                 self._fail_with_rerun(trial, reason)
                 return

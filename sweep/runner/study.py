@@ -60,12 +60,13 @@ from sweep.space import (
 )
 from sweep.storage import settings as study_settings
 from sweep.storage.database import (
-    check_study_name,
     check_url,
     open_storage,
     resolve_storage_url,
     shown,
+    storage_file,
 )
+from sweep.storage.names import check_study_name
 from sweep.storage.settings import Settings
 from sweep.storage.stores import normalize as normalize_store
 
@@ -277,7 +278,7 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
                  n_trials, ", ".join(space.objectives),
                  _plan(space, created.get_trials(deepcopy=False), goal, n_trials, unplaced))
     log.info("images and checkpoints: %s", _where(store, url, name))
-    if store is None and not url.startswith("sqlite"):
+    if store is None and storage_file(url) is None:
         log.info("note: they stay on this machine; give the study a shared artifact store "
                  "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
                  "machines")

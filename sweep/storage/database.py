@@ -1,8 +1,11 @@
 """Where studies live: ``open_storage`` is the only place an Optuna storage is made.
 
 Supported URLs: ``sqlite:///relative/path.db`` and ``sqlite:////absolute/path.db`` (one file
-for the workers of one machine), and any other SQLAlchemy URL whose dialect and driver are
-installed (``postgresql://...``, ``mysql+pymysql://...``) for workers on several machines.
+for the workers of one machine), ``journal:///absolute/path.log`` (``journal://relative.log``,
+or a plain path to an existing journal, as Optuna's CLI takes it: an Optuna journal file
+on a file system every machine shares, no server; ``sweep.storage.journal``), and any other
+SQLAlchemy URL whose dialect and driver are installed (``postgresql://...``,
+``mysql+pymysql://...``) for workers on several machines.
 A URL without a driver uses the one that is installed: ``postgresql://`` means psycopg 3
 to SQLAlchemy 2.1, and the ``[postgresql]`` extra installs psycopg2, so ``postgresql://``
 becomes ``postgresql+psycopg2://`` when only psycopg2 is there (``mysql://`` likewise
@@ -14,22 +17,23 @@ the write lock instead of failing with "database is locked". Besides the file li
 once a study was started, ``<db>-reserve`` (room for the last writes when the disk fills up:
 ``sweep.storage.reserve``); moving a study to another disk means moving ``<db>`` and
 ``<db>-wal`` together.
-Every storage is an RDBStorage with heartbeats, so trials of a killed worker are failed
-(and can be retried) by Optuna; it is a ``sweep.storage.sweep_storage.SweepStorage``:
+Every database storage is an RDBStorage with heartbeats, so trials of a killed worker are
+failed (and can be retried) by Optuna; it is a ``sweep.storage.sweep_storage.SweepStorage``:
 retried through database outages, with an atomic claim of queued trials on SQLite and a
-study-wide lock.
+study-wide lock. A journal is a ``sweep.storage.journal.SweepJournalStorage``, which does
+the same on its file (beside it: ``<log>.lock`` while a record is appended,
+``<log>.<study>.lock`` while a worker takes a trial, ``<log>-heartbeats/``, ``<log>-reserve``).
 
 A malformed URL, an unknown scheme, a missing driver or an SQLite path that cannot be
 created raises StorageError, one line naming the URL (password hidden), before anything
 is written. A study's artifacts and checkpoints live where its settings say (see
 ``sweep.storage.stores``); ``artifact_dir`` and ``checkpoint_dir`` are the defaults: beside the
-SQLite file, or in the working directory for a server database.
+SQLite or journal file, or in the working directory for a server database.
 """
 
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import importlib.util
 import os
 import re
@@ -40,6 +44,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from sweep.errors import DatabaseFull, ParamError, StorageError, StorageUnreachable, UsageError
+from sweep.storage.names import safe_name
 from sweep.storage.outages import OUTAGE_ENV, outage_wait_s
 from sweep.storage.reserve import NoRoom, Reserve
 
@@ -48,6 +53,13 @@ if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this mod
     from optuna.trial import FrozenTrial
     from sqlalchemy.engine import URL
 
+    from sweep.storage.journal import SweepJournalStorage
+    from sweep.storage.sweep_storage import SweepStorage
+
+    # What open_storage gives a worker (heartbeats on): the calls of either that
+    # sweep.runner.loop makes are the same.
+    WorkerStorage = SweepStorage | SweepJournalStorage
+
 DEFAULT_STORAGE = "sqlite:///sweeps.db"
 STORAGE_ENV = "VAE_SWEEP_STORAGE"
 # Long enough for a busy writer (heartbeats, trial updates of other workers) to finish.
@@ -55,7 +67,11 @@ SQLITE_TIMEOUT_S = 60
 # Outside SQLite the artifacts and checkpoints have no file to sit beside: the working dir.
 _NON_SQLITE_ARTIFACTS = "vae-sweep-artifacts"
 _NON_SQLITE_CHECKPOINTS = "vae-sweep-checkpoints"
-_EXPECTED = "expected sqlite:///path.db, postgresql://... or mysql://..."
+_EXPECTED = "expected sqlite:///path.db, journal:///path.log, postgresql://... or mysql://..."
+JOURNAL = "journal://"
+# How every journal record starts (Optuna's json.dumps with compact separators, ours too).
+_JOURNAL_START = b'{"op_code":'
+_SQLITE_HEADER = b"SQLite format 3\x00"
 # A URL without a driver gets the first of these that is installed (SQLAlchemy's own
 # default first, so a machine with psycopg 3 keeps it).
 DRIVERS = {"postgresql": ("psycopg", "psycopg2"), "mysql": ("mysqldb", "pymysql"),
@@ -97,7 +113,12 @@ def open_storage(
     from sweep.storage.retries import full_disk, full_message, retrying, transient
     from sweep.storage.sweep_storage import SweepStorage
 
-    parsed = check_url(url)
+    journal = journal_path(url)
+    if journal is not None:
+        return _open_journal(journal, url, must_exist=must_exist, reserve=reserve,
+                             heartbeat_interval=heartbeat_interval, grace_period=grace_period,
+                             stale_trial_callback=stale_trial_callback)
+    parsed = _checked(url)
     shown = _shown(url, parsed)
     engine_kwargs: dict[str, Any]
     lock_file = kept = None
@@ -135,6 +156,67 @@ def open_storage(
         raise StorageError(f"{shown}: cannot open storage: {_reason(err)}") from None
 
 
+def journal_path(url: str) -> Path | None:
+    """The journal file ``url`` names (see the module docstring), None for another URL;
+    StorageError for ``journal://`` with no path."""
+    if url.startswith(JOURNAL):
+        if not url[len(JOURNAL):]:
+            raise StorageError(f"{url}: a journal storage needs a file path ({_EXPECTED})")
+        return Path(url[len(JOURNAL):]).expanduser()
+    plain = Path(url).expanduser()
+    if url and "://" not in url and plain.is_file() and _head(plain) != _SQLITE_HEADER:
+        return plain
+    return None
+
+
+def _head(path: Path, size: int = len(_SQLITE_HEADER)) -> bytes:
+    try:
+        with path.open("rb") as f:
+            return f.read(size)
+    except OSError:
+        return b""
+
+
+def _open_journal(path: Path, url: str, *, must_exist: bool, reserve: bool,
+                  **heartbeats: Any) -> optuna.storages.BaseStorage:
+    """A SweepJournalStorage on ``path`` (see open_storage); StorageError if it is unusable,
+    before anything is written."""
+    from sweep.storage.journal import SweepJournalStorage
+    from sweep.storage.retries import full_disk, full_message
+
+    shown = _shown(url)
+    if path.is_dir():
+        raise StorageError(f"{shown}: is a directory (expected a journal file)")
+    if must_exist and not path.is_file():
+        raise StorageError(f"{shown}: no such journal file")
+    head = _head(path)
+    if head == _SQLITE_HEADER:
+        raise StorageError(f"{shown}: an SQLite file, not a journal (sqlite:///{path})")
+    # A file that is only the start of its first record: that record is being written.
+    if head and not (head.startswith(_JOURNAL_START) or _JOURNAL_START.startswith(head)):
+        raise StorageError(f"{shown}: not an Optuna journal file")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise StorageError(f"{shown}: cannot create directory {path.parent} "
+                           f"({err.strerror or err})") from None
+    kept = _reserve(path, shown) if reserve else None
+    try:
+        return SweepJournalStorage(path, shown=shown, reserve=kept, **heartbeats)
+    except DatabaseFull:
+        if kept is not None:
+            kept.release()
+        raise
+    except OSError as err:
+        if full_disk(err):
+            raise DatabaseFull(full_message(err, shown)) from None
+        raise StorageError(f"{shown}: cannot open journal file {path} "
+                           f"({err.strerror or err})") from None
+    except Exception as err:  # a record that does not replay: not a journal Optuna wrote
+        raise StorageError(f"{shown}: not an Optuna journal file ({type(err).__name__}: "
+                           f"{str(err)[:200]})") from None
+
+
 def _reserve(database: Path, shown: str) -> Reserve | None:
     """The database's reserve, armed (None where none can be kept); DatabaseFull when the
     disk has no room for it."""
@@ -156,9 +238,14 @@ def _reason(err: BaseException) -> str:
     return (str(err).strip().splitlines() or [type(err).__name__])[0]
 
 
-def check_url(url: str) -> URL:
-    """``url`` parsed, with its driver importable; StorageError otherwise. Writes nothing:
-    commands call it first, before any slow import."""
+def check_url(url: str) -> URL | Path:
+    """``url`` parsed (a journal: its path), with its driver importable; StorageError
+    otherwise. Writes nothing: commands call it first, before any slow import."""
+    return journal_path(url) or _checked(url)
+
+
+def _checked(url: str) -> URL:
+    """A database URL parsed, with its driver importable (see check_url)."""
     parsed = with_driver(_parse(url))
     try:  # the dialect loads its DB-API module only when the engine is made: check it now
         parsed.get_dialect().import_dbapi()
@@ -184,68 +271,42 @@ def with_driver(parsed: URL) -> URL:
 
 
 def pinned(url: str) -> str:
-    """``url`` with a relative SQLite path made absolute, so that a handle kept open (in a
-    notebook) reads the same file, and the artifacts beside it, after a change of directory."""
+    """``url`` with a relative SQLite or journal path made absolute, so that a handle kept
+    open (in a notebook), or a job started elsewhere, reads the same file, and the artifacts
+    beside it, from another directory."""
+    journal = journal_path(url)
+    if journal is not None:
+        return url if journal.is_absolute() else f"{JOURNAL}{journal.resolve()}"
     db = _sqlite_path(url)
     if db is None or db.is_absolute():
         return url
     return f"sqlite:///{db.resolve()}"
 
 
+def storage_file(url: str) -> Path | None:
+    """The file the storage is (SQLite, a journal), beside which its artifacts and
+    checkpoints go by default; None for a server."""
+    return journal_path(url) or _sqlite_path(url)
+
+
 def artifact_dir(url: str) -> Path:
-    """The FileSystemArtifactStore's directory: ``<db dir>/<db stem>-artifacts`` for SQLite,
-    else ``./vae-sweep-artifacts``. Not created here (the store does not create it either)."""
-    db = _sqlite_path(url)
+    """The FileSystemArtifactStore's directory: ``<db dir>/<db stem>-artifacts`` for SQLite
+    or a journal, else ``./vae-sweep-artifacts``. Not created here (the store does not
+    create it either)."""
+    db = storage_file(url)
     return db.parent / f"{db.stem}-artifacts" if db else Path(_NON_SQLITE_ARTIFACTS)
 
 
 def checkpoint_dir(url: str, study_name: str) -> Path:
     """Checkpoints of ``study_name``'s trials: ``<db dir>/<db stem>-checkpoints/<study>``
-    for SQLite, else ``./vae-sweep-checkpoints/<study>``. Not created here.
+    for SQLite or a journal, else ``./vae-sweep-checkpoints/<study>``. Not created here.
 
     A study name that is not a plain file name (``/``, ``..``, spaces...) is made one, with
     a hash of the real name appended so that two such studies never share a directory.
     """
-    db = _sqlite_path(url)
+    db = storage_file(url)
     root = db.parent / f"{db.stem}-checkpoints" if db else Path(_NON_SQLITE_CHECKPOINTS)
     return root / safe_name(study_name)
-
-
-def safe_name(study_name: str) -> str:
-    """``study_name`` as a file name (see checkpoint_dir), on every platform: a Windows
-    device name (``reserved``) is made another one too."""
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", study_name)
-    if reserved(safe):
-        safe = f"_{safe}"  # "CON.x-<hash>" would be CON still
-    if safe != study_name or safe in ("", ".", ".."):
-        safe = f"{safe}-{hashlib.sha1(study_name.encode()).hexdigest()[:8]}"
-    return safe
-
-
-# Names Windows keeps for devices, in any case and with any extension ("nul.txt" is NUL):
-# no file or folder can have them there.
-RESERVED = frozenset({"CON", "PRN", "AUX", "NUL", *(f"{port}{i}" for port in ("COM", "LPT")
-                                                     for i in range(10))})
-
-
-def reserved(name: str) -> bool:
-    """Whether ``name`` is a device name on Windows (``RESERVED``)."""
-    return name.split(".")[0].rstrip(" ").upper() in RESERVED
-
-
-def check_study_name(name: str | None) -> None:
-    """Refuse a study name that is a Windows device name (ParamError): every store and
-    report named after it would have to be renamed on some machine."""
-    if name is not None and reserved(name):
-        raise ParamError("study", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, "
-                         "COM0-9, LPT0-9): choose another")
-
-
-def portable_name(text: str) -> str:
-    """``text`` as one readable file name on every platform (``report-NAME``): both path
-    separators, ``/`` and ``\\``, and the other characters Windows refuses (``:*?"<>|``,
-    control characters) become ``_``, so no study name reaches outside the folder."""
-    return re.sub(r'[\x00-\x1f/\\:*?"<>|]', "_", text)
 
 
 def _parse(url: str) -> URL:

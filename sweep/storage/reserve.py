@@ -23,9 +23,10 @@ heartbeats) therefore keeps ``<db>-reserve``, RESERVE_BYTES allocated beside the
 
 It is truncated rather than deleted so that the other processes see it was used, and an
 empty or missing reserve is harmless: releasing it twice, or a missing one, frees nothing.
-The file stays beside the database like its ``-lock`` file; moving a study to another disk
-means moving ``<db>`` and ``<db>-wal`` (the reserve is made again there); ``sweep copy`` reads
-the database only.
+A journal file (``sweep.storage.journal``) keeps one too, ``<log>-reserve``: its appends
+are what fill the disk there. The file stays beside the database like its ``-lock`` file;
+moving a study to another disk means moving ``<db>`` and ``<db>-wal`` (the reserve is made
+again there); ``sweep copy`` reads the database only.
 """
 
 from __future__ import annotations

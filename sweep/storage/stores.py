@@ -26,7 +26,8 @@ from typing import TYPE_CHECKING, Any, BinaryIO, Protocol
 from urllib.parse import urlparse
 
 from sweep.errors import ParamError, UsageError
-from sweep.storage.database import artifact_dir, checkpoint_dir, safe_name
+from sweep.storage.database import artifact_dir, checkpoint_dir
+from sweep.storage.names import safe_name
 
 if TYPE_CHECKING:
     from sweep.optuna_private import ArtifactStore

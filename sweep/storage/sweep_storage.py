@@ -105,15 +105,7 @@ class SweepStorage(RetriedRDBStorage):
         (Optuna's constraints), but optuna-dashboard's "Best Trial" asks the storage, which
         does not; a collapsed trial with the lowest value was shown as best there. With no
         feasible trial yet, the storage's answer stands: the dashboard needs one to draw."""
-        best = super().get_best_trial(study_id)
-        if _feasible(best):
-            return best
-        complete = self.get_all_trials(study_id, states=(TrialState.COMPLETE,))
-        feasible = [t for t in complete if _feasible(t)]
-        if not feasible:
-            return best
-        pick = max if self.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
-        return pick(feasible, key=lambda t: float(t.value or 0.0))
+        return feasible_first(self, study_id, super().get_best_trial(study_id))
 
     def check_room(self) -> None:
         """DatabaseFull once any process sharing this database found it full (it emptied the
@@ -121,6 +113,12 @@ class SweepStorage(RetriedRDBStorage):
         if self.reserve is not None and self.reserve.released():
             raise DatabaseFull(full_message(
                 f"its disk filled up: {self.reserve.path.name} is used", shown_url(self)))
+
+    def fresh_connections(self) -> None:
+        """Drop this thread's session and every pooled connection: a signal that landed
+        inside a query may have left them mid-transaction (see Worker._record_interruption)."""
+        self.scoped_session.remove()
+        self.engine.dispose()
 
     def uptime(self) -> float:
         """Seconds since the database server started (infinite for SQLite, which has none)."""
@@ -192,6 +190,20 @@ class SweepStorage(RetriedRDBStorage):
         finally:
             with contextlib.suppress(sqlalchemy.exc.SQLAlchemyError):
                 conn.close()  # a lost connection releases a server's lock by itself
+
+
+def feasible_first(storage: optuna.storages.BaseStorage, study_id: int,
+                   best: FrozenTrial) -> FrozenTrial:
+    """``best`` (the storage's own answer) if it is feasible, else the best feasible trial,
+    else ``best`` still (see SweepStorage.get_best_trial)."""
+    if _feasible(best):
+        return best
+    complete = storage.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+    feasible = [t for t in complete if _feasible(t)]
+    if not feasible:
+        return best
+    pick = max if storage.get_study_directions(study_id)[0] == StudyDirection.MAXIMIZE else min
+    return pick(feasible, key=lambda t: float(t.value or 0.0))
 
 
 def _feasible(trial: FrozenTrial) -> bool:
