@@ -153,12 +153,14 @@ def test_a_worker_must_name_the_studys_network_and_its_unchanged_source(tmp_path
           tmp_path)
     study = ["worker", "--study", "s"]
     line = sweep(study, tmp_path, expect=2).stderr.strip()
-    assert line == ("python -m sweep worker: error: study 's' trains the network "
-                    "my_vae.py:build: run this with --model my_vae.py:build (a worker imports "
-                    "only the code it is told to)")
+    assert line == ("python -m sweep worker: error: --model is needed: study 's' trains the "
+                    "network my_vae.py:build; run this with --model my_vae.py:build (a worker "
+                    "imports only the code it is told to)")
     (tmp_path / "changed.py").write_text((tmp_path / "my_vae.py").read_text() + "# changed\n")
     line = sweep([*study, "--model", "changed.py:build"], tmp_path, expect=2).stderr.strip()
-    assert "its source has sha256 " in line and "but study 's' was started with " in line
+    assert line.startswith("python -m sweep worker: error: --model changed.py:build: its "
+                           "source has sha256 ")
+    assert "but study 's' was started with " in line
     assert len(line.splitlines()) == 1
     # The same file under another path is the same network: the worker runs the study.
     (tmp_path / "elsewhere").mkdir()

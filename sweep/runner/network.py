@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 
 from models import networks
 from models.config import KNOB, NETWORKS, Config, is_knob
-from sweep.errors import UsageError
+from sweep.errors import ParamError
 from sweep.space import Space
 
 if TYPE_CHECKING:
@@ -67,19 +67,20 @@ def check(space: Space, images: torch.Tensor | None) -> str | None:
 
 def require(settings: Settings, study: str, model: str | None) -> None:
     """Let this process build ``study``'s network from ``model`` (its ``--model``) when the
-    study trains one that is not built in; UsageError when ``model`` is missing or its source
+    study trains one that is not built in; ParamError (naming the parameter, the CLI its flag) when ``model`` is missing or its source
     differs from the one the study recorded."""
     recorded = settings.base.model
     if recorded in NETWORKS or networks.in_process(recorded):  # shipped, or handed over here
         return
     if model is None:
-        raise UsageError(f"study {study!r} trains the network {recorded}: run this with "
-                         f"--model {recorded} (a worker imports only the code it is told to)")
+        raise ParamError("model", f"is needed: study {study!r} trains the network {recorded}; "
+                                  f"run this with {{model}} {recorded} (a worker imports only "
+                                  "the code it is told to)")
     sha = networks.source_sha256(model)
     if settings.model_sha256 is not None and sha != settings.model_sha256:
-        raise UsageError(f"--model {model}: its source has sha256 {_short(sha)}, but study "
-                         f"{study!r} was started with {_short(settings.model_sha256)}; run "
-                         "the code it was started with, or start a new study")
+        raise ParamError("model", f"{model}: its source has sha256 {_short(sha)}, but study "
+                                  f"{study!r} was started with {_short(settings.model_sha256)}; "
+                                  "run the code it was started with, or start a new study")
     networks.use_local(recorded, model)
 
 
