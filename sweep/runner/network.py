@@ -67,8 +67,8 @@ def check(space: Space, images: torch.Tensor | None) -> str | None:
 
 def require(settings: Settings, study: str, model: str | None) -> None:
     """Let this process build ``study``'s network from ``model`` (its ``--model``) when the
-    study trains one that is not built in; ParamError (naming the parameter, the CLI its flag) when ``model`` is missing or its source
-    differs from the one the study recorded."""
+    study trains one that is not built in; ParamError (the command line names its flag) when
+    ``model`` is missing or its source differs from the one the study recorded."""
     recorded = settings.base.model
     if recorded in NETWORKS or networks.in_process(recorded):  # shipped, or handed over here
         return
