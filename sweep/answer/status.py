@@ -89,8 +89,11 @@ class Status:
     over_seeds: dict[str, Any]  # the answer over seeds (sweep.answer.summary.summary)
 
     def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values (each config as its fields)."""
-        return dataclasses.asdict(self)
+        """Plain JSON-ready values (each config as its flat fields, knobs as model.NAME)."""
+        data = dataclasses.asdict(self)
+        if self.recommended is not None:  # asdict would give Config's own fields
+            data["recommended"]["config"] = self.recommended.config.to_dict()
+        return data
 
 
 def front(study: optuna.Study) -> list[FrozenTrial]:
