@@ -21,6 +21,7 @@ import urllib.request
 import zipfile
 from pathlib import Path
 
+import forkserver
 import optuna
 import pytest
 from optuna.trial import TrialState
@@ -75,11 +76,11 @@ high = 2e-3
 """
 
 
-def sweep(*args: str, cwd: Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
+def sweep(*args: str, cwd: Path, check: bool = True) -> subprocess.CompletedProcess:
+    """``python -m sweep *args`` in ``cwd``, through the fork server (tests/forkserver.py)."""
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("VAE_SWEEP_STORAGE", None)
-    proc = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=300, **kw)
+    proc = forkserver.run(list(args), cwd=cwd, env=env, timeout=300)
     if check and proc.returncode != 0:
         raise AssertionError(f"exit {proc.returncode}\n{proc.stdout}\n{proc.stderr}")
     return proc

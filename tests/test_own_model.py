@@ -12,6 +12,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import forkserver
 import optuna
 import pytest
 from conftest import readme_blocks, readme_section
@@ -31,8 +32,7 @@ TINY = ["--data", "synthetic", "--n-trials", "6", "--max-epochs", "1", "--set",
 def sweep(args: list[str], cwd: Path, expect: int = 0) -> subprocess.CompletedProcess[str]:
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     env.pop("VAE_SWEEP_STORAGE", None)
-    done = subprocess.run([sys.executable, "-m", "sweep", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=600)
+    done = forkserver.run(args, cwd=cwd, env=env, timeout=600)
     assert done.returncode == expect, f"{shlex.join(args)}\n{done.stdout}\n{done.stderr}"
     return done
 

@@ -12,9 +12,9 @@ import os
 import re
 import shlex
 import subprocess
-import sys
 from pathlib import Path
 
+import forkserver
 import optuna
 import pytest
 import torch
@@ -39,8 +39,8 @@ def run(args: list[str], cwd: Path, **env: str) -> subprocess.CompletedProcess[s
     assert args[:2] == ["python", "-m"], args
     environ = dict(os.environ, PYTHONPATH=str(ROOT), **env)
     environ.pop("VAE_SWEEP_STORAGE", None)
-    done = subprocess.run([sys.executable, *args[1:]], cwd=cwd, env=environ,
-                          capture_output=True, text=True, timeout=600)
+    assert args[2] == "sweep", args
+    done = forkserver.run(args[3:], cwd=cwd, env=environ, timeout=600)
     assert done.returncode == 0, f"{shlex.join(args)}\n{done.stdout}\n{done.stderr}"
     return done
 
