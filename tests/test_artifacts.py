@@ -14,6 +14,7 @@ from PIL import Image
 
 from models.config import Config
 from models.module import VAE
+from sweep import optuna_private
 from sweep.answer import trial_artifacts
 from sweep.answer.trial_artifacts import CARD_PX, IMAGE_PX, ORDER, upload_trial_artifacts
 from sweep.answer.weights import load_model
@@ -35,10 +36,11 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
                                document={"trial": trial.number, "metrics": metrics,
                                          "history": history})
         trials.append(trial)
-    storage = study._storage
+    storage = optuna_private.study_storage(study)
     listed = [[a["filename"] for a in list_trial_artifacts(
-        storage.get_study_system_attrs(study._study_id),
-        storage.get_trial_system_attrs(t._trial_id), storage.get_trial(t._trial_id))]
+        storage.get_study_system_attrs(optuna_private.study_id(study)),
+        storage.get_trial_system_attrs(optuna_private.trial_id(t)),
+        storage.get_trial(optuna_private.trial_id(t)))]
         for t in trials]
     assert listed[0] == list(ORDER)
     assert all(names == list(ORDER[:-1]) for names in listed[1:])

@@ -11,6 +11,7 @@ from models.config import CHOICES, Config
 from models.data import ImageDataModule
 from models.likelihoods import LIKELIHOODS
 from models.train import fit
+from sweep import optuna_private
 from sweep.pruning import ParetoRule
 from sweep.runner.callbacks import CollapseStop, OptunaPruning, ParetoPruning, pruning_callback
 from sweep.runner.objective import Objective
@@ -236,6 +237,6 @@ def test_objective_records_why_the_pareto_pruner_pruned(tmp_path, tiny, images, 
         assert reason == "posterior collapse: 0 active units at epoch 1"
         assert "pruned_epoch" not in trial.user_attrs
         # Marked where a dashboard user looks: the first line of the trial's note.
-        note = get_note(optuna.Trial(study, trial._trial_id)).splitlines()
+        note = get_note(optuna.Trial(study, optuna_private.trial_id(trial))).splitlines()
         assert note[0] == f"## {reason}"
         assert note[2].startswith("With a constant KL weight (no warm-up): rate ")

@@ -21,6 +21,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 import optuna
 import pytest
 
+from sweep import optuna_private
+
 CHROMIUM = shutil.which("chromium")
 WIDTHS = (1280, 1000)
 LAUNCH = ("import os, sys; os.dup2(int(sys.argv[1]), 3); os.dup2(int(sys.argv[2]), 4); "
@@ -171,7 +173,7 @@ def test_the_seeds_and_a_fixs_trial_pages_read_at_1280_and_1000_px(tmp_path, chr
         for number, width in ((0, 1280), (1, 1280), (0, 1000), (1, 1000)):
             shot = tmp_path / f"trial-{number}-{width}.png"
             pages[number, width] = chromium.look(
-                f"http://127.0.0.1:{port}/dashboard/studies/{study._study_id}/trials"
+                f"http://127.0.0.1:{port}/dashboard/studies/{optuna_private.study_id(study)}/trials"
                 f"?numbers={number}", width, pngs, shot), shot
     finally:
         server.shutdown()

@@ -12,6 +12,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
+from sweep import optuna_private
 from sweep.optuna_private import CONSTRAINTS_KEY
 from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
@@ -189,7 +190,7 @@ def test_a_run_that_ends_collapsed_before_the_stop_could_fire_is_infeasible_and_
     assert done.system_attrs[CONSTRAINTS_KEY] == [1.0]
     assert done.user_attrs["collapse_reason"] == "posterior collapse: 0 active units at epoch 1"
     # The dashboard shows the trial's note first: it says so in its first line.
-    note = get_note(optuna.Trial(s, done._trial_id)).splitlines()
+    note = get_note(optuna.Trial(s, optuna_private.trial_id(done))).splitlines()
     assert note[0] == "## posterior collapse: 0 active units at epoch 1"
     assert note[2].startswith("At the end of training, during the KL warm-up (it ends at step "
                               "100000): rate ")

@@ -71,7 +71,7 @@ class TestSweepStorageKeepsOptunasContract(StorageTestCase):
         assert isinstance(storage, SweepJournalStorage if request.param == "journal"
                           else SweepStorage)
         for study in storage.get_all_studies():  # the studies of this process's last test
-            storage.delete_study(study._study_id)
+            storage.delete_study(optuna_private.study_id(study))
         yield storage
         if isinstance(storage, SweepStorage):
             storage.engine.dispose()
@@ -122,5 +122,6 @@ def test_trial_and_study_ids_are_the_storages(tmp_path):
     trial = study.ask()
     assert storage.get_trial(optuna_private.trial_id(trial)).number == trial.number
     assert storage.get_study_name_from_id(optuna_private.study_id(study)) == study.study_name
-    optuna_private.study_storage(study).set_study_system_attr(study._study_id, "k", 1)
+    sid = optuna_private.study_id(study)
+    optuna_private.study_storage(study).set_study_system_attr(sid, "k", 1)
     assert storage.get_study_system_attrs(optuna_private.study_id(study)) == {"k": 1}

@@ -10,7 +10,9 @@ import warnings
 
 import optuna
 import pytest
+from optuna.trial import TrialState
 
+from sweep import optuna_private
 from sweep.storage.database import StorageError, open_storage
 
 
@@ -151,11 +153,14 @@ def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
         trial = study.ask()
-    storage.record_heartbeat(trial._trial_id)
-    time.sleep(2.5)  # stale by now: SQLite's clock has whole seconds
+    storage.record_heartbeat(optuna_private.trial_id(trial))
+    with sqlite3.connect(tmp_path / "s.db") as db:  # its last beat 5 s ago: stale by now
+        db.execute("UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-5 seconds')")
     settle = 1 + 1 + sweep.storage.retries.BACKOFF_S[-1]
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle - 1)
-    assert storage._get_stale_trial_ids(study._study_id) == []
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.RUNNING
     monkeypatch.setattr(type(storage), "uptime", lambda self: settle + 1)
-    assert storage._get_stale_trial_ids(study._study_id) == [trial._trial_id]
+    optuna.storages.fail_stale_trials(study)
+    assert study.trials[0].state == TrialState.FAIL
 

@@ -19,6 +19,7 @@ from optuna_dashboard import get_note
 from models.config import Config
 from models.data import synthetic_images
 from models.module import VAE
+from sweep import optuna_private
 from sweep.answer.trial_artifacts import pictures
 from sweep.cli import main
 
@@ -98,7 +99,8 @@ def test_float_vectors_are_swept_in_nats_per_dim_with_curves(here, capsys):
         assert attrs["model"] == "mlp"
         assert "bits_per_dim" not in attrs and "artifacts_missing" not in attrs
         assert attrs["nats_per_dim"] == pytest.approx(attrs["neg_elbo"] / 8) == t.value
-        names = {m.filename for m in get_all_artifact_meta(t, storage=study._storage)}
+        store = optuna_private.study_storage(study)
+        names = {m.filename for m in get_all_artifact_meta(t, storage=store)}
         assert {"reconstructions.png", "samples.png"} <= names  # curves: no grid of (8,)
     assert pick["nats_per_dim"]["mean"] == study.trials[pick["trial"]].value
     assert "nats/dim" in get_note(study) and "bits/dim" not in get_note(study)

@@ -17,6 +17,7 @@ from optuna.trial import TrialState, create_trial
 from PIL import Image
 
 from models.config import Config
+from sweep import optuna_private
 from sweep.answer import report
 from sweep.storage import trial_record
 
@@ -80,7 +81,7 @@ def make_study(rows=ROWS, images: dict[int, str] | None = None,
 def test_the_report_has_every_section_and_decodable_pngs(tmp_path):
     store = FileSystemArtifactStore(str(tmp_path))
     study = make_study(images={0: "gray", 4: "red"}, store=store)  # the baseline and the pick
-    path = report.build(study, study._storage, store, tmp_path / "out")
+    path = report.build(study, optuna_private.study_storage(study), store, tmp_path / "out")
     text = path.read_text()
     for key in report.SECTIONS:
         assert f"<h2 id={key}>" in text, key
@@ -126,7 +127,7 @@ def test_importance_per_objective_or_a_sentence_when_too_few_trials():
 @pytest.mark.parametrize("rows", [ROWS[:1], []], ids=["baseline only", "empty"])
 def test_a_study_with_nothing_to_recommend_still_reports(tmp_path, rows):
     study = make_study(rows)
-    text = report.build(study, study._storage, FileSystemArtifactStore(str(tmp_path)),
-                        tmp_path / "out").read_text()
+    text = report.build(study, optuna_private.study_storage(study),
+                        FileSystemArtifactStore(str(tmp_path)), tmp_path / "out").read_text()
     assert "nothing to recommend yet" in text
     assert all(f"<h2 id={key}>" in text for key in report.SECTIONS)

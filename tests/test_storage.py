@@ -18,6 +18,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
+from sweep import optuna_private
 from sweep.optuna_private import CONSTRAINTS_KEY
 from sweep.space import Space, load_space
 from sweep.storage.database import (
@@ -83,7 +84,8 @@ def test_storage_contract(url):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # ask() warns that heartbeats suit optimize()
             dead = study.ask()
-        storage.record_heartbeat(dead._trial_id)  # what optimize()'s heartbeat thread does
+        # what optimize()'s heartbeat thread does
+        storage.record_heartbeat(optuna_private.trial_id(dead))
         deadline = time.monotonic() + 30
         while not stale:  # until the grace period has passed on the database's clock
             assert time.monotonic() < deadline, "the dead worker's trial never went stale"
@@ -111,9 +113,10 @@ def test_the_best_trial_the_dashboard_asks_for_is_feasible_once_one_is(tmp_path,
         return study.trials[-1].number
 
     collapsed = add(1.0, 1.0)  # the lowest value, but no active unit
-    assert storage.get_best_trial(study._study_id).number == collapsed  # none feasible yet
+    sid = optuna_private.study_id(study)
+    assert storage.get_best_trial(sid).number == collapsed  # none feasible yet
     kept, _ = add(3.0, 0.0), add(2.5, 0.5)
-    assert storage.get_best_trial(study._study_id).number == kept == study.best_trial.number
+    assert storage.get_best_trial(sid).number == kept == study.best_trial.number
 
 
 @pytest.mark.parametrize("bad", [

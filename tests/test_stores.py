@@ -9,6 +9,7 @@ import pytest
 from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
+from sweep import optuna_private
 from sweep.errors import ParamError
 from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
@@ -102,7 +103,7 @@ def test_an_s3_store_takes_images_and_moves_a_checkpoint_between_machines(
         assert done.state == TrialState.COMPLETE and done.user_attrs["start_epoch"] == 1
         # Named relative to the store (no machine's folders in a shared database).
         assert done.user_attrs["resumed_from"] == "trial-0/last.ckpt"
-        metas = get_all_artifact_meta(done, storage=study._storage)
+        metas = get_all_artifact_meta(done, storage=optuna_private.study_storage(study))
         assert {m.filename for m in metas} >= {"reconstructions.png", "samples.png"}
         png = next(m for m in metas if m.filename == "reconstructions.png")
         download_artifact(artifact_store=two.artifacts, artifact_id=png.artifact_id,

@@ -10,6 +10,7 @@ import pytest
 from optuna.artifacts import FileSystemArtifactStore, download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState, create_trial
 
+from sweep import optuna_private
 from sweep.answer.references import REFERENCES
 from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
@@ -57,7 +58,7 @@ def test_every_user_attr_is_short_and_the_long_values_round_trip(tmp_path, tiny,
         assert config["latent_dim"] == LATENT and config["seed"] == t.user_attrs["seed"]
         assert [h["epoch"] for h in history] == [0, 1]
         assert len(kl) == LATENT and sum(kl) == pytest.approx(t.user_attrs["rate"], rel=1e-4)
-        (meta,) = [m for m in get_all_artifact_meta(t, storage=study._storage)
+        (meta,) = [m for m in get_all_artifact_meta(t, storage=optuna_private.study_storage(study))
                    if m.filename == "trial.json"]
         path = tmp_path / f"trial-{t.number}.json"
         download_artifact(artifact_store=store, artifact_id=meta.artifact_id, file_path=str(path))

@@ -9,6 +9,7 @@ from optuna.trial import TrialState
 
 import sweep.runner.objective
 from models.config import Config
+from sweep import optuna_private
 from sweep.errors import DatabaseFull, WorkerError
 from sweep.runner.loop import (
     MAX_ERRORS,
@@ -164,7 +165,7 @@ def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, imag
     objective = worker.objective
 
     def failed_meanwhile(trial):
-        storage.set_trial_state_values(trial._trial_id, TrialState.FAIL)
+        storage.set_trial_state_values(optuna_private.trial_id(trial), TrialState.FAIL)
         worker.beat.gone.set()  # what the heartbeat thread sees
         return objective.__class__.__call__(objective, trial)
 
