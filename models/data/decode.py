@@ -19,10 +19,11 @@ from models.config import ConfigError
 
 DECODE_BLOCK = 1024  # images a decoding thread stacks at a time (bounds the extra memory)
 
-Decoder = Callable[[bytes], torch.Tensor]
+# Encoded image bytes to a uint8 (3, H, W) tensor (not a network's decoder: models.networks).
+ImageDecoder = Callable[[bytes], torch.Tensor]
 
 
-def _decoder() -> Decoder:
+def _image_decoder() -> ImageDecoder:
     """torchvision's RGB decoder for encoded bytes.
 
     Its C++ ops are called directly where they exist: the Python wrappers emit a
@@ -70,7 +71,7 @@ def _as_tensor(data: bytes) -> torch.Tensor:
     return torch.frombuffer(bytearray(data), dtype=torch.uint8)
 
 
-def _decode(path: str, decode: Decoder) -> torch.Tensor:
+def _decode(path: str, decode: ImageDecoder) -> torch.Tensor:
     with open(path, "rb") as f:  # a plain read releases the GIL during I/O
         data = f.read()
     try:
@@ -88,7 +89,7 @@ def _decode(path: str, decode: Decoder) -> torch.Tensor:
 
 def decode_all(files: list[str]) -> torch.Tensor:
     """Decode every file into one preallocated (N, 3, H, W) tensor, in a few threads."""
-    decode = _decoder()
+    decode = _image_decoder()
     first = _decode(files[0], decode)
     out = torch.empty((len(files), *first.shape), dtype=torch.uint8)
     mismatch: list[tuple[str, torch.Size]] = []  # list.append is atomic: no lock needed
