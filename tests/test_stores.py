@@ -10,8 +10,8 @@ from optuna.artifacts import download_artifact, get_all_artifact_meta
 from optuna.trial import TrialState
 
 from sweep.errors import ParamError
-from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
+from sweep.runner.requeue import Requeue
 from sweep.space import parse_space
 from sweep.storage.stores import FirstFound, normalize, open_stores
 

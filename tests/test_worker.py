@@ -10,16 +10,11 @@ from optuna.trial import TrialState
 import sweep.runner.objective
 from models.config import Config
 from sweep.errors import DatabaseFull, WorkerError
-from sweep.runner.loop import (
-    MAX_ERRORS,
-    MAX_OOMS,
-    MAX_RETRY,
-    Requeue,
-    Worker,
-    describe,
-    open_with_heartbeat,
-)
+from sweep.runner.failures import describe
+from sweep.runner.heartbeat import open_with_heartbeat
+from sweep.runner.loop import MAX_ERRORS, MAX_OOMS, Worker
 from sweep.runner.progress import Progress
+from sweep.runner.requeue import MAX_RETRY, Requeue
 from sweep.space import parse_space
 from sweep.storage import settings as study_settings
 from sweep.storage.settings import Settings
