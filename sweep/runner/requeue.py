@@ -28,16 +28,19 @@ class Requeue(RetryHeartbeatStaleTrialCallback):
             return
         keep = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
         reason = trial.user_attrs.get("fail_reason") or self.reason
+        first = self.retried_trial_number(trial)
         study.add_trial(optuna.create_trial(
             state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
             user_attrs={**keep, "retry_of": trial.number, "retry": len(history),
                         "retry_reason": f"trial {trial.number}: {reason}"},
             system_attrs={**trial_record.without_record(trial.system_attrs),
-                          "failed_trial": trial.number,
+                          # The trial first run, across re-runs of re-runs (as Optuna's
+                          # RetryFailedTrialCallback keeps it).
+                          "failed_trial": trial.number if first is None else first,
                           "retry_history": history}))
 
 
 def rerun_queued(study: optuna.Study, number: int) -> bool:
-    """Whether trial ``number``'s re-run is queued already (Requeue names it failed_trial)."""
-    return any(t.system_attrs.get("failed_trial") == number
+    """Whether trial ``number``'s re-run is queued already (the last of its retry_history)."""
+    return any(Requeue.retry_history(t)[-1:] == [number]
                for t in study.get_trials(deepcopy=False))
