@@ -19,7 +19,7 @@ from sweep.optuna_private import ArtifactStore
 from sweep.storage import trial_record
 
 if TYPE_CHECKING:
-    from sweep.answer.report import Roles
+    from sweep.answer.roles import Roles
 
 log = logging.getLogger(__name__)
 

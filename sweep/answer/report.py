@@ -14,27 +14,25 @@ from __future__ import annotations
 
 import base64
 import html
-import math
 import shutil
 import tempfile
-import warnings
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import optuna
 from optuna.artifacts import download_artifact, get_all_artifact_meta, upload_artifact
-from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import Config
 from sweep.answer import anytime
 from sweep.answer import recommend as rec_rule
 from sweep.answer import summary as answer_data
+from sweep.answer.collapse import collapse_table
 from sweep.answer.figures import Point, importance_chart, rd_front, rd_plane
 from sweep.answer.heldout import seeds_html
-from sweep.answer.status import front as status_front
+from sweep.answer.importance import importances
+from sweep.answer.roles import Roles, roles
 from sweep.answer.trial_artifacts import curves_chart
 from sweep.optuna_private import ArtifactStore
 from sweep.storage import trial_record
@@ -47,37 +45,6 @@ SECTIONS = {"answer": "The answer", "seeds": "Over seeds: the pick and the best 
             "importance": "Parameter importance", "curves": "Per-epoch curves",
             "images": "Reconstructions and samples"}
 MAX_FRONT_CURVES = 8
-BINS = 3  # bins of a searched numeric range in the collapse table
-
-
-@dataclass
-class Roles:
-    """The trials the report is about."""
-
-    recommended: FrozenTrial | None
-    baseline: FrozenTrial | None
-    references: list[FrozenTrial]
-    front: list[FrozenTrial]
-    heldout: dict[int, dict[str, Any]] = field(default_factory=dict)  # by trial number
-    sources: dict[int, str] = field(default_factory=dict)  # where each held-out model came from
-
-    def label(self, t: FrozenTrial) -> str:
-        if self.recommended is not None and t.number == self.recommended.number:
-            return "recommended"
-        if self.baseline is not None and t.number == self.baseline.number:
-            return "baseline"
-        ref = t.user_attrs.get("reference")
-        return trial_record.short_label(ref) if ref else ""
-
-
-def roles(study: optuna.Study) -> Roles:
-    trials = study.get_trials(deepcopy=False)
-    if len(study.directions) > 1:
-        front = sorted(study.best_trials, key=lambda t: t.user_attrs.get("neg_elbo", math.inf))
-    else:
-        front = status_front(study)
-    return Roles(rec_rule.recommend(trials), rec_rule.baseline(trials),
-                 rec_rule.references(trials), front)
 
 
 def points(trials: Sequence[FrozenTrial], who: Roles) -> list[Point]:
@@ -92,75 +59,6 @@ def points(trials: Sequence[FrozenTrial], who: Roles) -> list[Point]:
         out.append(Point(t.number, float(last["rate"]), float(last["mse"]),
                          int(last["active_units"]), stopped, who.label(t)))
     return out
-
-
-def collapse_table(trials: Sequence[FrozenTrial]) -> list[tuple[str, str, int, int]]:
-    """(param, value or range, collapsed trials, trials) for every searched param and value,
-    over the trials that reached an epoch (a conditional param: those that had it)."""
-    ran = [t for t in trials if rec_rule.reached_an_epoch(t)]
-    dists: dict[str, Any] = {}
-    for t in ran:
-        for name, dist in t.distributions.items():
-            dists.setdefault(name, dist)
-    rows = []
-    for name, dist in dists.items():
-        for label, holds in _bins(dist):
-            having = [t for t in ran if name in t.params and holds(t.params[name])]
-            rows.append((name, label, sum(rec_rule.collapsed(t) for t in having), len(having)))
-    return rows
-
-
-def _bins(dist: Any) -> list[tuple[str, Callable[[Any], bool]]]:
-    if isinstance(dist, CategoricalDistribution):
-        return [(str(c), _equals(c)) for c in dist.choices]
-    assert isinstance(dist, (FloatDistribution, IntDistribution))
-    lo, hi = float(dist.low), float(dist.high)
-    if dist.log:
-        edges = [lo * (hi / lo) ** (i / BINS) for i in range(BINS + 1)]
-    else:
-        edges = [lo + (hi - lo) * i / BINS for i in range(BINS + 1)]
-    out: list[tuple[str, Callable[[Any], bool]]] = []
-    for i in range(BINS):
-        a, b, last = edges[i], edges[i + 1], i == BINS - 1
-        out.append((f"[{a:.3g}, {b:.3g}{']' if last else ')'}", _within(a, b, last)))
-    return out
-
-
-def _equals(choice: Any) -> Callable[[Any], bool]:
-    return lambda v: bool(v == choice)
-
-
-def _within(a: float, b: float, closed: bool) -> Callable[[Any], bool]:
-    return lambda v: bool(a <= v < b or (closed and v == b))
-
-
-def importances(study: optuna.Study) -> dict[str, dict[str, float]] | str:
-    """fANOVA importance of each searched param per objective, or why there is none."""
-    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if t.params]
-    if len(done) < 2:
-        return (f"Parameter importance needs at least 2 complete trials with searched params; "
-                f"this study has {len(done)}.")
-    names = study.metric_names or [f"objective {i}" for i in range(len(study.directions))]
-    out = {}
-    verbosity = optuna.logging.get_verbosity()
-    optuna.logging.set_verbosity(optuna.logging.ERROR)
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            for i, name in enumerate(names):
-                out[name] = optuna.importance.get_param_importances(study, target=_value(i))
-    except (RuntimeError, ValueError) as err:
-        return f"Optuna could not compute parameter importance: {err}"
-    finally:
-        optuna.logging.set_verbosity(verbosity)
-    if not any(out.values()):
-        return "No param varied across the complete trials: nothing to attribute."
-    return out
-
-
-def _value(i: int) -> Callable[[FrozenTrial], float]:
-    return lambda t: float(t.values[i])
 
 
 def _fmt(v: Any) -> str:
