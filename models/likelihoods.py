@@ -22,14 +22,24 @@ from __future__ import annotations
 
 import abc
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, ClassVar
+from typing import TYPE_CHECKING, ClassVar, Protocol
 
 if TYPE_CHECKING:
     import torch
 
-    from models.config import Config
-
 Params = Mapping[str, "torch.Tensor"]
+
+
+class Config(Protocol):
+    """The fields of ``models.config.Config`` a likelihood reads: a protocol, not that class,
+    since ``models.config`` imports this module (for the names it validates)."""
+
+    @property
+    def likelihood(self) -> str: ...
+    @property
+    def sigma_mode(self) -> str: ...
+    @property
+    def decoder_activation(self) -> str: ...
 
 LIKELIHOODS: dict[str, type[Likelihood]] = {}
 

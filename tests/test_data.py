@@ -12,9 +12,9 @@ import torch
 import torchvision
 from PIL import Image
 
-from models import data
 from models.config import Config, ConfigError
-from models.data import ImageDataModule, TensorBatches, load_images, split
+from models.data import ImageDataModule, TensorBatches, datamodule, decode, load_images, split
+from models.data import splits as splitting
 
 
 def indexed(n: int, shape: tuple[int, int, int] = (3, 4, 4)) -> torch.Tensor:
@@ -82,7 +82,7 @@ def test_split_deterministic_per_seed():
 
 
 def test_validation_split_does_not_depend_on_the_training_seed(monkeypatch):
-    monkeypatch.setattr(data, "load_images", lambda cfg: indexed(200))
+    monkeypatch.setattr(datamodule, "load_images", lambda cfg: indexed(200))
     modules = []
     for seed in (0, 1):
         dm = ImageDataModule(Config(dataset="synthetic", batch_size=10, val_fraction=0.25,
@@ -91,7 +91,7 @@ def test_validation_split_does_not_depend_on_the_training_seed(monkeypatch):
         modules.append(dm)
     a, b = modules
     assert ids(a.val_images) == ids(b.val_images)  # the same 50 images, in the same order
-    assert ids(a.val_images) == ids(split(indexed(200), 0.25, data.SPLIT_SEED)[1])
+    assert ids(a.val_images) == ids(split(indexed(200), 0.25, splitting.SPLIT_SEED)[1])
     assert ids(a.val_images) != list(range(150, 200))  # still a random draw, not a tail
     # the training shuffle still follows the trial's seed
     firsts = []
@@ -159,7 +159,7 @@ def test_batches_of_float_data_are_its_values_and_leave_the_data_alone():
 
 def test_datamodule_setup_split_and_loaders(monkeypatch):
     calls = []
-    monkeypatch.setattr(data, "load_images", lambda cfg: calls.append(cfg) or indexed(50))
+    monkeypatch.setattr(datamodule, "load_images", lambda cfg: calls.append(cfg) or indexed(50))
     dm = ImageDataModule(Config(dataset="synthetic", batch_size=8, val_fraction=0.2, seed=3))
     dm.setup("fit")
     dm.setup("fit")
@@ -170,12 +170,12 @@ def test_datamodule_setup_split_and_loaders(monkeypatch):
     train = dm.train_dataloader()
     assert (len(train), train.drop_last, train.shuffle) == (5, True, True)  # 40 // 8
     val = dm.val_dataloader()
-    assert (val.batch_size, val.shuffle, len(val)) == (data.VAL_BATCH_CPU, False, 1)
+    assert (val.batch_size, val.shuffle, len(val)) == (datamodule.VAL_BATCH_CPU, False, 1)
 
 
 def test_trials_on_one_images_tensor_split_it_once(monkeypatch):
     splits = []
-    monkeypatch.setattr(data, "split", lambda *a: splits.append(a) or split(*a))
+    monkeypatch.setattr(splitting, "split", lambda *a: splits.append(a) or split(*a))
     images = indexed(50)
 
     def trial(images, val_fraction=0.2):
@@ -262,7 +262,7 @@ def test_folder_round_trip_and_cache(tmp_path, monkeypatch):
     def no_decoding(*args):
         raise AssertionError("decoded although cached")
 
-    monkeypatch.setattr(data, "_decode", no_decoding)
+    monkeypatch.setattr(decode, "_decode", no_decoding)
     assert torch.equal(load_images(cfg), images)  # second load reads the cache
 
 
@@ -318,7 +318,7 @@ def test_folder_jpeg_gray_and_bmp(tmp_path):
 
 
 def test_folder_many_images_use_threads(tmp_path, monkeypatch):
-    monkeypatch.setattr(data, "DECODE_BLOCK", 7)  # several blocks per thread
+    monkeypatch.setattr(decode, "DECODE_BLOCK", 7)  # several blocks per thread
     imgs = random_images(600, seed=5, size=4)
     write_tree(tmp_path, {"a": imgs[:300], "b": imgs[300:]})
     assert torch.equal(load_images(Config(dataset=f"folder:{tmp_path}")), torch.stack(imgs))
@@ -359,10 +359,10 @@ def test_a_corrupt_png_is_named_in_one_line_without_libpng_noise(tmp_path):
            f"load_images(Config(dataset='folder:{tmp_path}'))"
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                           timeout=120, env={**os.environ,
-                                            "PYTHONPATH": str(Path(data.__file__).parents[1])})
+                                            "PYTHONPATH": str(Path(decode.__file__).parents[2])})
     assert proc.returncode == 1, proc.stderr  # the ConfigError, not a signal
     assert "libpng" not in proc.stderr and f"cannot decode {bad}" in proc.stderr, proc.stderr
-    assert data._png_intact((tmp_path / "a" / "000.png").read_bytes())
+    assert decode._png_intact((tmp_path / "a" / "000.png").read_bytes())
 
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "no-images"])

@@ -14,8 +14,8 @@ from optuna_dashboard import get_note
 
 from sweep import optuna_private
 from sweep.optuna_private import CONSTRAINTS_KEY
-from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
+from sweep.runner.requeue import Requeue
 from sweep.space import parse_space
 from sweep.storage import trial_record
 from sweep.storage.stores import FolderCheckpoints

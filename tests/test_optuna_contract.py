@@ -108,7 +108,7 @@ def test_sweep_storage_retries_every_call_optunas_cached_storage_makes():
 
 
 def test_a_journal_answers_every_call_a_worker_makes_of_its_storage():
-    """sweep.runner.loop and sweep.runner.study call these beyond Optuna's BaseStorage."""
+    """sweep.runner.loop, heartbeat and study call these beyond Optuna's BaseStorage."""
     worker = {"check_room", "study_lock", "unclaimed_running", "fresh_connections",
               "record_heartbeat", "get_heartbeat_interval", "get_heartbeat_stale_trial_callback",
               optuna_private.STALE_TRIAL_IDS, "get_best_trial"}

@@ -11,14 +11,14 @@ import re
 import optuna
 import pytest
 from optuna.artifacts import FileSystemArtifactStore
-from optuna.artifacts._upload import ARTIFACTS_ATTR_PREFIX
 from optuna.distributions import CategoricalDistribution, FloatDistribution
 from optuna.trial import TrialState, create_trial
 from PIL import Image
 
 from models.config import Config
 from sweep import optuna_private
-from sweep.answer import report
+from sweep.answer import collapse, report
+from sweep.answer.importance import importances
 from sweep.storage import trial_record
 
 DISTS = {"kl_schedule": CategoricalDistribution(["constant", "linear", "cyclical"]),
@@ -54,7 +54,7 @@ def make_study(rows=ROWS, images: dict[int, str] | None = None,
                 Image.new("RGB", (64, 32), images[number]).save(buf, format="PNG")
                 buf.seek(0)
                 store.write(artifact_id, buf)
-                system[ARTIFACTS_ATTR_PREFIX + artifact_id] = json.dumps(
+                system[optuna_private.ARTIFACTS_ATTR_PREFIX + artifact_id] = json.dumps(
                     {"artifact_id": artifact_id, "filename": name, "mimetype": "image/png",
                      "encoding": None})
         ran = state != TrialState.FAIL
@@ -105,22 +105,22 @@ def test_the_report_has_every_section_and_decodable_pngs(tmp_path):
 
 def test_the_collapse_table_counts_what_the_study_holds():
     study = make_study()
-    rows = {(p, v): (c, n) for p, v, c, n in report.collapse_table(study.get_trials())}
+    rows = {(p, v): (c, n) for p, v, c, n in collapse.collapse_table(study.get_trials())}
     ran = [r for r in ROWS if r[0] != TrialState.FAIL]  # the failed trial never reached an epoch
     for schedule in ("constant", "linear", "cyclical"):
         having = [r for r in ran if r[1] == schedule]
         assert rows[("kl_schedule", schedule)] == (sum(r[3] == 0 for r in having), len(having))
     lr_rows = [(v, c, n) for (p, v), (c, n) in rows.items() if p == "lr"]
-    assert len(lr_rows) == report.BINS and sum(n for _, _, n in lr_rows) == len(ran)
+    assert len(lr_rows) == collapse.BINS and sum(n for _, _, n in lr_rows) == len(ran)
     assert sum(c for _, c, _ in lr_rows) == sum(r[3] == 0 for r in ran)
     assert re.fullmatch(r"\[0\.0001, 0\.000464\)", lr_rows[0][0])
 
 
 def test_importance_per_objective_or_a_sentence_when_too_few_trials():
-    imps = report.importances(make_study())
+    imps = importances(make_study())
     assert isinstance(imps, dict) and list(imps) == ["mse", "rate", "active_units"]
     assert all(set(v) == {"kl_schedule", "lr"} for v in imps.values())
-    few = report.importances(make_study(ROWS[:2]))
+    few = importances(make_study(ROWS[:2]))
     assert isinstance(few, str) and "at least 2 complete trials" in few
 
 

@@ -17,7 +17,7 @@ from test_worker import make, worker_of
 import sweep.runner.objective
 from sweep.cli import main
 from sweep.errors import DatabaseFull
-from sweep.runner.loop import open_with_heartbeat
+from sweep.runner.heartbeat import open_with_heartbeat
 from sweep.storage.database import open_storage
 from sweep.storage.reserve import RESERVE_BYTES, Reserve
 from sweep.storage.retries import retrying

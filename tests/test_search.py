@@ -21,7 +21,8 @@ from sweep.answer import recommend, references
 from sweep.answer import summary as answer
 from sweep.answer.references import enqueue_references
 from sweep.cli import main
-from sweep.runner.loop import Worker, open_with_heartbeat
+from sweep.runner.heartbeat import open_with_heartbeat
+from sweep.runner.loop import Worker
 from sweep.runner.progress import Progress
 from sweep.space import baseline_params, parse_space
 from sweep.storage import settings as study_settings

@@ -24,9 +24,11 @@ from optuna.trial import TrialState
 import sweep.runner.interrupts
 import sweep.runner.loop
 import sweep.runner.objective
+from sweep.runner.heartbeat import open_with_heartbeat
 from sweep.runner.interrupts import signals_interrupt
-from sweep.runner.loop import Requeue, Worker, open_with_heartbeat
+from sweep.runner.loop import Worker
 from sweep.runner.progress import Progress
+from sweep.runner.requeue import Requeue
 from sweep.space import parse_space
 from sweep.storage import settings as study_settings
 from sweep.storage.settings import Settings

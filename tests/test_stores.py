@@ -11,8 +11,8 @@ from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.errors import ParamError
-from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
+from sweep.runner.requeue import Requeue
 from sweep.space import parse_space
 from sweep.storage.stores import FirstFound, normalize, open_stores
 

@@ -12,8 +12,8 @@ from optuna.trial import TrialState, create_trial
 
 from sweep import optuna_private
 from sweep.answer.references import REFERENCES
-from sweep.runner.loop import Requeue
 from sweep.runner.objective import Objective
+from sweep.runner.requeue import Requeue
 from sweep.space import parse_space
 from sweep.storage import trial_record
 

@@ -11,16 +11,11 @@ import sweep.runner.objective
 from models.config import Config
 from sweep import optuna_private
 from sweep.errors import DatabaseFull, WorkerError
-from sweep.runner.loop import (
-    MAX_ERRORS,
-    MAX_OOMS,
-    MAX_RETRY,
-    Requeue,
-    Worker,
-    describe,
-    open_with_heartbeat,
-)
+from sweep.runner.failures import describe
+from sweep.runner.heartbeat import open_with_heartbeat
+from sweep.runner.loop import MAX_ERRORS, MAX_OOMS, Worker
 from sweep.runner.progress import Progress
+from sweep.runner.requeue import MAX_RETRY, Requeue, rerun_queued
 from sweep.space import parse_space
 from sweep.storage import settings as study_settings
 from sweep.storage.settings import Settings
@@ -197,6 +192,23 @@ def test_re_runs_are_bounded_and_say_what_they_re_run():
     assert first.user_attrs == {"baseline": True, "retry_of": 0, "retry": 1,
                                 "retry_reason": "trial 0: interrupted by SIGTERM"}
     assert first.system_attrs["retry_history"] == [0]
+
+
+def test_a_re_run_of_a_re_run_still_names_the_trial_first_run():
+    """failed_trial stays the original trial, as in Optuna's RetryFailedTrialCallback;
+    retry_of and retry_history say which run each re-runs."""
+    study = optuna.create_study()
+    frozen = study.tell(study.ask(), state=TrialState.FAIL)
+    for _ in range(2):
+        Requeue()(study, frozen)
+        frozen = study.tell(study.ask(), state=TrialState.FAIL)
+    assert [t.system_attrs.get("failed_trial") for t in study.trials] == [None, 0, 0]
+    assert [t.user_attrs.get("retry_of") for t in study.trials] == [None, 0, 1]
+    assert Requeue.retried_trial_number(study.trials[2]) == 0
+    assert study.trials[2].system_attrs["retry_history"] == [0, 1]
+    assert rerun_queued(study, 1) and not rerun_queued(study, 2)
+    Requeue()(study, frozen)
+    assert rerun_queued(study, 2) and study.trials[3].system_attrs["failed_trial"] == 0
 
 
 @pytest.mark.parametrize("err,reason", [

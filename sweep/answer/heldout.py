@@ -8,7 +8,6 @@ and ``status --format json`` show the test-split mean ± SD too.
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import optuna
@@ -19,14 +18,15 @@ from sweep.optuna_private import ArtifactStore
 from sweep.storage import trial_record
 
 if TYPE_CHECKING:
-    from sweep.answer.report import Roles
+    from sweep.answer.roles import Roles
 
 log = logging.getLogger(__name__)
 
 
-def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
-    """The pick and the best reference over their seeds, and the gap, as HTML (``data``:
-    ``sweep.answer.summary.summary``; ``table``: the report's table renderer)."""
+def seeds(data: dict[str, Any]) -> dict[str, Any] | None:
+    """The pick and the best reference over their seeds, and the gap, for the report's page
+    (``data``: ``sweep.answer.summary.summary``); None before any configuration kept an
+    active unit."""
     key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
     rows = []
     for role, g in (("the sweep's pick", data["recommended"]),
@@ -38,14 +38,12 @@ def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
                      ", ".join(f"{v:.4f}" for v in g[key]["values"]),
                      _pm(g[key]), _pm(test) if test else "-"])
     if not rows:
-        return "<p>No configuration kept an active unit yet.</p>"
+        return None
     gap = data["gap"]
-    text = (f"<p>Validation {unit} of each run, their mean ± sample SD, and on the "
-            "held-out split when <code>report --test-data</code> scored them. "
-            + (f"Gap (reference minus pick): <b>{_pm(gap)}</b> {unit}, paired over "
-               f"{gap['seeds']} seed(s)." if gap else "") + "</p>")
-    return text + table(["", "trials", "seeds", f"{unit} per seed", "mean ± SD",
-                          "held-out mean ± SD"], rows, bold=lambda i: i == 0)
+    return {"unit": unit, "gap": _pm(gap) if gap else None,
+            "gap_seeds": gap["seeds"] if gap else None,
+            "header": ["", "trials", "seeds", f"{unit} per seed", "mean ± SD",
+                       "held-out mean ± SD"], "rows": rows}
 
 
 def _pm(stats: dict[str, Any]) -> str:

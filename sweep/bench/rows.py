@@ -141,9 +141,9 @@ def bench(opts: Options) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="vae-bench-") as tmp:
         work = Path(tmp)
         if opts.data.startswith("folder:"):  # an empty folder: its one error line, alone
-            from models.data import _folder_files
+            from models.data.sources import folder_files
 
-            _folder_files(os.path.expanduser(opts.data[len("folder:"):]))
+            folder_files(os.path.expanduser(opts.data[len("folder:"):]))
         say(f"bench on {device}: loading {opts.data}")
         images = load_images(base)
         folder = bench_sweep.image_folder(base, images, work / "images")

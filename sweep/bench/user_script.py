@@ -29,7 +29,7 @@ from torchvision.transforms import ToTensor
 from models.config import Config
 from models.module import VAE
 from models.train import Throughput, total_steps
-from sweep.runner.loop import sampler_seed
+from sweep.runner.seeds import sampler_seed
 from sweep.space import Space, suggest
 
 # What such scripts set: Lightning's warning suggests more DataLoader workers, and scripts

@@ -39,6 +39,7 @@ def run(args: argparse.Namespace) -> int:
 
     from sweep.answer import heldout, report
     from sweep.answer.evaluate import artifact_store, heldout_images
+    from sweep.answer.roles import roles
     from sweep.answer.summary import save_notes
     from sweep.logs import quiet_logs
     from sweep.runner.processes import threads_per_worker, use_threads
@@ -51,7 +52,7 @@ def run(args: argparse.Namespace) -> int:
         # Loaded before the store is opened: a test set that cannot be read leaves nothing.
         images = heldout_images(args.test_data) if args.test_data else None
         store = artifact_store(url, study)
-        who = report.roles(study)
+        who = roles(study)
         if images is not None:
             heldout.score(who, storage, store, images, study, args.test_data)
         path = report.build(study, storage, store, out, who)

@@ -11,32 +11,31 @@ The loop is Optuna's ask/tell, with what ``study.optimize`` lacks for many machi
   running + queued trials are fewer than the stored goal (re-read each time, so a second
   ``start`` that raises it is seen). So N workers finish exactly the goal, never overshoot
   it, and no trial is handed to two of them.
-- **Heartbeats that outlive an outage** (``Heartbeat``): beats go through the storage's
+- **Heartbeats that outlive an outage** (``sweep.runner.heartbeat``): beats go through the storage's
   retries; the thread also fails other workers' stale trials and re-queues them within the
   grace period, even while every live worker is busy training. A worker whose trial was
   failed under it stops that run at the next epoch end, quietly, and takes the next one.
 - **Faults are recorded, not fatal.** A trial that raises (out of memory, NaN inside a loss,
-  a full disk) is FAIL with ``fail_reason`` and the worker goes on (it stops after
-  MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault; and after MAX_OOMS
-  trials in a row out of memory: one large config is a trial's fault, every config the
-  machine's, and the worker says to shrink the batch or the width). SIGTERM and SIGINT
-  stop a training trial at once (its last epoch checkpoint stays), mark it FAIL with the
-  signal as its reason, re-queue it once to continue from that checkpoint, and end the
-  worker; outside training they wait for the trial to be taken or told whole
+  a full disk) is FAIL with ``fail_reason`` (``sweep.runner.failures``) and the worker goes
+  on (it stops after MAX_ERRORS unexpected errors in a row: a bug is not a trial's fault;
+  and after MAX_OOMS trials in a row out of memory: one large config is a trial's fault,
+  every config the machine's, and the worker says to shrink the batch or the width).
+  SIGTERM and SIGINT stop a training trial at once (its last epoch checkpoint stays), mark
+  it FAIL with the signal as its reason, re-queue it once to continue from that checkpoint,
+  and end the worker; outside training they wait for the trial to be taken or told whole
   (``sweep.runner.interrupts``), so no trial is left RUNNING or failed without its re-run.
-- **Re-runs are bounded and visible**: at most MAX_RETRY per trial; each carries
-  ``retry_of``, ``retry`` and ``retry_reason`` in its user attrs (the dashboard shows them),
-  and Optuna's ``retry_history`` system attr, which ``progress.results`` counts by.
+- **Re-runs are bounded and visible** (``sweep.runner.requeue``): at most MAX_RETRY per
+  trial; each carries ``retry_of``, ``retry`` and ``retry_reason`` in its user attrs (the
+  dashboard shows them), and Optuna's ``retry_history`` system attr, which
+  ``progress.results`` counts by. Each worker's sampler has its own seed
+  (``sweep.runner.seeds``).
 """
 
 from __future__ import annotations
 
-import errno
-import gc
 import logging
 import os
 import socket
-import threading
 import time
 import warnings
 from contextlib import suppress
@@ -44,13 +43,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import optuna
-from optuna.storages import RetryHeartbeatStaleTrialCallback
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from sweep import optuna_private
 from sweep.errors import DatabaseFull, WorkerError
 from sweep.logs import quiet_logs
 from sweep.runner import confirm
+from sweep.runner.failures import describe, free_memory, is_oom
+from sweep.runner.heartbeat import Heartbeat, open_with_heartbeat
 from sweep.runner.interrupts import (
     RECEIVED,
     armed,
@@ -59,8 +59,9 @@ from sweep.runner.interrupts import (
     stopped_by,
 )
 from sweep.runner.progress import Progress, results
+from sweep.runner.requeue import Requeue, rerun_queued
+from sweep.runner.seeds import sampler_seed
 from sweep.storage import settings as study_settings
-from sweep.storage import trial_record
 from sweep.storage.database import open_storage
 
 if TYPE_CHECKING:
@@ -70,7 +71,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-MAX_RETRY = 3  # re-runs of a trial whose worker died or was stopped, before it stays FAIL
 MAX_ERRORS = 3  # unexpected errors in a row before a worker gives up
 # Out-of-memory failures in a row before it gives up: more than MAX_ERRORS, as the sampler
 # may well propose a few configurations too large for the machine in a row.
@@ -81,109 +81,6 @@ RECORD_TRIES = 3  # attempts at recording an interrupted trial, each on fresh co
 
 class TrialGone(Exception):
     """This worker's trial was finished by someone else (failed as stale): stop its run."""
-
-
-class Requeue(RetryHeartbeatStaleTrialCallback):
-    """Optuna's retry of a failed trial (same params, ``retry_history``), bounded by
-    MAX_RETRY, whose copy starts clean: it carries only what says it is a re-run (the
-    failed trial's metrics and progress would otherwise stick to it)."""
-
-    def __init__(self, reason: str = "its worker stopped sending heartbeats") -> None:
-        super().__init__(max_retry=MAX_RETRY)
-        self.reason = reason
-
-    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        history = [*self.retry_history(trial), trial.number]
-        if len(history) > MAX_RETRY:
-            return
-        keep = {k: v for k, v in trial.user_attrs.items() if k == "baseline"}
-        reason = trial.user_attrs.get("fail_reason") or self.reason
-        study.add_trial(optuna.create_trial(
-            state=TrialState.WAITING, params=trial.params, distributions=trial.distributions,
-            user_attrs={**keep, "retry_of": trial.number, "retry": len(history),
-                        "retry_reason": f"trial {trial.number}: {reason}"},
-            system_attrs={**trial_record.without_record(trial.system_attrs),
-                          "failed_trial": trial.number,
-                          "retry_history": history}))
-
-
-def open_with_heartbeat(url: str, heartbeat: int) -> WorkerStorage:
-    """The storage as workers use it: heartbeats on, stale trials failed and re-queued."""
-    storage = open_storage(url, heartbeat_interval=heartbeat, grace_period=3 * heartbeat,
-                           stale_trial_callback=Requeue(), reserve=True)
-    return storage  # type: ignore[return-value]
-
-
-def sampler_seed(seed: int, worker_id: int, storage: optuna.storages.BaseStorage,
-                 name: str) -> int:
-    """A sampler seed that differs per worker, per machine and per run of the same study.
-
-    TPE's first trials are random draws from this seed: with the same seed, two workers,
-    a second machine, or a second ``start`` joining the study, would propose the very
-    trials already run. The trial count, the host and the process tell them apart.
-    """
-    study_id = storage.get_study_id_from_name(name)
-    n_trials = len(storage.get_all_trials(study_id, deepcopy=False))
-    host = int.from_bytes(socket.gethostname().encode()[:8].ljust(8, b"\0"), "big")
-    entropy = [seed, worker_id, n_trials, os.getpid(), host]
-    return int(np.random.SeedSequence(entropy).generate_state(1)[0])
-
-
-class Heartbeat(threading.Thread):
-    """Beats for one trial every ``interval`` s, through outages; sets ``gone`` when the
-    trial is no longer RUNNING; fails (and so re-queues) other workers' stale trials. Stops
-    once the database is full (its beats would take the room its trial's FAIL needs)."""
-
-    def __init__(self, study: optuna.Study, storage: WorkerStorage, trial_id: int,
-                 interval: float) -> None:
-        super().__init__(daemon=True, name=f"heartbeat-{trial_id}")
-        self.study, self.storage, self.trial_id, self.interval = study, storage, trial_id, interval
-        self.stopped = threading.Event()
-        self.gone = threading.Event()
-
-    def run(self) -> None:
-        while not self.stopped.wait(self.interval):
-            try:
-                self.storage.check_room()
-                self.storage.record_heartbeat(self.trial_id)
-                if self.storage.get_trial(self.trial_id).state != TrialState.RUNNING:
-                    self.gone.set()
-                    return
-                optuna.storages.fail_stale_trials(self.study)
-            except DatabaseFull:  # the worker sees it at its next epoch end (check_room)
-                return
-            except Exception:  # past the storage's retries: keep beating
-                continue
-
-    def stop(self) -> None:
-        self.stopped.set()
-        self.join()
-
-
-def describe(err: BaseException) -> str:
-    """One line saying why a trial failed."""
-    first = trial_record.first_line(err)[:300]
-    text = str(err).lower()
-    # torch's CPU allocator says "DefaultCPUAllocator: can't allocate memory" (RuntimeError).
-    if isinstance(err, MemoryError) or "out of memory" in text or (
-            "can't allocate memory" in text) or type(err).__name__ == "OutOfMemoryError" or (
-            isinstance(err, OSError) and err.errno == errno.ENOMEM):
-        return f"out of memory: {first or type(err).__name__}"
-    if isinstance(err, OSError) and err.errno == errno.ENOSPC:
-        return f"disk full: {first}"
-    return f"{type(err).__name__}: {first}"
-
-
-def _is_oom(reason: str) -> bool:
-    return reason.startswith("out of memory")
-
-
-def _free_memory() -> None:
-    gc.collect()
-    import torch
-
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
 
 
 class Worker:
@@ -252,8 +149,8 @@ class Worker:
                 continue
             assert isinstance(trial, optuna.Trial)
             reason = self.run_trial(trial)
-            errors = errors + 1 if reason and not _is_oom(reason) else 0
-            ooms = ooms + 1 if reason and _is_oom(reason) else 0
+            errors = errors + 1 if reason and not is_oom(reason) else 0
+            ooms = ooms + 1 if reason and is_oom(reason) else 0
             if errors >= MAX_ERRORS:
                 raise WorkerError(f"{errors} trials in a row failed with errors; the last: "
                                   f"{reason}")
@@ -300,8 +197,8 @@ class Worker:
                 self._stop_full(trial)
                 raise
             state, error = TrialState.FAIL, describe(err)  # a fault of this trial: go on
-            if _is_oom(error):
-                _free_memory()
+            if is_oom(error):
+                free_memory()
             log.warning("trial %d FAIL: %s", trial.number, error)
         finally:
             self.beat.stop()
@@ -353,7 +250,7 @@ class Worker:
         self._attr(trial, "fail_reason", reason)
         self.study.tell(trial, state=TrialState.FAIL, skip_if_finished=True)
         frozen = self.storage.get_trial(optuna_private.trial_id(trial))
-        if frozen.state == TrialState.FAIL and not _rerun_of(self.study, frozen.number):
+        if frozen.state == TrialState.FAIL and not rerun_queued(self.study, frozen.number):
             Requeue(reason)(self.study, frozen)
 
     def _record_interruption(self, trial: optuna.Trial, how: str) -> None:
@@ -375,12 +272,6 @@ class Worker:
                 if attempt == RECORD_TRIES - 1:
                     log.warning("trial %d: could not record the interruption (%s); `python -m "
                                 "sweep resume` re-queues it", trial.number, describe(err))
-
-
-def _rerun_of(study: optuna.Study, number: int) -> bool:
-    """Whether trial ``number``'s re-run is queued already (Requeue names it failed_trial)."""
-    return any(t.system_attrs.get("failed_trial") == number
-               for t in study.get_trials(deepcopy=False))
 
 
 def run_worker(url: str, name: str, worker_id: int, timeout: float | None,

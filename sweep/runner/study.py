@@ -230,7 +230,7 @@ def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bo
     """Create the study, or add ``n_trials`` to it, under the study lock."""
     import optuna
 
-    from sweep.runner.loop import open_with_heartbeat
+    from sweep.runner.heartbeat import open_with_heartbeat
     from sweep.runner.progress import results
 
     space, store = settings.space, settings.artifacts
@@ -336,7 +336,7 @@ def resume(study: str, *, storage: str | None = None,
     import optuna
 
     from sweep.logs import quiet_logs
-    from sweep.runner.loop import open_with_heartbeat
+    from sweep.runner.heartbeat import open_with_heartbeat
     from sweep.runner.progress import results
     from sweep.storage.stores import open_stores
 
@@ -460,7 +460,7 @@ def retry_unfinished(study: optuna.Study, ckpt: CheckpointStore, grace: float) -
     from optuna.storages import RetryHeartbeatStaleTrialCallback
     from optuna.trial import TrialState
 
-    from sweep.runner.loop import Requeue
+    from sweep.runner.requeue import Requeue
 
     deadline = time.monotonic() + grace + 2
     while True:

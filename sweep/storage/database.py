@@ -57,7 +57,7 @@ if TYPE_CHECKING:  # optuna and sqlalchemy load lazily: the CLI imports this mod
     from sweep.storage.sweep_storage import SweepStorage
 
     # What open_storage gives a worker (heartbeats on): the calls of either that
-    # sweep.runner.loop makes are the same.
+    # sweep.runner.loop and sweep.runner.heartbeat make are the same.
     WorkerStorage = SweepStorage | SweepJournalStorage
 
 DEFAULT_STORAGE = "sqlite:///sweeps.db"

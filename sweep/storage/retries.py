@@ -1,5 +1,5 @@
 """Database outages: telling one from storage that can never work (``transient``), waiting
-it out (``retrying``: bounded exponential backoff, 0.5 s doubling to 8 s, for at most
+it out (``retrying``: tenacity's retries, 0.5 s doubling to 8 s between tries, for at most
 ``sweep.storage.outages.outage_wait_s()``, with one line on stderr when the outage starts
 and one when it ends), and ``RetriedRDBStorage``, Optuna's RDBStorage with every call a
 worker makes retried that way. A full disk is never an outage: ``DatabaseFull``, after the
@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 import optuna
 import sqlalchemy
 import sqlalchemy.exc
+import tenacity
 from optuna.distributions import BaseDistribution
 from optuna.storages import RDBStorage
 from optuna.study import StudyDirection
@@ -149,7 +150,8 @@ OUTAGE = _Outage()  # per process: every storage of the process sees the same da
 
 
 def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
-    """``call`` retried through outages (bounded backoff, outage_wait_s() at most)."""
+    """``call`` retried through outages (tenacity: the waits of BACKOFF_S, the last one
+    repeated, for outage_wait_s() at most)."""
 
     # The storage whose method this is (``retrying(super().get_trial)``), or else the first
     # argument: its URL names the database, its reserve gives a full disk's last writes
@@ -158,34 +160,48 @@ def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
 
     @functools.wraps(call)
     def wrapper(*args: Any, **kwargs: Any) -> _T:
-        deadline = time.monotonic() + outage_wait_s()
-        attempt = 0
-        while True:
-            try:
-                result = call(*args, **kwargs)
-            except Exception as err:
-                if full_disk(err) and isinstance(err, (sqlalchemy.exc.SQLAlchemyError,
-                                                   optuna.exceptions.StorageInternalError)):
-                    # The first write to find the disk full frees the reserve and is tried
-                    # again in that room (SQLite rolled it back whole); the worker sees the
-                    # empty reserve at its next step and stops (SweepStorage.check_room).
-                    reserve = getattr(owner, "reserve", None)
-                    if isinstance(reserve, Reserve) and reserve.release():
-                        continue
-                    where = shown_url(owner if owner is not None else args[0] if args else None)
-                    raise DatabaseFull(full_message(err, where)) from err
-                left = deadline - time.monotonic()
-                if not transient(err) or left <= 0:
-                    raise
-                OUTAGE.failed(err)
-                # The last try falls on the deadline itself, not up to 8 s past it.
-                time.sleep(min(BACKOFF_S[min(attempt, len(BACKOFF_S) - 1)], left))
-                attempt += 1
-                continue
-            OUTAGE.recovered()
-            return result
+        limit = outage_wait_s()  # read at each call: a test or a caller may set it
+        backoff = tenacity.wait_chain(*(tenacity.wait_fixed(s) for s in BACKOFF_S))
+
+        def wait(state: tenacity.RetryCallState) -> float:
+            # The last try falls on the deadline itself, not up to 8 s past it.
+            return min(backoff(state), max(0.0, limit - (time.monotonic() - state.start_time)))
+
+        def attempt() -> _T:
+            return _in_reserve(owner, call, *args, **kwargs)
+
+        result = tenacity.Retrying(
+            retry=tenacity.retry_if_exception(transient), stop=tenacity.stop_after_delay(limit),
+            wait=wait, before_sleep=_outage_seen, reraise=True)(attempt)
+        OUTAGE.recovered()
+        return result
 
     return wrapper
+
+
+def _outage_seen(state: tenacity.RetryCallState) -> None:
+    assert state.outcome is not None  # tenacity sleeps only after a failed attempt
+    err = state.outcome.exception()
+    assert err is not None
+    OUTAGE.failed(err)
+
+
+def _in_reserve(owner: object, call: Callable[..., _T], *args: Any, **kwargs: Any) -> _T:
+    """``call``; should it find the disk full, once more in the room the reserve frees, and
+    then ``DatabaseFull`` (waiting does not make room: never retried as an outage)."""
+    try:
+        return call(*args, **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, optuna.exceptions.StorageInternalError) as err:
+        if not full_disk(err):
+            raise
+        # The first write to find the disk full frees the reserve and is tried again in
+        # that room (SQLite rolled it back whole); the worker sees the empty reserve at its
+        # next step and stops (SweepStorage.check_room).
+        reserve = getattr(owner, "reserve", None)
+        if isinstance(reserve, Reserve) and reserve.release():
+            return _in_reserve(owner, call, *args, **kwargs)
+        where = shown_url(owner if owner is not None else args[0] if args else None)
+        raise DatabaseFull(full_message(err, where)) from err
 
 
 class RetriedRDBStorage(RDBStorage):
