@@ -16,6 +16,7 @@ from PIL import Image
 from torchvision.io import ImageReadMode
 
 from models.config import ConfigError
+from models.private_api import image_ops
 
 DECODE_BLOCK = 1024  # images a decoding thread stacks at a time (bounds the extra memory)
 
@@ -33,10 +34,10 @@ def _image_decoder() -> ImageDecoder:
     """
     rgb = ImageReadMode.RGB
 
-    try:
-        image_op, jpeg_op = torch.ops.image.decode_image, torch.ops.image.decode_jpeg
-    except (AttributeError, RuntimeError):  # ops renamed or missing: the public wrapper
+    ops = image_ops()
+    if ops is None:  # renamed or missing: the public wrapper
         return lambda data: torchvision.io.decode_image(_as_tensor(data), mode=rgb)
+    image_op, jpeg_op = ops
 
     def direct(data: bytes) -> torch.Tensor:
         op = jpeg_op if data[:2] == b"\xff\xd8" else image_op

@@ -19,6 +19,7 @@ import dataclasses
 from typing import TYPE_CHECKING, Any
 
 from models.config import Config
+from sweep.optuna_private import FIXED_PARAMS_KEY
 from sweep.space import Space, baseline_params
 
 if TYPE_CHECKING:
@@ -84,7 +85,7 @@ def enqueue_references(study: optuna.Study, space: Space, room: int,
             continue
         if ref.label in present:  # enqueued by an earlier start of this study
             continue
-        same = next((t.number for t in trials if t.system_attrs.get("fixed_params") == params),
+        same = next((t.number for t in trials if t.system_attrs.get(FIXED_PARAMS_KEY) == params),
                     None)
         if same is not None:
             notes.append(f"reference skipped, trial {same} already runs its config: {ref.label}")

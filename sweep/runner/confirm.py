@@ -26,6 +26,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.answer import recommend as rec_rule
+from sweep.optuna_private import FIXED_PARAMS_KEY
 from sweep.runner.stages import STAGE_KEY
 from sweep.space import EXTRA_SEEDS, parse_space
 from sweep.storage import settings as study_settings
@@ -79,7 +80,7 @@ def confirmation_trial(origin: FrozenTrial, seed: int, space: dict[str, Any]
     return optuna.trial.create_trial(
         state=TrialState.WAITING,
         user_attrs={"stage": "confirm", "confirm_of": origin.number, "seed": seed},
-        system_attrs={"fixed_params": params, STAGE_KEY: {
+        system_attrs={FIXED_PARAMS_KEY: params, STAGE_KEY: {
             "stage": "confirm", "space": parse_space(data).to_dict(),
             "labels": {"confirm_of": origin.number, "seed": seed}}})
 

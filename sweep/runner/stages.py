@@ -34,6 +34,7 @@ from optuna.trial import FrozenTrial
 from models.config import LIMITS, Config, is_knob
 from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
+from sweep.optuna_private import FIXED_PARAMS_KEY
 from sweep.space import Space, parse_space
 
 STAGE_KEY = "vae_sweep_stage"  # system attr: {"stage", "space", "labels"}
@@ -119,7 +120,7 @@ def trial_space(trial: optuna.Trial, space: Space) -> tuple[str, Space]:
         stage, labels = "baseline", {"baseline": True}
     elif attrs.get("reference"):
         stage, labels = "reference", {"reference": attrs["reference"]}
-    elif "fixed_params" in system:  # enqueued by the user (enqueue_trial)
+    elif FIXED_PARAMS_KEY in system:  # enqueued by the user (enqueue_trial)
         stage, labels = "enqueued", {}
     else:
         centre = best_reference(trial.study.get_trials(deepcopy=False))
