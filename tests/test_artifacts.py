@@ -47,7 +47,7 @@ def test_two_trials_list_their_artifacts_in_the_same_order(tmp_path, tiny, image
     # The dashboard sorts a trial's cards by file name: the ids' order is the one it shows.
     assert list(ORDER) == sorted(ORDER)
 
-    frozen = storage.get_trial(trials[0]._trial_id)
+    frozen = storage.get_trial(optuna_private.trial_id(trials[0]))
     metas = {m.filename: m for m in get_all_artifact_meta(frozen, storage=storage)}
     for name in (n for n in ORDER if n.endswith(".png")):
         download_artifact(artifact_store=store, artifact_id=metas[name].artifact_id,

@@ -98,7 +98,7 @@ def test_validation_split_does_not_depend_on_the_training_seed(monkeypatch):
     for seed, dm in zip((0, 1), modules, strict=True):
         torch.manual_seed(seed)
         firsts.append(ids((next(iter(dm.train_dataloader())) * 255).round().to(torch.uint8)))
-    assert sorted(ids(a._splits()[0])) == sorted(ids(b._splits()[0]))
+    assert sorted(ids(a.train_images)) == sorted(ids(b.train_images))
     assert firsts[0] != firsts[1]
 
 
@@ -362,7 +362,7 @@ def test_a_corrupt_png_is_named_in_one_line_without_libpng_noise(tmp_path):
                                             "PYTHONPATH": str(Path(decode.__file__).parents[2])})
     assert proc.returncode == 1, proc.stderr  # the ConfigError, not a signal
     assert "libpng" not in proc.stderr and f"cannot decode {bad}" in proc.stderr, proc.stderr
-    assert decode._png_intact((tmp_path / "a" / "000.png").read_bytes())
+    assert decode.png_intact((tmp_path / "a" / "000.png").read_bytes())
 
 
 @pytest.mark.parametrize("layout", ["missing", "empty", "no-images"])

@@ -83,7 +83,7 @@ def quick_outages(monkeypatch):
     notices (the process-wide ones would carry an unended outage into the next test)."""
     import sweep.storage.retries
 
-    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries._Outage())
+    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries.Outage())
     monkeypatch.setenv("VAE_SWEEP_OUTAGE_WAIT_S", "0.3")
     monkeypatch.setattr(sweep.storage.retries, "BACKOFF_S", (0.05,))
 
@@ -146,7 +146,7 @@ def test_no_trial_is_stale_while_the_server_is_just_back(tmp_path, monkeypatch):
     import sweep.storage.retries
 
     # None seen here.
-    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries._Outage())
+    monkeypatch.setattr(sweep.storage.retries, "OUTAGE", sweep.storage.retries.Outage())
     storage = open_storage(f"sqlite:///{tmp_path}/s.db", heartbeat_interval=1, grace_period=1)
     assert storage.uptime() == float("inf")  # SQLite has no server to restart
     study = optuna.create_study(storage=storage)

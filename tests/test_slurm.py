@@ -78,13 +78,14 @@ def test_a_parameter_submitit_does_not_take_is_refused_naming_it(tmp_path):
     pytest.importorskip("submitit")
     if shutil.which("srun") is None:
         pytest.skip("submitit makes its SLURM executor only where srun is installed")
-    from sweep.runner.slurm import _executor
+    from sweep.runner.slurm import slurm_executor
 
     with pytest.raises(ParamError) as err:
-        _executor(tmp_path, {"time": 60, "gpus_pernode": 4}, "s")
+        slurm_executor(tmp_path, {"time": 60, "gpus_pernode": 4}, "s")
     assert str(err.value).startswith("slurm Unavailable parameter(s): ['gpus_pernode']")
     assert "\n" not in str(err.value)
-    assert _executor(tmp_path, {"time": 60, "partition": "gpu"}, "s").parameters["time"] == 60
+    made = slurm_executor(tmp_path, {"time": 60, "partition": "gpu"}, "s")
+    assert made.parameters["time"] == 60
 
 
 def test_states_read_as_one_line_per_array():

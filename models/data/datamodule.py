@@ -52,6 +52,10 @@ class ImageDataModule(pl.LightningDataModule):
         return images.dtype == torch.uint8
 
     @property
+    def train_images(self) -> torch.Tensor:
+        return self._splits()[0]
+
+    @property
     def val_images(self) -> torch.Tensor:
         return self._splits()[1]
 

@@ -50,7 +50,7 @@ def _image_decoder() -> ImageDecoder:
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 
-def _png_intact(data: bytes) -> bool:
+def png_intact(data: bytes) -> bool:
     """Whether a PNG's chunks are whole and their CRCs match (Pillow's ``verify``; True for
     other formats).
 
@@ -76,7 +76,7 @@ def _decode(path: str, decode: ImageDecoder) -> torch.Tensor:
     with open(path, "rb") as f:  # a plain read releases the GIL during I/O
         data = f.read()
     try:
-        if _png_intact(data):  # a corrupt one goes to PIL, which names the file
+        if png_intact(data):  # a corrupt one goes to PIL, which names the file
             return decode(data)
     except RuntimeError:
         pass

@@ -136,7 +136,7 @@ def default_folder(url: str, study: str) -> Path:
     return (root / safe_name(study)).absolute()
 
 
-def _executor(folder: Path, params: Mapping[str, Any], study: str) -> Any:
+def slurm_executor(folder: Path, params: Mapping[str, Any], study: str) -> Any:
     """submitit's SlurmExecutor for ``params``; UsageError when there is no SLURM here,
     ParamError for a parameter it does not take."""
     try:
@@ -178,7 +178,7 @@ def submit(study: str, *, storage: str | None = None, slurm: Mapping[str, Any] |
     loaded, _, _ = open_study(url, study)
     study_settings.load(loaded)  # made by start: its workers know what to run
     where = Path(folder).absolute() if folder else default_folder(url, study)
-    executor = _executor(where, params, study)
+    executor = slurm_executor(where, params, study)
     with environ_kept():
         os.environ[STORAGE_ENV] = url  # sbatch passes the environment on to the tasks
         try:

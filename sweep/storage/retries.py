@@ -116,7 +116,7 @@ def full_message(err: BaseException | str, where: str) -> str:
             "disk, then run again (`python -m sweep resume` finishes a started study)")
 
 
-class _Outage:
+class Outage:
     """When this process last saw the database come back, and the notices of an outage."""
 
     def __init__(self) -> None:
@@ -146,7 +146,7 @@ class _Outage:
                 self.ended_at = time.monotonic()
 
 
-OUTAGE = _Outage()  # per process: every storage of the process sees the same database go
+OUTAGE = Outage()  # per process: every storage of the process sees the same database go
 
 
 def retrying(call: Callable[..., _T]) -> Callable[..., _T]:
