@@ -31,6 +31,25 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     items.sort(key=lambda item: item.get_closest_marker("slow") is None)
 
 
+NO_STUDY = "VAE_SWEEP_TEST_NO_STUDY"  # read by tests/forkserver.py's commands too
+
+
+def _refused(self, trial):
+    raise pytest.fail.Exception("a test not marked slow trained a study's trial: mark it "
+                                "@pytest.mark.slow")
+
+
+@pytest.fixture(autouse=True)
+def no_study_unless_slow(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch):
+    """The worker loop refuses to train a trial in a test not marked slow, here or in a
+    command it runs: ``pytest -m "not slow"`` is the quick suite, and starts no study."""
+    if request.node.get_closest_marker("slow") is None:
+        from sweep.runner.loop import Worker
+
+        monkeypatch.setattr(Worker, "run_trial", _refused)
+        monkeypatch.setenv(NO_STUDY, "1")
+
+
 @pytest.fixture
 def tiny() -> dict:
     return dict(TINY)
