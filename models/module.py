@@ -128,10 +128,9 @@ class VAE(pl.LightningModule):
         return dict(self.likelihood_params.items())
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's output for codes ``z`` after ``decoder_activation``: what the
-        likelihood reads."""
-        out: torch.Tensor = self.decoder(z)
-        return out.sigmoid() if self.cfg.decoder_activation == "sigmoid" else out
+        """The decoder's output for codes ``z`` after ``decoder_activation`` (as the
+        likelihood applies it): what the likelihood reads."""
+        return self.likelihood.activate(self.decoder(z))
 
     def to_image(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder output as an image in pixel space (the likelihood's mean)."""
