@@ -70,7 +70,8 @@ def iw_bound(model: VAE, x: torch.Tensor, samples: int, params: Mapping[str, tor
 
 def _batches(images: torch.Tensor, size: int) -> list[torch.Tensor]:
     # uint8 is 8-bit data, scaled to [0, 1] as the trainer does; floats are used as they are
-    return [b.float() / 255 if b.dtype == torch.uint8 else b for b in images.split(size)]
+    parts = [images[lo:lo + size] for lo in range(0, len(images), size)]
+    return [b.float() / 255 if b.dtype == torch.uint8 else b for b in parts]
 
 
 @torch.no_grad()
@@ -88,7 +89,8 @@ def heldout_nll(model: VAE, images: torch.Tensor, samples: int, seed: int = 0,
     for x in batches:  # the one-sample ELBO, as the validation step computes it
         mu, logvar = model.encoder(x)
         first.update(x, model.decode(reparameterize(mu, logvar, generator=gen)), mu, logvar)
-    elbo = first.compute(with_mutual_info=False)
+    neg_elbo = first.compute(with_mutual_info=False)["neg_elbo_own"]
+    assert isinstance(neg_elbo, float)
     pixels = images[0].numel()
     own = {k[len("own_"):]: float(v) for k, v in first.sums.items() if k.startswith("own_")}
     params = {**model.likelihood_scalars(),
@@ -97,9 +99,8 @@ def heldout_nll(model: VAE, images: torch.Tensor, samples: int, seed: int = 0,
     neg_iw = -total / len(images)
     if model.eight_bit:
         figures = {"bits_per_dim_iw": bits_per_dim(neg_iw, pixels),
-                   "bits_per_dim_elbo": elbo["bits_per_dim_own"]}
+                   "bits_per_dim_elbo": bits_per_dim(neg_elbo, pixels)}
     else:
-        figures = {"nats_per_dim_iw": neg_iw / pixels,
-                   "nats_per_dim_elbo": float(elbo["neg_elbo_own"]) / pixels}
+        figures = {"nats_per_dim_iw": neg_iw / pixels, "nats_per_dim_elbo": neg_elbo / pixels}
     return {**figures, "iw_samples": samples, "images": len(images),
             "seconds": time.perf_counter() - start}
