@@ -117,6 +117,10 @@ DEFAULT_SPACE: dict[str, Any] = {
         "likelihood": {"choices": list(CHOICES["likelihood"])},
         "sigma_mode": {"choices": list(CHOICES["sigma_mode"]),
                        "when": {"likelihood": ["gaussian"]}},
+        # PixelCNN++ used 10 logistics per sub-pixel; 5 is the default (the IAF paper's
+        # single logistic is the likelihood discretized_logistic).
+        "mixture_components": {"choices": [5, 10],
+                               "when": {"likelihood": ["discretized_logistic_mixture"]}},
         "recon_reduction": {"choices": list(CHOICES["recon_reduction"])},
         "kl_reduction": {"choices": list(CHOICES["kl_reduction"])},
         "kl_schedule": {"choices": list(CHOICES["kl_schedule"])},

@@ -58,6 +58,7 @@ def test_default_space_samples_every_parameter_under_its_conditions(default_run)
         assert ("kl_cycles" in p) == ("kl_ratio" in p) == (p["kl_schedule"] == "cyclical")
         assert ("kl_warmup_steps" in p) == (p["kl_schedule"] in ("linear", "sigmoid"))
         assert ("sigma_mode" in p) == (p["likelihood"] == "gaussian")
+        assert ("mixture_components" in p) == (p["likelihood"] == "discretized_logistic_mixture")
         assert 0.01 <= p["kl_weight"] <= 10 and 1e-4 <= p["lr"] <= 3e-3
         assert p["free_bits"] in (0.0, 0.05, 0.1, 0.25, 0.5)
         cfg = configs[t.number]  # the Config carries what was suggested, the rest is default
