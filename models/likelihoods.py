@@ -59,6 +59,7 @@ class Likelihood(abc.ABC):
     """One observation model p(x|z) of the decoder output; see the module docstring."""
 
     name: ClassVar[str] = ""
+    discrete: ClassVar[bool] = False  # a distribution over 8-bit levels (8-bit data only)
 
     def __init__(self, cfg: Config) -> None:
         self.cfg = cfg
@@ -232,6 +233,8 @@ class _Discretised(Likelihood):
     adds log2(255) back: exactly -log2 P per sub-pixel). The yardstick reads ``mean``, the
     mean of the clamped logistic(s), as every likelihood's predicted image. 8-bit data only.
     """
+
+    discrete = True
 
     def groups(self, out: torch.Tensor) -> torch.Tensor:
         """(B, k C, ...) -> (B, k, D): each group flattened in the image's (C, ...) order."""

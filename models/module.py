@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models import likelihoods, losses, networks, schedules
-from models.config import Config
+from models.config import Config, ConfigError
 from models.metrics import Evaluation
 
 # Training steps between logged values (the Trainer's log_every_n_steps is set to match).
@@ -89,6 +89,9 @@ class VAE(pl.LightningModule):
             encoder, decoder = networks.build(cfg, self.image_shape)
         self.encoder, self.decoder = encoder, decoder
         self.likelihood = likelihoods.build(cfg)
+        if self.likelihood.discrete and not eight_bit:
+            raise ConfigError("likelihood", f"{cfg.likelihood} is a distribution over 8-bit "
+                                            "levels; continuous data needs another")
         self.likelihood_params = nn.ParameterDict({
             name: nn.Parameter(torch.tensor(value))
             for name, value in self.likelihood.initial_params().items()})

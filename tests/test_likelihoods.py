@@ -246,3 +246,13 @@ def test_start_searches_a_discretised_likelihood_and_records_its_bits(tmp_path):
     assert attrs["bits_per_dim_own"] == pytest.approx(
         attrs["neg_elbo_own"] / (d * math.log(2)) + math.log2(255))
     assert math.isfinite(attrs["bits_per_dim"])
+
+
+def test_a_discretised_likelihood_refuses_continuous_data():
+    from models.config import ConfigError
+    from models.module import VAE
+
+    cfg = Config(likelihood="discretized_logistic", model="mlp", latent_dim=2)
+    with pytest.raises(ConfigError, match="^likelihood: discretized_logistic is a distribution"):
+        VAE(cfg.to_dict(), (4,), 1, eight_bit=False)
+    assert VAE(cfg.to_dict(), (4,), 1).likelihood.discrete
