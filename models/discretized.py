@@ -32,12 +32,12 @@ def logistic_log_prob(x: torch.Tensor, mean: torch.Tensor, log_scale: torch.Tens
     log(sigma(a) - sigma(b)) = log sigma(a) + log sigma(-b) + log(1 - exp(b - a)), a > b.
     """
     inv_scale = (-log_scale).exp()
-    upper = (x + HALF_BIN - mean) * inv_scale
-    lower = (x - HALF_BIN - mean) * inv_scale
-    inner = (F.logsigmoid(upper) + F.logsigmoid(-lower)
-             + torch.log(-torch.expm1(lower - upper)))
-    return torch.where(x < HALF_BIN, F.logsigmoid(upper),
-                       torch.where(x > 1 - HALF_BIN, F.logsigmoid(-lower), inner))
+    centred = x - mean
+    below = F.logsigmoid((centred + HALF_BIN) * inv_scale)  # log P(Y < x + h)
+    above = F.logsigmoid((HALF_BIN - centred) * inv_scale)  # log P(Y > x - h)
+    # b - a = -1 / (255 s): the log of the bin's share depends on the scale alone
+    inner = below + above + torch.log(-torch.expm1(-inv_scale / LEVELS))
+    return torch.where(x < HALF_BIN, below, torch.where(x > 1 - HALF_BIN, above, inner))
 
 
 def mixture_log_prob(x: torch.Tensor, logits: torch.Tensor, means: torch.Tensor,

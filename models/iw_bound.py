@@ -79,9 +79,13 @@ def heldout_nll(model: VAE, images: torch.Tensor, samples: int, seed: int = 0,
              decodes: int = DECODES) -> dict[str, Any]:
     """The ELBO and the K-sample bound over all of ``images`` (uint8, or floats for
     continuous data), per dim: ``bits_per_dim_elbo`` and ``bits_per_dim_iw`` for 8-bit data
-    (``nats_per_dim_*`` otherwise), with ``iw_samples`` (K), ``images`` and ``seconds``."""
+    (``nats_per_dim_*`` otherwise), with ``iw_samples`` (K), ``images`` and ``seconds``.
+    ``model``'s weights are left in ``models.module.conv_layout``'s memory format."""
+    from models.module import conv_layout
+
     start = time.perf_counter()
-    model.eval()
+    # NHWC on the CPU, as training lays the weights out: a quarter less time here
+    model.eval().to(memory_format=conv_layout(images.device))
     lik = model.likelihood
     gen = torch.Generator(device=images.device).manual_seed(seed)
     batches = _batches(images, max(1, min(decodes, 128)))
