@@ -72,7 +72,9 @@ def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
 
 class VAE(pl.LightningModule):
     """``encoder`` x -> (mu, logvar) and ``decoder`` z -> raw output, trained as ``config``
-    says; without them, ``config``'s network is built for examples of ``image_shape``.
+    says; without them, ``config``'s network is built for examples of ``image_shape`` (a
+    given decoder outputs ``networks.decoder_shape``: more channels for the discretised
+    likelihoods).
     ``eight_bit``: the data is 8-bit, scaled to [0, 1] (bits/dim, clamped pictures); False
     for continuous data (``models.arrays``: nats/dim, outputs as decoded)."""
 
