@@ -28,6 +28,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+
 def figures(module: VAE, images: torch.Tensor, samples: int) -> dict[str, Any]:
     """The test figures of one model on ``images``, keyed ``test_<name>`` (module docstring)."""
     from models.iw_bound import heldout_nll
