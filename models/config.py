@@ -44,7 +44,7 @@ PATH_DATASETS = ("folder:", "npy:")
 # Upper bounds that keep a typo from asking for terabytes (latent_dim=1000000000 would
 # allocate an 8 TB layer); far above any VAE these knobs are meant for.
 LIMITS = {"latent_dim": 16384, "batch_size": 65536, "kl_cycles": 10000,
-          "synthetic_size": 1_000_000}
+          "synthetic_size": 1_000_000, "mixture_components": 256}
 SEED_MAX = 2**32 - 1  # numpy's and Lightning's seed range
 
 KNOB = "model."  # the prefix of a network knob's key in the flat dict
@@ -76,6 +76,7 @@ class Config:
     # reconstruction term
     likelihood: str = "mse"
     sigma_mode: str = "optimal"
+    mixture_components: int = 5  # discretized_logistic_mixture's logistics per sub-pixel
     recon_reduction: str = "mean"
     kl_reduction: str = "sum"
     # KL weight
@@ -232,7 +233,8 @@ def validate(cfg: Config) -> None:
         if kind is float:  # TOML and the command line both accept inf and nan
             value = getattr(cfg, key)
             _check(math.isfinite(value), key, f"must be finite, got {value}")
-    for key in ("latent_dim", "batch_size", "max_epochs", "kl_cycles", "synthetic_size"):
+    for key in ("latent_dim", "batch_size", "max_epochs", "kl_cycles", "synthetic_size",
+                "mixture_components"):
         _check(getattr(cfg, key) >= 1, key, f"must be >= 1, got {getattr(cfg, key)}")
     for key, most in LIMITS.items():
         _check(getattr(cfg, key) <= most, key, f"must be <= {most}, got {getattr(cfg, key)}")

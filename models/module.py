@@ -21,7 +21,7 @@ import torch
 from torch import nn
 
 from models import likelihoods, losses, networks, schedules
-from models.config import Config
+from models.config import Config, ConfigError
 from models.metrics import Evaluation
 
 # Training steps between logged values (the Trainer's log_every_n_steps is set to match).
@@ -72,7 +72,9 @@ def step_terms(model: VAE, x: torch.Tensor, step: int) -> StepTerms:
 
 class VAE(pl.LightningModule):
     """``encoder`` x -> (mu, logvar) and ``decoder`` z -> raw output, trained as ``config``
-    says; without them, ``config``'s network is built for examples of ``image_shape``.
+    says; without them, ``config``'s network is built for examples of ``image_shape`` (a
+    given decoder outputs ``networks.decoder_shape``: more channels for the discretised
+    likelihoods).
     ``eight_bit``: the data is 8-bit, scaled to [0, 1] (bits/dim, clamped pictures); False
     for continuous data (``models.arrays``: nats/dim, outputs as decoded)."""
 
@@ -89,6 +91,9 @@ class VAE(pl.LightningModule):
             encoder, decoder = networks.build(cfg, self.image_shape)
         self.encoder, self.decoder = encoder, decoder
         self.likelihood = likelihoods.build(cfg)
+        if self.likelihood.discrete and not eight_bit:
+            raise ConfigError("likelihood", f"{cfg.likelihood} is a distribution over 8-bit "
+                                            "levels; continuous data needs another")
         self.likelihood_params = nn.ParameterDict({
             name: nn.Parameter(torch.tensor(value))
             for name, value in self.likelihood.initial_params().items()})
@@ -128,10 +133,9 @@ class VAE(pl.LightningModule):
         return dict(self.likelihood_params.items())
 
     def decode(self, z: torch.Tensor) -> torch.Tensor:
-        """The decoder's output for codes ``z`` after ``decoder_activation``: what the
-        likelihood reads."""
-        out: torch.Tensor = self.decoder(z)
-        return out.sigmoid() if self.cfg.decoder_activation == "sigmoid" else out
+        """The decoder's output for codes ``z`` after ``decoder_activation`` (as the
+        likelihood applies it): what the likelihood reads."""
+        return self.likelihood.activate(self.decoder(z))
 
     def to_image(self, out: torch.Tensor) -> torch.Tensor:
         """Decoder output as an image in pixel space (the likelihood's mean)."""

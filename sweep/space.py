@@ -64,6 +64,7 @@ from models.config import (
     field_types,
     is_knob,
 )
+from models.likelihoods import LIKELIHOODS
 from sweep.errors import SpaceError
 from sweep.pruning import ParetoRule
 
@@ -117,6 +118,10 @@ DEFAULT_SPACE: dict[str, Any] = {
         "likelihood": {"choices": list(CHOICES["likelihood"])},
         "sigma_mode": {"choices": list(CHOICES["sigma_mode"]),
                        "when": {"likelihood": ["gaussian"]}},
+        # PixelCNN++ used 10 logistics per sub-pixel; 5 is the default (the IAF paper's
+        # single logistic is the likelihood discretized_logistic).
+        "mixture_components": {"choices": [5, 10],
+                               "when": {"likelihood": ["discretized_logistic_mixture"]}},
         "recon_reduction": {"choices": list(CHOICES["recon_reduction"])},
         "kl_reduction": {"choices": list(CHOICES["kl_reduction"])},
         "kl_schedule": {"choices": list(CHOICES["kl_schedule"])},
@@ -306,6 +311,12 @@ def for_continuous(space: Space) -> tuple[Space, list[str]]:
     if "decoder_activation" not in space.fixed and "decoder_activation" not in space.params:
         data["fixed"]["decoder_activation"] = "none"
         notes.append(CONTINUOUS_ACTIVATION)
+    searched = data["search"].get("likelihood", {}).get("choices", [])
+    kept = [name for name in searched if not LIKELIHOODS[name].discrete]
+    if kept != searched:
+        data["search"]["likelihood"]["choices"] = kept
+        data["search"].pop("mixture_components", None)
+        notes.append("float data: the discretised likelihoods (of 8-bit levels) leave the search")
     return parse_space(data), notes
 
 

@@ -58,6 +58,7 @@ def test_default_space_samples_every_parameter_under_its_conditions(default_run)
         assert ("kl_cycles" in p) == ("kl_ratio" in p) == (p["kl_schedule"] == "cyclical")
         assert ("kl_warmup_steps" in p) == (p["kl_schedule"] in ("linear", "sigmoid"))
         assert ("sigma_mode" in p) == (p["likelihood"] == "gaussian")
+        assert ("mixture_components" in p) == (p["likelihood"] == "discretized_logistic_mixture")
         assert 0.01 <= p["kl_weight"] <= 10 and 1e-4 <= p["lr"] <= 3e-3
         assert p["free_bits"] in (0.0, 0.05, 0.1, 0.25, 0.5)
         cfg = configs[t.number]  # the Config carries what was suggested, the rest is default
@@ -294,12 +295,16 @@ def test_float_data_gets_its_yardstick_and_an_unbounded_decoder():
     assert space.objectives == ("nats_per_dim",) and space.directions() == ["minimize"]
     assert space.fixed == {"batch_size": 64, "decoder_activation": "none"}
     assert baseline_params(space) == baseline_params(parse_space({"fixed": {"batch_size": 64}}))
-    assert len(notes) == 2 and all(n.startswith("float data: ") for n in notes)
+    assert len(notes) == 3 and all(n.startswith("float data: ") for n in notes)
+    # the likelihoods of 8-bit levels are not searched on float data
+    assert space.params["likelihood"]["choices"] == ["mse", "gaussian", "bernoulli"]
+    assert "mixture_components" not in space.params
     # What the user chose stays: a decoder activation fixed or searched, other objectives.
     chosen = parse_space({"objectives": ["mse", "rate"], "fixed": {"decoder_activation":
                                                                    "sigmoid"}})
     space, notes = for_continuous(chosen)
-    assert space == chosen and notes == []
+    assert space.fixed == chosen.fixed and space.objectives == chosen.objectives
+    assert notes == ["float data: the discretised likelihoods (of 8-bit levels) leave the search"]
     searched = parse_space({"search": {"decoder_activation": {"choices": ["sigmoid", "none"]}}})
     assert for_continuous(searched)[0].params == searched.params
     with pytest.raises(SpaceError, match="^objectives: bits_per_dim is for 8-bit"):

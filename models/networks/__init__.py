@@ -8,7 +8,9 @@ The contract (pythae's ``encoder=`` / ``decoder=``, nanoGPT's network apart from
 - the encoder maps x ``(B, *shape)`` to ``(mu, logvar)``, each ``(B, latent_dim)``;
 - the decoder maps z ``(B, latent_dim)`` to the raw output ``(B, *shape)``; the VAE applies
   the config's ``decoder_activation`` to it (sigmoid: the seed's; none: logits or unbounded
-  data), and the likelihood reads the result;
+  data), and the likelihood reads the result. A likelihood that reads k outputs per image
+  channel (``outputs_per_channel``: the discretised logistics) gets the decoder of a second
+  call for ``(k C, *rest)`` (``decoder_shape``), so every builder serves it unchanged;
 - the keyword arguments after ``latent_dim`` are the network's knobs: ``model.NAME`` in the
   config, fixed or searched like every other field. Their defaults are the builder's.
 
@@ -210,14 +212,33 @@ def _same_kind(default: Any, value: Any) -> bool:
     return isinstance(value, type(default))
 
 
+def decoder_shape(cfg: Config, shape: tuple[int, ...]) -> tuple[int, ...]:
+    """The decoder output's shape for examples of ``shape``: ``cfg``'s likelihood reads
+    ``outputs_per_channel`` values per entry of the first axis (the image's channels)."""
+    from models import likelihoods
+
+    k = likelihoods.build(cfg).outputs_per_channel()
+    return (k * int(shape[0]), *(int(n) for n in shape[1:]))
+
+
 def build(cfg: Config, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
-    """``cfg``'s encoder and decoder for examples of ``shape``; ConfigError("model", ...) when
-    the builder raises or returns anything but two modules."""
+    """``cfg``'s encoder and decoder for examples of ``shape``, the decoder's output of
+    ``decoder_shape`` (the builder's decoder for that shape: a second call, whose encoder
+    is dropped); ConfigError("model", ...) when the builder raises or returns anything but
+    two modules."""
+    encoder, decoder = _build(cfg, tuple(shape))
+    out_shape = decoder_shape(cfg, shape)
+    if out_shape != tuple(shape):
+        decoder = _build(cfg, out_shape)[1]
+    return encoder, decoder
+
+
+def _build(cfg: Config, shape: tuple[int, ...]) -> tuple[nn.Module, nn.Module]:
     from torch import nn
 
     knobs = resolve_knobs(cfg.model, cfg.knob_values)
     try:
-        made = load_builder(cfg.model)(tuple(shape), cfg.latent_dim, **knobs)
+        made = load_builder(cfg.model)(shape, cfg.latent_dim, **knobs)
     except Exception as err:  # the user's code, for this knob value: the trial's failure
         first = (str(err).strip().splitlines() or [""])[0][:200]
         shown = ", ".join(f"{k}={v!r}" for k, v in knobs.items())
@@ -249,10 +270,13 @@ def check_forward(cfg: Config, encoder: nn.Module, decoder: nn.Module,
                                            f"shape {tuple(t.shape)}; it must be (B, latent_dim)"
                                            f" = {(n, d)}")
         out = decoder(got[0])
-        want = tuple(x.shape)
+        want = (n, *decoder_shape(cfg, tuple(x.shape[1:])))
         if not isinstance(out, torch.Tensor) or tuple(out.shape) != want:
             raise ConfigError("model", f"{cfg.model}: the decoder returned "
-                                       f"{_describe(out)}; it must return (B, *shape) = {want}")
+                                       f"{_describe(out)}; it must return (B, *shape) = {want}"
+                                       + ("" if want == tuple(x.shape) else
+                                          f" (the likelihood {cfg.likelihood} reads "
+                                          f"{want[1] // x.shape[1]} per channel)"))
 
 
 def _describe(value: Any) -> str:

@@ -48,9 +48,12 @@ def pick(study: optuna.Study, which: int | str) -> FrozenTrial:
 
 def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any,
            trial: FrozenTrial, out: Path, test_images: Any = None,
-           retrain: bool = True) -> dict[str, Any]:
+           retrain: bool = True, iw_samples: int | None = None) -> dict[str, Any]:
     """Write the three files into ``out``; returns what went into metrics.json.
-    ``retrain=False``: NoWeights (before anything is written) when the trial kept none."""
+    ``retrain=False``: NoWeights (before anything is written) when the trial kept none.
+    ``iw_samples``: also the test NLL by the ELBO and the bound of that many importance
+    samples (``sweep.answer.test_nll``: ``test_bits_per_dim_iw`` and the like)."""
+    from sweep.answer import test_nll
     from sweep.answer.evaluate import download_weights, evaluate, model_for
     from sweep.answer.weights import load_model, save_weights
 
@@ -80,6 +83,8 @@ def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any
         data["retrained"] = {k: v for k, v in module.last_metrics.items() if k != "kl_per_dim"}
     if test_images is not None and module is not None:
         data["test"] = evaluate(module, test_images)
+        if iw_samples:
+            data.update(test_nll.figures(module, test_images, iw_samples))
     (out / "metrics.json").write_text(json.dumps(json_safe(data), indent=2) + "\n")
     return data
 

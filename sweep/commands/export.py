@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from sweep.commands import add_iw_samples
+
 HELP = "write a trial's config.toml, weights.pt and metrics.json (default: the recommended one)"
 PARENTS = ("storage", "threads")
 
@@ -25,6 +27,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
                         "npy:data/test.npy, a torchvision name's test split, or "
                         "synthetic images of another seed); written under \"test\" in "
                         "metrics.json")
+    add_iw_samples(p)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -33,10 +36,13 @@ def run(args: argparse.Namespace) -> int:
     from models.config import Config
     from sweep.answer.export import export, pick
     from sweep.commands import check_output
+    from sweep.errors import UsageError
     from sweep.storage.database import open_study
 
     if args.test_data:
         Config(dataset=args.test_data)  # a bad spec is refused before anything loads
+    if args.iw_samples and not args.test_data:
+        raise UsageError("--iw-samples needs --test-data (the split whose NLL it bounds)")
     check_output("--out", args.out, folder=True)
     study, storage, url = open_study(args.storage, args.study)
     trial = pick(study, args.trial)
@@ -49,7 +55,8 @@ def run(args: argparse.Namespace) -> int:
     with quiet_logs():
         images = heldout_images(args.test_data) if args.test_data else None
         out = Path(args.out)
-        data = export(study, storage, artifact_store(url, study), trial, out, images)
+        data = export(study, storage, artifact_store(url, study), trial, out, images,
+                      iw_samples=args.iw_samples)
     print(f"trial {trial.number} ({data['weights']}) -> {out}/config.toml, weights.pt, "
           "metrics.json")
     return 0
