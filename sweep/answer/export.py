@@ -13,7 +13,6 @@ of ``--test-data`` under ``"test"``.
 from __future__ import annotations
 
 import json
-import math
 import shutil
 import tempfile
 from pathlib import Path
@@ -85,17 +84,6 @@ def export(study: optuna.Study, storage: optuna.storages.BaseStorage, store: Any
         data["test"] = evaluate(module, test_images)
         if iw_samples:
             data.update(test_nll.figures(module, test_images, iw_samples))
-    (out / "metrics.json").write_text(json.dumps(json_safe(data), indent=2) + "\n")
+    (out / "metrics.json").write_text(json.dumps(trial_record.json_safe(data), indent=2) + "\n")
     return data
 
-
-def json_safe(value: Any) -> Any:
-    """``value`` with NaN and infinities as null: JSON has no such numbers (a diverged run's
-    metrics must still parse)."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: json_safe(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [json_safe(v) for v in value]
-    return value

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import torch
 
     from models.module import VAE
-    from sweep.answer.report import Roles
+    from sweep.answer.roles import Roles
 
 log = logging.getLogger(__name__)
 

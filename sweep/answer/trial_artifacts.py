@@ -49,7 +49,6 @@ from torchvision.utils import make_grid
 
 from models.module import VAE
 from sweep.answer import yardstick
-from sweep.answer.export import json_safe
 from sweep.answer.figures import (
     agg_figure,  # headless, and no process-wide backend
     vector_reconstructions,
@@ -58,6 +57,7 @@ from sweep.answer.figures import (
 from sweep.answer.weights import save_weights
 from sweep.optuna_private import ARTIFACTS_ATTR_PREFIX, ArtifactMeta, ArtifactStore, trial_id
 from sweep.storage import trial_record
+from sweep.storage.trial_record import json_safe
 
 CARD_PX = (200, 150)  # optuna-dashboard's artifact card: the box a picture is fitted into
 IMAGE_PX = (640, 480)  # every picture: 4:3, so it fills the card

@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     cfg = for_data(cfg, values, images)
     metrics = train(cfg, threads, progress=progress, log_dir=args.log_dir,
                     save=args.save, images=images)
-    from sweep.answer.export import json_safe
+    from sweep.storage.trial_record import json_safe
 
     text = json.dumps(json_safe(metrics), indent=2, allow_nan=False)
     if args.json == "-":

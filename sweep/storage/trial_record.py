@@ -26,6 +26,7 @@ reads that file back.
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -165,3 +166,15 @@ def first_line(err: BaseException) -> str:
 def line_length(key: str, value: Any) -> int:
     """The length of the user attr's line on a trial page: its key, a space, its value."""
     return len(key) + 1 + len(shown(value))
+
+
+def json_safe(value: Any) -> Any:
+    """``value`` with NaN and infinities as null: JSON has no such numbers (a diverged run's
+    metrics must still parse)."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [json_safe(v) for v in value]
+    return value
