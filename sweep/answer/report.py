@@ -76,7 +76,7 @@ def roles(study: optuna.Study) -> Roles:
         front = sorted(study.best_trials, key=lambda t: t.user_attrs.get("neg_elbo", math.inf))
     else:
         front = status_front(study)
-    return Roles(rec_rule.recommend(trials), rec_rule.baseline(trials),
+    return Roles(rec_rule.recommend(trials, rec_rule.of_study(study)), rec_rule.baseline(trials),
                  rec_rule.references(trials), front)
 
 
@@ -214,7 +214,8 @@ def answer(study: optuna.Study, who: Roles, key: str, unit: str) -> str:
         ref = best.user_attrs.get("reference")
         which = f" (the reference {html.escape(ref)})" if ref else ""
         parts.append(f"Take <b>trial {best.number}</b>{which}: "
-                     f"the lowest {unit} (the yardstick) among the {n_ok} complete trials "
+                     f"the {rec_rule.rule_words(rec_rule.of_study(study), unit)} among the "
+                     f"{n_ok} complete trials "
                      f"that kept active units, {_metrics(best, key, unit)}{gain}. "
                      f"<code>python -m sweep export --study {html.escape(study.study_name)} "
                      f"--trial {best.number} --out DIR</code> writes its config and weights.")
