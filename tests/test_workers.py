@@ -11,7 +11,7 @@ from sweep.runner.processes import (
     worker_env,
     worker_slots,
 )
-from sweep.runner.study import default_study_name
+from sweep.runner.create import default_study_name
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [
