@@ -154,7 +154,8 @@ def test_errors_name_the_parameter_and_the_command_line_the_flag(tmp_path):
         assert err.render(FLAGS.__getitem__) == "--gpus and --workers exclude each other"
         for name in ("a", "b"):
             optuna.create_study(study_name=name, storage="sqlite:///two.db")
-        with pytest.raises(ParamError, match=r"^study_name is needed: 2 studies in .*two.db \(a, b\)"):
+        with pytest.raises(ParamError,
+                           match=r"^study_name is needed: 2 studies in .*two.db \(a, b\)"):
             sweep.load_study(storage="sqlite:///two.db")
 
 

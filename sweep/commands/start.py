@@ -74,8 +74,8 @@ def next_commands(study: str, storage: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sweep.answer.status import answer
+    from sweep.runner.entry import join, start
     from sweep.runner.exists import StudyExists
-    from sweep.runner.study import join, start
 
     space = args.space
     if args.old_config is not None:

@@ -22,6 +22,7 @@ from models.config import Config
 from models.networks import Builder
 from sweep.errors import ParamError, UsageError
 from sweep.runner import network
+from sweep.runner.handle import load_study
 from sweep.space import Space, fix, for_continuous, load_space, parse_space
 from sweep.storage import settings as study_settings
 from sweep.storage.database import check_url, resolve_storage_url, shown
@@ -42,7 +43,9 @@ def default_study_name(dataset: str) -> str:
     return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
 
 
-def _space(space: str | Path | Mapping[str, Any] | Space | None) -> Space:
+def parse(space: str | Path | Mapping[str, Any] | Space | None) -> Space:
+    """``space`` as a ``Space``: a TOML file, a dict of the same, or one already (None: the
+    built-in space); SpaceError naming what is wrong."""
     if isinstance(space, Space):
         return space
     if isinstance(space, Mapping):
@@ -88,7 +91,7 @@ def create_study(space: str | Path | Mapping[str, Any] | Space | None = None, *,
     if model is not None:
         fixed["model"] = network.spec_of(model)
     Config.from_dict(fixed)  # a bad field is named as the user wrote it
-    space = fix(_space(space), fixed)
+    space = fix(parse(space), fixed)
     base = Config.from_dict(space.fixed)
     store = normalize_store(artifacts) if artifacts else None
     settings = Settings(space, goal=0, heartbeat=heartbeat, keep_checkpoints=keep_checkpoints,
@@ -109,8 +112,6 @@ def create_study(space: str | Path | Mapping[str, Any] | Space | None = None, *,
     settings = dataclasses.replace(settings, model_sha256=network.check(settings.space, images))
     with quiet_logs():
         _create(url, name, settings, load_if_exists)
-    from sweep.runner.handle import load_study
-
     handle = load_study(name, storage=url)
     # This process built the network from ``model`` (or a built-in), so it may run it.
     return dataclasses.replace(handle, images=images if load_data else None,

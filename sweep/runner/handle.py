@@ -75,8 +75,8 @@ class Sweep:
     def add_budget(self, n_trials: int) -> None:
         """Add ``n_trials`` to the study's budget and run none: workers on any machine
         (``python -m sweep worker``, ``sweep.join``) run them."""
-        from sweep.runner import budget
         from sweep.logs import quiet_logs
+        from sweep.runner import budget
 
         with quiet_logs():
             budget.add(self.url, self.name, n_trials)

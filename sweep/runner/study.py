@@ -1,12 +1,11 @@
-"""The Python API of a sweep, run side: ``start`` (``create_study`` then ``Sweep.optimize``, in
-one call), ``Sweep.optimize`` itself (``optimize``), ``resume`` and ``join``, each running a
-study on this machine. The commands of the same names are thin wrappers around these, so a
-study runs the same from Python::
+"""Running a study on this machine: ``optimize`` (what ``Sweep.optimize`` calls) adds trials
+to its budget and runs this machine's workers (``RunOptions``: GPUs, workers, threads,
+timeout) until the budget is spent; ``retry_unfinished`` re-queues what a stopped run left
+(``resume``, ``sweep.runner.entry``)::
 
     import sweep
     s = sweep.create_study("sweep.toml", study_name="cifar", fixed={"max_epochs": 3})
     s.optimize(n_trials=20, gpus=[0, 1])
-    s = sweep.resume("cifar")
 
 Every argument is checked before torch is imported or anything is written: bad input raises
 one of ``sweep.errors.BAD_INPUT``, a ``ParamError`` naming the parameter. A run that ends
@@ -28,11 +27,9 @@ import logging
 import math
 import os
 import time
-from collections.abc import Mapping
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from models.networks import Builder, in_process
+from models.networks import in_process
 from sweep.errors import DatabaseFull, NoResult, ParamError, UsageError
 from sweep.runner import budget, network
 from sweep.runner.processes import (
@@ -46,9 +43,8 @@ from sweep.runner.processes import (
     threads_per_worker,
     worker_slots,
 )
-from sweep.space import Space
 from sweep.storage import settings as study_settings
-from sweep.storage.database import open_storage, resolve_storage_url, shown
+from sweep.storage.database import open_storage, shown
 from sweep.storage.settings import Settings
 
 if TYPE_CHECKING:
@@ -104,38 +100,6 @@ class RunOptions:
                             torch.cuda.device_count())
 
 
-def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
-          study_name: str | None = None, storage: str | None = None, n_trials: int = 20,
-          fixed: Mapping[str, Any] | None = None, model: str | Builder | None = None,
-          baseline: bool = True, references: bool = True, weights: bool = True,
-          keep_checkpoints: bool = False, heartbeat: int = 10, artifacts: str | None = None,
-          load_if_exists: bool = False, options: RunOptions | None = None,
-          run: bool = True) -> Sweep:
-    """``create_study`` then ``Sweep.optimize``, in one call (what ``python -m sweep start``
-    runs); returns the ``Sweep``. The arguments are ``create_study``'s, then ``n_trials``
-    (the trials to add) and ``options`` (how this machine runs them), ``optimize``'s.
-    ``run=False`` only adds the trials (``Sweep.add_budget``): ``worker`` processes run them.
-    Every argument, the run's included, is checked before anything is written.
-    """
-    from sweep.runner.create import create_study
-
-    options = options or RunOptions()
-    budget.check(n_trials)
-    slots(options, None if model is None else network.spec_of(model))
-    handle = create_study(space, study_name=study_name, storage=storage, fixed=fixed,
-                          model=model, baseline=baseline, references=references,
-                          weights=weights, keep_checkpoints=keep_checkpoints,
-                          heartbeat=heartbeat, artifacts=artifacts,
-                          load_if_exists=load_if_exists, load_data=run)
-    if run:
-        handle.optimize(n_trials, **dataclasses.asdict(options))
-    else:
-        handle.add_budget(n_trials)
-        log.info("run it from any machine: python -m sweep worker --study %s --storage %s",
-                 handle.name, shown(resolve_storage_url(storage)))
-    return handle
-
-
 def slots(options: RunOptions, model: str | None) -> list[str | None]:
     """This machine's worker slots for ``options`` (a GPU that is not there fails here, before
     the data loads); ParamError when ``model``, a network defined in this process, would
@@ -166,15 +130,12 @@ def optimize(handle: Sweep, n_trials: int | None, options: RunOptions) -> None:
         _run(handle.url, handle.name, found, options, handle.images)
 
 
-def resume(study_name: str, *, storage: str | None = None,
-           options: RunOptions | None = None) -> Sweep:
-    """Continue a stopped study with its stored settings; trials that a crash, kill -9 or
-    Ctrl-C left unfinished re-run from their last checkpoint. Returns its ``Sweep``."""
-    url = resolve_storage_url(storage)
-    options = options or RunOptions()
-    study = study_name
-    _, settings = _load(url, study)
-    network.require(settings, study, options.model)
+def resume_run(url: str, name: str, options: RunOptions) -> None:
+    """``resume``'s run (``sweep.runner.entry``): fail the trials whose worker is gone and
+    re-queue them from their last checkpoints (``retry_unfinished``), then run this
+    machine's workers until the study's stored goal is met."""
+    _, settings = load_settings(url, name)
+    network.require(settings, name, options.model)
 
     import optuna
 
@@ -183,39 +144,19 @@ def resume(study_name: str, *, storage: str | None = None,
     from sweep.runner.progress import results
     from sweep.storage.stores import open_stores
 
-    slots = options.slots()
+    found = options.slots()
     with quiet_logs():
-        beating = optuna.load_study(study_name=study,
+        beating = optuna.load_study(study_name=name,
                                     storage=open_with_heartbeat(url, settings.heartbeat))
-        stores = open_stores(settings.artifacts, url, study)
+        stores = open_stores(settings.artifacts, url, name)
         retry_unfinished(beating, stores.checkpoints, grace=3 * settings.heartbeat)
         done = results(beating.get_trials(deepcopy=False))
-        log.info("resuming study %r: %d/%d trials done", study, done, settings.goal)
-        _run(url, study, slots, options)
-    return _handle(url, study)
+        log.info("resuming study %r: %d/%d trials done", name, done, settings.goal)
+        _run(url, name, found, options)
 
 
-def join(study_name: str, *, storage: str | None = None,
-         options: RunOptions | None = None) -> Sweep:
-    """Run trials of an existing study from this machine until its stored goal is met;
-    returns its ``Sweep``. The same as ``load_study(...).optimize()``, for a study of a
-    network this process has to be told where to import from (``options.model``)."""
-    from sweep.runner.handle import load_study
-
-    url = resolve_storage_url(storage)
-    _load(url, study_name)  # UsageError naming the study when there is none
-    handle = load_study(study_name, storage=url)
-    handle.optimize(**dataclasses.asdict(options or RunOptions()))
-    return handle
-
-
-def _handle(url: str, name: str) -> Sweep:
-    from sweep.runner.handle import load_study
-
-    return load_study(name, storage=url)
-
-
-def _load(url: str, name: str) -> tuple[optuna.Study, Settings]:
+def load_settings(url: str, name: str) -> tuple[optuna.Study, Settings]:
+    """Study ``name`` at ``url`` and its settings; UsageError when there is no such study."""
     import optuna
 
     storage = open_storage(url, heartbeat_interval=None, must_exist=True)
