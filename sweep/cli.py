@@ -35,9 +35,9 @@ from sweep.storage.outages import outage_wait_s
 # The library's parameters (ParamError.param, and others named in its message) as the
 # command line sets them: the one place where the two sets of names meet.
 FLAGS = {
-    "space": "--config",
+    "space": "--space",
     "config": "--config",
-    "study": "--study",
+    "study_name": "--study",
     "storage": "--storage",
     "n_trials": "--n-trials",
     "heartbeat": "--heartbeat",

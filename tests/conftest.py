@@ -87,16 +87,16 @@ def readme_example(tmp_path_factory):
 
     where = tmp_path_factory.mktemp("notebook")
     (code,) = readme_blocks(readme_section("From Python"), "python")
-    start = sweep.start
+    create = sweep.create_study
 
-    def tiny_start(*args, fixed=None, **kwargs):
-        return start(*args, fixed={**(fixed or {}), **README_TINY, "au_threshold": 1e-4},
-                     **kwargs)
+    def tiny_create(*args, fixed=None, **kwargs):
+        return create(*args, fixed={**(fixed or {}), **README_TINY, "au_threshold": 1e-4},
+                      **kwargs)
 
     with pytest.MonkeyPatch.context() as mp:
         mp.chdir(where)
         mp.delenv("VAE_SWEEP_STORAGE", raising=False)
-        mp.setattr(sweep, "start", tiny_start)
+        mp.setattr(sweep, "create_study", tiny_create)
         scope: dict = {}
         exec(compile(code, "README.md (From Python)", "exec"), scope)
     scope["where"] = where

@@ -27,19 +27,25 @@ ROOT = Path(__file__).resolve().parent.parent
 
 def test_the_readme_example_runs_in_process(readme_example):
     example = readme_example
-    best, x, x_hat = example["best"], example["x"], example["x_hat"]
+    best, x, x_hat = example["answer"], example["x"], example["x_hat"]
     assert x_hat.shape == x.shape == (8, 3, 32, 32)
     assert 0 <= float(x_hat.min()) and float(x_hat.max()) <= 1
-    assert best.metrics["active_units"] > 0
+    assert best.metrics["active_units"] > 0 and best.ranked_by == "neg_elbo"
     assert (example["where"] / "sweeps.db").exists()
     # The model is the recommended trial's: its config, and its reconstructions as scored.
     assert example["vae"].cfg == best.config
     assert not example["vae"].training
+    # recommended_trial is that trial as Optuna has it; load_study opens the same study.
+    assert example["best"].number == best.trial
+    assert example["best"].user_attrs["bits_per_dim"] == best.metrics["bits_per_dim"]
+    again = example["again"]
+    assert again.study.study_name == "notebook" and again.url == example["s"].url
+    assert again.recommended_trial.number == best.trial
 
 
 def test_recommended_agrees_with_the_status_text_and_data(readme_example, capsys):
     example = readme_example
-    s, best = example["s"], example["best"]
+    s, best = example["s"], example["answer"]
     trials = s.study.get_trials(deepcopy=False)
     assert best.trial == recommend(trials).number
     url = f"sqlite:///{example['where'] / 'sweeps.db'}"
@@ -60,7 +66,7 @@ def test_recommended_agrees_with_the_status_text_and_data(readme_example, capsys
 
 def test_the_handle_exports_the_recommended_trial(readme_example, tmp_path):
     example = readme_example
-    s, best = example["s"], example["best"]
+    s, best = example["s"], example["answer"]
     written = s.export(tmp_path / "best")
     assert written["trial"] == best.trial and written["weights"] == "saved weights"
     assert sorted(p.name for p in (tmp_path / "best").iterdir()) == [
@@ -97,7 +103,7 @@ def test_a_run_leaves_the_process_as_it_found_it_and_never_retrains_silently(tmp
     old = {s: signal.signal(s, _handler) for s in (signal.SIGINT, signal.SIGTERM)}
     try:
         before = _state()
-        s = sweep.start(SPACE, study="quiet", storage=url, n_trials=1, references=False,
+        s = sweep.start(SPACE, study_name="quiet", storage=url, n_trials=1, references=False,
                         weights=False, options=sweep.RunOptions(threads=2, timeout=600))
         after = _state()
     finally:
@@ -148,8 +154,9 @@ def test_errors_name_the_parameter_and_the_command_line_the_flag(tmp_path):
         assert err.render(FLAGS.__getitem__) == "--gpus and --workers exclude each other"
         for name in ("a", "b"):
             optuna.create_study(study_name=name, storage="sqlite:///two.db")
-        with pytest.raises(ParamError, match=r"^study is needed: 2 studies in .*two.db \(a, b\)"):
-            sweep.load(storage="sqlite:///two.db")
+        with pytest.raises(ParamError,
+                           match=r"^study_name is needed: 2 studies in .*two.db \(a, b\)"):
+            sweep.load_study(storage="sqlite:///two.db")
 
 
 def test_the_flag_table_names_every_parameter_an_error_names():

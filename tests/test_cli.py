@@ -178,7 +178,7 @@ def test_bench_reports_every_row(tmp_path):
 def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     db = tmp_path / "sweeps.db"
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
-                 "--config", str(tiny_toml), cwd=tmp_path)
+                 "--space", str(tiny_toml), cwd=tmp_path)
     assert "4/4 done" in proc.stdout, proc.stderr
     study = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}")
     trials = study.get_trials()
@@ -200,7 +200,7 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
     assert not list((tmp_path / "sweeps-checkpoints").rglob("*.ckpt"))  # deleted when done
 
     again = sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
-                  "--config", str(tiny_toml), cwd=tmp_path)
+                  "--space", str(tiny_toml), cwd=tmp_path)
     assert len(optuna.get_all_study_summaries(f"sqlite:///{db}")) == 1
     trials = optuna.load_study(study_name="vae-synthetic", storage=f"sqlite:///{db}").trials
     assert len(trials) == 6, again.stderr
@@ -217,7 +217,7 @@ def test_start_runs_a_study_joins_it_again_and_reports(tmp_path, tiny_toml):
 @pytest.mark.slow
 def test_two_workers_share_one_sqlite_file(tmp_path, tiny_toml):
     proc = sweep("start", "--data", "synthetic", "--n-trials", "4", "--max-epochs", "1",
-                 "--workers", "2", "--config", str(tiny_toml), "--study", "two", cwd=tmp_path)
+                 "--workers", "2", "--space", str(tiny_toml), "--study", "two", cwd=tmp_path)
     assert "locked" not in proc.stderr + proc.stdout, proc.stderr
     assert "GPU available" not in proc.stderr, proc.stderr  # Lightning quiet in workers too
     got = states(tmp_path / "sweeps.db", "two")
@@ -244,7 +244,7 @@ def test_resume_after_kill_or_ctrl_c_reruns_the_trial_from_its_checkpoint(tmp_pa
         "synthetic_size = 512\nwidth = 8\nlatent_dim = 8\nmax_epochs = 3"))
     env = dict(os.environ, PYTHONPATH=str(ROOT))
     cmd = [sys.executable, "-m", "sweep", "start", "--data", "synthetic", "--n-trials", "1",
-           "--no-baseline", "--heartbeat", "1", "--config", str(toml), "--study", "k"]
+           "--no-baseline", "--heartbeat", "1", "--space", str(toml), "--study", "k"]
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE, text=True, preexec_fn=_default_sigint)
     ckpt = tmp_path / "sweeps-checkpoints" / "k" / "trial-0" / "last.ckpt"
@@ -286,7 +286,7 @@ def test_dashboard_serves_the_study_with_names_attrs_and_images(tmp_path):
     toml.write_text('objectives = ["mse", "rate", "active_units"]\n' + NO_COLLAPSE.format(
         "synthetic_size = 96\nwidth = 4\nau_threshold = 0.0001"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "1",
-          "--config", str(toml), cwd=tmp_path)
+          "--space", str(toml), cwd=tmp_path)
     with sqlite3.connect(tmp_path / "sweeps.db") as con:
         assert con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     # status on a study with a front: its rows are the trials, with the searched param.
@@ -395,9 +395,9 @@ high = 2.0
 def test_collapse_and_a_nan_loss_are_recorded_with_their_reasons(tmp_path):
     (tmp_path / "c.toml").write_text(COLLAPSING)
     # The seed's constant KL weight collapses the tiny model at once; lr=1e6 diverges.
-    first = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+    first = sweep("start", "--space", "c.toml", "--data", "synthetic", "--n-trials", "1",
                   "--no-baseline", "--study", "collapse", cwd=tmp_path)
-    second = sweep("start", "--config", "c.toml", "--data", "synthetic", "--n-trials", "1",
+    second = sweep("start", "--space", "c.toml", "--data", "synthetic", "--n-trials", "1",
                    "--no-baseline", "--study", "nan", "--set", "lr=1000000", cwd=tmp_path,
                    check=False)
     # Its only trial failed: no answer, exit 1 and one line saying why.
@@ -423,7 +423,7 @@ def test_timeout_stops_starting_trials_and_keep_checkpoints_keeps_them(tmp_path)
     toml = tmp_path / "warm.toml"
     toml.write_text(NO_COLLAPSE.format("synthetic_size = 96\nwidth = 4\nmax_epochs = 2"))
     started = time.monotonic()
-    proc = sweep("start", "--config", str(toml), "--data", "synthetic", "--n-trials", "50",
+    proc = sweep("start", "--space", str(toml), "--data", "synthetic", "--n-trials", "50",
                  "--timeout", "0.5", "--keep-checkpoints", "--study", "t", cwd=tmp_path)
     elapsed = time.monotonic() - started
     trials = optuna.load_study(study_name="t", storage=f"sqlite:///{tmp_path}/sweeps.db").trials

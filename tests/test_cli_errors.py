@@ -64,7 +64,7 @@ BAD = [
     (["start", "--trials-per-gpu", "0"], "--trials-per-gpu"),
     (["start", "--threads", "0"], "--threads"),
     (["start", "--storage", "nope://where"], "nope://where"),
-    (["start", "--config", "missing.toml"], "missing.toml"),
+    (["start", "--space", "missing.toml"], "missing.toml"),
     (["start", "--data", "folder:empty"], "dataset"),
     (["start", "--no-such-flag"], "--no-such-flag"),
     (["start", "--artifacts", "http://host/x"], "--artifacts"),
@@ -139,7 +139,7 @@ SWEEP_FILES = [
 def test_start_refuses_a_bad_sweep_file_before_importing_torch(tmp_path, text, needle):
     (tmp_path / "bad.toml").write_text(text)
     code = ("import sys; from sweep.cli import main; "
-            "rc = main(['start', '--config', 'bad.toml']); "
+            "rc = main(['start', '--space', 'bad.toml']); "
             "assert 'torch' not in sys.modules, 'torch was imported'; sys.exit(rc)")
     proc = subprocess.run([sys.executable, "-c", code], cwd=tmp_path, capture_output=True,
                           text=True, timeout=60, env={"PYTHONPATH": str(ROOT)})

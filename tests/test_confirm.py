@@ -136,7 +136,7 @@ def test_the_start_line_says_at_once_whether_the_budget_leaves_room_to_confirm(
     import sweep
 
     with caplog.at_level("INFO", logger="sweep"):
-        sweep.start(study="s", storage=f"sqlite:///{tmp_path}/s.db", n_trials=n_trials,
+        sweep.start(study_name="s", storage=f"sqlite:///{tmp_path}/s.db", n_trials=n_trials,
                     fixed={"dataset": "synthetic"}, references=references, run=False)
     (line,) = [r.getMessage() for r in caplog.records if "trial(s) to run" in r.getMessage()]
     assert says in line, line

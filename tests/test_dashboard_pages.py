@@ -160,7 +160,7 @@ def test_the_seeds_and_a_fixs_trial_pages_read_at_1280_and_1000_px(tmp_path, chr
     url = f"sqlite:///{tmp_path}/sweeps.db"
     # The seed configuration and the strongest fix (its label is the longest attr a study
     # writes), on images so tiny that both collapse.
-    sweep.start(study="s", storage=url, n_trials=2,
+    sweep.start(study_name="s", storage=url, n_trials=2,
                 fixed={"dataset": "synthetic", "synthetic_size": 96, "width": 4, "depth": 2,
                        "latent_dim": 8, "batch_size": 32, "max_epochs": 1})
     study = optuna.load_study(study_name="s", storage=url)

@@ -21,7 +21,7 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
     toml.write_text(NO_COLLAPSE.format(
         "synthetic_size = 256\nwidth = 4\nlatent_dim = 8\nau_threshold = 0.0001"))
     sweep("start", "--data", "synthetic", "--n-trials", "2", "--max-epochs", "2",
-          "--config", str(toml), "--study", "s", cwd=tmp_path)
+          "--space", str(toml), "--study", "s", cwd=tmp_path)
     shown = sweep("status", cwd=tmp_path)
     status = shown.stdout
     assert "Recommended (lowest bits/dim" in status, (status, shown.stderr)
@@ -64,7 +64,7 @@ def test_report_export_then_train_config_reproduces_the_trial(tmp_path, monkeypa
 
     # A study that kept no weights: export retrains the config and says so.
     sweep("start", "--data", "synthetic", "--n-trials", "1", "--max-epochs", "1",
-          "--config", str(toml), "--study", "bare", "--no-weights", cwd=tmp_path)
+          "--space", str(toml), "--study", "bare", "--no-weights", cwd=tmp_path)
     proc = sweep("export", "--study", "bare", "--trial", "0", "--out", "bare", cwd=tmp_path)
     assert "has no saved weights" in proc.stderr, proc.stderr
     assert json.loads((tmp_path / "bare" / "metrics.json").read_text())["weights"] == "retrained"

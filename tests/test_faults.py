@@ -86,7 +86,7 @@ def outage(ctl: str, name: str, tmp_path: Path, common: dict,
     subprocess.run(shlex.split(ctl) + ["stop", "-m", "fast"], check=True, capture_output=True)
     down = time.monotonic()
     commands = {"worker": ["worker", "--study", name, "--workers", "1"],
-                "start --no-run": ["start", "--study", f"{name}-b", "--config", "f.toml",
+                "start --no-run": ["start", "--study", f"{name}-b", "--space", "f.toml",
                                    "--data", "synthetic", "--n-trials", "1", "--no-run"],
                 "status": ["status", "--study", name]}
     logs = {what: tmp_path / f"{what.split()[0]}.err" for what in commands}
@@ -114,7 +114,7 @@ def test_a_study_survives_kill_sigterm_nan_and_a_database_outage(tmp_path, backe
     env = dict(os.environ, PYTHONPATH=str(ROOT), VAE_SWEEP_STORAGE=url)
     store = tmp_path / "store"
     common = dict(cwd=tmp_path, env=env, text=True)
-    subprocess.run([sys.executable, "-m", "sweep", "start", "--study", name, "--config", "f.toml",
+    subprocess.run([sys.executable, "-m", "sweep", "start", "--study", name, "--space", "f.toml",
                     "--data", "synthetic", "--n-trials", str(GOAL), "--heartbeat", "1",
                     "--no-baseline", "--artifacts", str(store), "--no-run"], check=True,
                    capture_output=True, **common)

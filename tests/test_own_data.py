@@ -54,7 +54,7 @@ latent_dim = 4
 batch_size = 32
 au_threshold = 1e-4
 """
-START = ["--set", "model=vae.py:build", "--config", "tiny.toml", "--n-trials", "2",
+START = ["--set", "model=vae.py:build", "--space", "tiny.toml", "--n-trials", "2",
          "--max-epochs", "2"]
 
 

@@ -192,10 +192,10 @@ def test_a_builder_that_raises_for_one_knob_value_fails_that_trial_only(tmp_path
     fixed = {"dataset": "synthetic", "synthetic_size": 96, "latent_dim": 8,
              "batch_size": 32, "au_threshold": 1e-4}
     with pytest.raises(ParamError, match="defined in this process only"):
-        sweep.start(space, study="s", n_trials=1, fixed=fixed, model=build,
+        sweep.start(space, study_name="s", n_trials=1, fixed=fixed, model=build,
                     options=sweep.RunOptions(workers=2))
     assert not (tmp_path / "sweeps.db").exists()
-    s = sweep.start(space, study="s", n_trials=2, fixed=fixed, model=build, run=False,
+    s = sweep.start(space, study_name="s", n_trials=2, fixed=fixed, model=build, run=False,
                     baseline=False, references=False)
     for k in (2, 1):
         s.study.enqueue_trial({"model.k": k})

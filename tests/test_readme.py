@@ -2,8 +2,8 @@
 
 Each command is read from the README itself, so a README edit that breaks one fails here.
 Sizes shrink only through flags the command line already has (``--set``, a later
-``--n-trials``) or through the ``fixed`` fields of ``sweep.start``: what a user types is
-what runs.
+``--n-trials``) or through the ``fixed`` fields of ``sweep.create_study``: what a user types
+is what runs.
 """
 
 from __future__ import annotations
@@ -116,7 +116,7 @@ def test_the_python_example_runs_and_plots_the_history(readme_example):
     folder = scope["where"]
     study = scope["s"].study
     assert len(study.trials) == 5
-    assert study.trials[scope["best"].trial].state == TrialState.COMPLETE
+    assert study.trials[scope["best"].number].state == TrialState.COMPLETE
     assert scope["x_hat"].shape == scope["x"].shape == (8, 3, 32, 32)
     assert (folder / "best" / "weights.pt").is_file()
     fig = scope["fig"]

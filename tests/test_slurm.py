@@ -181,7 +181,7 @@ def test_requeued_and_warned_tasks_resume_their_trials_and_the_budget_stays_exac
 
     (tmp_path / "f.toml").write_text(TOML)
     url, name, goal = f"journal://{tmp_path}/study.log", "requeued", 2
-    library.start(tmp_path / "f.toml", study=name, storage=url, n_trials=goal,
+    library.start(tmp_path / "f.toml", study_name=name, storage=url, n_trials=goal,
                   fixed={"dataset": "synthetic"}, baseline=False, run=False)
     with pytest.MonkeyPatch.context() as mp:  # what the tasks inherit through sbatch
         mp.setenv("PYTHONPATH", str(ROOT))

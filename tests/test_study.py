@@ -37,7 +37,7 @@ def test_a_budget_spent_with_no_complete_trial_exits_1_with_one_line(tmp_path, c
     url = f"sqlite:///{tmp_path}/s.db"
     said = "spent its budget (2/2) with no COMPLETE trial: 2 failed, most often training " \
            "diverged (nan) (2 of 2; the last: training diverged (nan) at step "
-    assert main(["start", "--storage", url, "--config", "d.toml", "--data", "synthetic",
+    assert main(["start", "--storage", url, "--space", "d.toml", "--data", "synthetic",
                  "--n-trials", "2", "--no-baseline", "--study", "nan"]) == 1
     err = capsys.readouterr().err
     lines = [line for line in err.splitlines() if "no COMPLETE trial" in line]
@@ -55,7 +55,7 @@ def test_a_study_with_a_complete_trial_exits_0(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d.toml").write_text(DIVERGING.replace("lr = 1000000.0", "lr = 0.001"))
     url = f"sqlite:///{tmp_path}/s.db"
-    assert main(["start", "--storage", url, "--config", "d.toml", "--data", "synthetic",
+    assert main(["start", "--storage", url, "--space", "d.toml", "--data", "synthetic",
                  "--n-trials", "1", "--no-baseline", "--study", "ok"]) == 0
     assert "no COMPLETE trial" not in capsys.readouterr().err
     assert main(["worker", "--storage", url, "--study", "ok"]) == 0

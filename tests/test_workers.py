@@ -4,6 +4,7 @@ processes, the threads each gets, and the environment a worker process starts wi
 import pytest
 
 from sweep.errors import ParamError
+from sweep.runner.create import default_study_name
 from sweep.runner.processes import (
     THREADS_ENV,
     run_slots,
@@ -11,7 +12,6 @@ from sweep.runner.processes import (
     worker_env,
     worker_slots,
 )
-from sweep.runner.study import default_study_name
 
 
 @pytest.mark.parametrize("gpus,workers,per_gpu,visible,slots", [

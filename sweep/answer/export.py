@@ -22,7 +22,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweep import configfile
-from sweep.answer.recommend import recommend, trial_config
+from sweep.answer.recommend import of_study, recommend, trial_config
 from sweep.errors import ParamError
 from sweep.storage import trial_record
 
@@ -31,7 +31,7 @@ def pick(study: optuna.Study, which: int | str) -> FrozenTrial:
     """Trial number ``which``, or the recommended trial for ``"best"``."""
     trials = study.get_trials(deepcopy=False)
     if which == "best":
-        chosen = recommend(trials)
+        chosen = recommend(trials, of_study(study))
         if chosen is None:
             raise ParamError("trial", f"best: study {study.study_name!r} has no complete trial "
                              "that kept an active unit; name a trial number")

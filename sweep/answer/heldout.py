@@ -63,7 +63,8 @@ def score(who: Roles, storage: optuna.storages.BaseStorage, store: ArtifactStore
     todo = [t for t in (who.recommended, who.baseline, *who.references) if t is not None]
     if study is not None:
         trials = study.get_trials(deepcopy=False)
-        for group in (rec_rule.recommend_group(trials), rec_rule.reference_group(trials)):
+        by = rec_rule.of_study(study)
+        for group in (rec_rule.recommend_group(trials, by), rec_rule.reference_group(trials, by)):
             todo += list(group.runs) if group is not None else []
     todo = [t for i, t in enumerate(todo) if trial_record.config(t) is not None
             and t.number not in who.heldout and t not in todo[:i]]

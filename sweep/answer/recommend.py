@@ -4,7 +4,10 @@ The rule (``recommend_group``): a configuration is a trial that is not a confirm
 together with its confirmation runs (``confirm_of``: the same config with other seeds, see
 ``sweep.runner.confirm``). Among the configurations whose every finished run is COMPLETE, kept at
 least one active unit and has a finite yardstick, take the one measured over the most
-seeds, then with the lowest mean ``neg_elbo`` (nats per image; the same order as
+seeds, then with the best mean of the metric the answer ranks by (``ranked_by``): the
+yardstick when the study's objectives name it, else their first objective, in its own
+direction (a study on ``["mse", "active_units"]`` is answered by the lowest ``mse``, as it
+asked). The yardstick is the lowest mean ``neg_elbo`` (nats per image; the same order as
 ``bits_per_dim`` and ``nats_per_dim``, ``sweep.answer.yardstick``). neg_elbo = rate +
 distortion at beta = 1, so it is the point of the rate-distortion front where one nat of
 rate buys one nat of reconstruction: the front's knee in the units the literature reports.
@@ -24,22 +27,50 @@ import math
 import statistics
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from models.config import Config
-from sweep.answer.yardstick import BITS
+from sweep.answer.yardstick import BITS, NATS
+from sweep.space import METRICS
 from sweep.storage import trial_record
 
+if TYPE_CHECKING:
+    import optuna
+
 YARDSTICK = "neg_elbo"
+# The yardstick in each of its units: one order, so an objective among them ranks by it.
+YARDSTICKS = (YARDSTICK, BITS, NATS)
 
 
-def is_candidate(t: FrozenTrial) -> bool:
-    """COMPLETE, kept at least one active unit, and has a finite yardstick."""
-    value = t.user_attrs.get(YARDSTICK)
+def ranked_by(objectives: Sequence[str]) -> str:
+    """The metric the answer ranks by: ``YARDSTICK`` when ``objectives`` name the yardstick
+    (in any unit) or are none, else the first objective."""
+    if not objectives or any(o in YARDSTICKS for o in objectives):
+        return YARDSTICK
+    return objectives[0]
+
+
+def of_study(study: optuna.Study) -> str:
+    """``ranked_by`` of the study's objectives (its metric names)."""
+    return ranked_by(study.metric_names or ())
+
+
+def maximized(by: str) -> bool:
+    """Whether a higher ``by`` is better (``active_units``, ``mutual_info``)."""
+    return METRICS.get(by) == "maximize"
+
+
+def _finite(t: FrozenTrial, key: str) -> bool:
+    value = t.user_attrs.get(key)
+    return isinstance(value, (int, float)) and math.isfinite(value)
+
+
+def is_candidate(t: FrozenTrial, by: str = YARDSTICK) -> bool:
+    """COMPLETE, kept at least one active unit, and has a finite yardstick and ``by``."""
     return (t.state == TrialState.COMPLETE and not collapsed(t)
-            and isinstance(value, (int, float)) and math.isfinite(value))
+            and _finite(t, YARDSTICK) and _finite(t, by))
 
 
 def collapsed(t: FrozenTrial) -> bool:
@@ -55,10 +86,11 @@ class Group:
 
     origin: FrozenTrial
     runs: tuple[FrozenTrial, ...]  # the origin first, then its confirmation runs
+    by: str = YARDSTICK  # the metric it is ranked by (``ranked_by``)
 
     @property
     def sound(self) -> bool:
-        return all(is_candidate(t) for t in self.runs)
+        return all(is_candidate(t, self.by) for t in self.runs)
 
     @property
     def seeds(self) -> list[int]:
@@ -79,32 +111,34 @@ class Group:
         return statistics.stdev(values) if len(values) > 1 else None
 
     def rank(self) -> tuple[float, ...]:
-        return (-len(self.runs), self.mean(YARDSTICK) or math.inf,
-                -(self.mean("active_units") or 0), self.origin.number)
+        mean = self.mean(self.by)
+        score = math.inf if mean is None else -mean if maximized(self.by) else mean
+        return (-len(self.runs), score, -(self.mean("active_units") or 0), self.origin.number)
 
 
-def groups(trials: Sequence[FrozenTrial]) -> list[Group]:
+def groups(trials: Sequence[FrozenTrial], by: str = YARDSTICK) -> list[Group]:
     """Every configuration whose first trial is a candidate, with its COMPLETE
-    confirmation runs, in study order."""
+    confirmation runs, in study order, ranked by ``by``."""
     runs: dict[int, list[FrozenTrial]] = {}
     for t in trials:
         of = t.user_attrs.get("confirm_of")
         if of is not None and t.state == TrialState.COMPLETE:
             runs.setdefault(int(of), []).append(t)
-    return [Group(t, (t, *runs.get(t.number, []))) for t in trials
-            if is_candidate(t) and "confirm_of" not in t.user_attrs]
+    return [Group(t, (t, *runs.get(t.number, [])), by) for t in trials
+            if is_candidate(t, by) and "confirm_of" not in t.user_attrs]
 
 
-def recommend_group(trials: Sequence[FrozenTrial]) -> Group | None:
-    """The configuration to take (see the module docstring), or None when none qualifies."""
-    sound = [g for g in groups(trials) if g.sound]
+def recommend_group(trials: Sequence[FrozenTrial], by: str = YARDSTICK) -> Group | None:
+    """The configuration to take (see the module docstring), ranked by ``by``
+    (``ranked_by``), or None when none qualifies."""
+    sound = [g for g in groups(trials, by) if g.sound]
     return min(sound, key=Group.rank) if sound else None
 
 
-def reference_group(trials: Sequence[FrozenTrial]) -> Group | None:
+def reference_group(trials: Sequence[FrozenTrial], by: str = YARDSTICK) -> Group | None:
     """The best reference fix, over its seeds: the same order, but a seed that collapsed
     stays in (with its worse yardstick): the comparison is with the fix as it behaves."""
-    refs = [g for g in groups(trials) if g.origin.user_attrs.get("reference")]
+    refs = [g for g in groups(trials, by) if g.origin.user_attrs.get("reference")]
     return min(refs, key=Group.rank) if refs else None
 
 
@@ -123,10 +157,27 @@ def gap(reference: Group, pick: Group, key: str = BITS) -> tuple[float, float | 
             len(diffs))
 
 
-def recommend(trials: Sequence[FrozenTrial]) -> FrozenTrial | None:
+def recommend(trials: Sequence[FrozenTrial], by: str = YARDSTICK) -> FrozenTrial | None:
     """The trial to take: the first trial of ``recommend_group``'s configuration."""
-    group = recommend_group(trials)
+    group = recommend_group(trials, by)
     return None if group is None else group.origin
+
+
+def rule_words(by: str, unit: str) -> str:
+    """What the answer is the best of: "lowest bits/dim" (``unit``: the yardstick's) or,
+    ranked by an objective, "lowest mse", "highest active_units"."""
+    if by == YARDSTICK:
+        return f"lowest {unit}"
+    return f"{'highest' if maximized(by) else 'lowest'} {by}"
+
+
+def why_ranked(by: str, unit: str) -> str | None:
+    """Why the answer ranks by an objective rather than the yardstick (None when it ranks by
+    the yardstick), in one sentence."""
+    if by == YARDSTICK:
+        return None
+    return (f"It ranks by {by}, the study's first objective: {unit} (the yardstick) is not "
+            f"among its objectives.")
 
 
 def reached_an_epoch(t: FrozenTrial) -> bool:

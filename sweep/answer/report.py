@@ -120,7 +120,8 @@ def answer(study: optuna.Study, who: Roles, key: str, unit: str) -> dict[str, An
         text["best"] = {
             "number": best.number, "reference": best.user_attrs.get("reference"),
             "n_ok": sum(rec_rule.is_candidate(t) for t in study.get_trials(deepcopy=False)),
-            "metrics": _metrics(best, key, unit), "gain": gain}
+            "metrics": _metrics(best, key, unit), "gain": gain,
+            "rule": rec_rule.rule_words(rec_rule.of_study(study), unit)}
     held = [(name, who.heldout[t.number]) for name, t in (("recommended", best),
                                                           ("baseline", base))
             if t is not None and t.number in who.heldout]

@@ -41,5 +41,5 @@ def roles(study: optuna.Study) -> Roles:
         front = sorted(study.best_trials, key=lambda t: t.user_attrs.get("neg_elbo", math.inf))
     else:
         front = status_front(study)
-    return Roles(rec_rule.recommend(trials), rec_rule.baseline(trials),
+    return Roles(rec_rule.recommend(trials, rec_rule.of_study(study)), rec_rule.baseline(trials),
                  rec_rule.references(trials), front)

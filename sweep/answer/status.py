@@ -2,7 +2,8 @@
 rendering of it (``render``): trials by state, the Pareto front as a table with the params
 the study searched (read from its stored space), and the answer to the seed question: did
 the baseline collapse, how did each reference fix do, and which trial to take (the rule of
-``sweep.answer.recommend``: the best mean over seeds), with its complete config.
+``sweep.answer.recommend``: the best mean over seeds of the metric it ranks by, which the
+text names), with its complete config.
 
 ``Status.to_dict()`` is the same data as plain JSON-ready values; ``status_json`` is the
 answer over seeds (``sweep.answer.summary.summary``) that ``status --format json`` prints.
@@ -40,11 +41,12 @@ class Recommendation:
     trial: int
     config: Config
     metrics: dict[str, Any]
+    ranked_by: str = rec_rule.YARDSTICK  # the metric it is the best of (rec_rule.ranked_by)
 
     @classmethod
-    def of(cls, t: FrozenTrial, key: str) -> Recommendation:
+    def of(cls, t: FrozenTrial, key: str, by: str = rec_rule.YARDSTICK) -> Recommendation:
         return cls(t.number, rec_rule.trial_config(t),
-                   {k: t.user_attrs[k] for k in (key, *METRICS) if k in t.user_attrs})
+                   {k: t.user_attrs[k] for k in (key, by, *METRICS) if k in t.user_attrs}, by)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,6 +79,7 @@ class Status:
     study: str
     storage: str  # the URL as shown (password hidden)
     yardstick: str  # the metric the answer is read in (sweep.answer.yardstick)
+    ranked_by: str  # the metric the recommendation ranks by (sweep.answer.recommend.ranked_by)
     counts: dict[str, int]  # trials by state name
     objectives: list[str]
     metrics: list[str]  # the front's columns besides the objectives
@@ -113,10 +116,11 @@ def read_status(study: optuna.Study, url: str) -> Status:
     extra = [m for m in ("active_units", "rate", "neg_elbo") if m not in names]
     counts = Counter(t.state.name for t in trials)
     base = rec_rule.baseline(trials)
-    best = rec_rule.recommend(trials)
+    by = rec_rule.of_study(study)
+    best = rec_rule.recommend(trials, by)
     key = yardstick.key(trials, names)
     return Status(
-        study=study.study_name, storage=shown(url), yardstick=key,
+        study=study.study_name, storage=shown(url), yardstick=key, ranked_by=by,
         counts=dict(sorted(counts.items())),
         objectives=list(names), metrics=extra, params=knobs,
         multi_objective=len(study.directions) > 1,
@@ -126,7 +130,7 @@ def read_status(study: optuna.Study, url: str) -> Status:
         else None,
         references=[Named.of(t, key) for t in rec_rule.references(trials)
                     if rec_rule.reached_an_epoch(t)],
-        recommended=None if best is None else Recommendation.of(best, key),
+        recommended=None if best is None else Recommendation.of(best, key, by),
         over_seeds=answer_text.summary(study))
 
 
@@ -144,10 +148,12 @@ def table(rows: list[list[str]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
-def _line(a: dict[str, Any], key: str) -> str:
-    return (f"{yardstick.unit(key)} {_fmt(a.get(key))}, neg_elbo {_fmt(a.get('neg_elbo'))} nats, "
-            f"mse {_fmt(a.get('mse'))}, rate {_fmt(a.get('rate'))} nats, "
-            f"{_fmt(a.get('active_units'))} active units")
+def _line(a: dict[str, Any], key: str, by: str = rec_rule.YARDSTICK) -> str:
+    # A ranking metric the line does not show anyway comes first (mutual_info...).
+    first = "" if by in (rec_rule.YARDSTICK, *SHOWN) else f"{by} {_fmt(a.get(by))}, "
+    return (f"{first}{yardstick.unit(key)} {_fmt(a.get(key))}, neg_elbo "
+            f"{_fmt(a.get('neg_elbo'))} nats, mse {_fmt(a.get('mse'))}, rate "
+            f"{_fmt(a.get('rate'))} nats, {_fmt(a.get('active_units'))} active units")
 
 
 def answer(s: Status) -> str:
@@ -164,9 +170,9 @@ def answer(s: Status) -> str:
     if best is None:
         lines.append("Recommended: none yet (no complete trial kept an active unit).")
         return "\n".join(lines)
-    lines.append(f"Recommended (lowest {yardstick.unit(key)}, the mean over seeds, among "
-                 f"complete trials that kept active units): trial {best.trial}; "
-                 f"{_line(best.metrics, key)}.")
+    lines.append(f"Recommended ({rec_rule.rule_words(s.ranked_by, yardstick.unit(key))}, the "
+                 f"mean over seeds, among complete trials that kept active units): trial "
+                 f"{best.trial}; {_line(best.metrics, key, s.ranked_by)}.")
     lines += [line.replace("Recommended: ", "Over seeds, recommended ", 1)
               for line in answer_text.lines(s.over_seeds)
               if not line.startswith("The seed configuration")]

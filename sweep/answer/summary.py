@@ -5,6 +5,9 @@
 - ``yardstick``: ``{"key", "unit"}``, the metric the answer is read in
   (``sweep.answer.yardstick``): ``bits_per_dim`` ("bits/dim") for 8-bit data,
   ``nats_per_dim`` ("nats/dim") for continuous data; KEY below stands for it;
+- ``ranked_by``: ``{"key", "direction"}``, the metric the recommendation ranks by
+  (``sweep.answer.recommend.ranked_by``): KEY when the objectives name the yardstick, else
+  the first objective, whose {"mean", "sd", "values"} the pick and the reference then hold too;
 - ``recommended``: the configuration ``sweep.answer.recommend.recommend_group`` picks: its first
   ``trial``, every run (``runs``: trial numbers), the ``seeds``, its complete ``config``, and
   KEY ({"mean", "sd", "values"} over the seeds; sd is null with one seed);
@@ -52,6 +55,8 @@ def _group(group: rec_rule.Group | None, scores: dict[str, Any], key: str
         "seeds": group.seeds, "config": rec_rule.trial_config(group.origin).to_dict(),
         key: _stats(group.values(key)),
         "active_units": group.mean("active_units")}
+    if group.by != rec_rule.YARDSTICK:
+        out[group.by] = _stats(group.values(group.by))
     tested = [scores[str(t.number)][key] for t in group.runs if str(t.number) in scores]
     if tested:
         out[f"test_{key}"] = _stats(tested)
@@ -63,11 +68,15 @@ def summary(study: optuna.Study) -> dict[str, Any]:
     trials = study.get_trials(deepcopy=False)
     test = study.user_attrs.get(TEST_KEY) or {}
     scores = test.get("scores", {})
-    pick, ref = rec_rule.recommend_group(trials), rec_rule.reference_group(trials)
+    by = rec_rule.of_study(study)
+    pick, ref = rec_rule.recommend_group(trials, by), rec_rule.reference_group(trials, by)
     key = yardstick.key(trials, study.metric_names or ())
     tested = f"test_{key}"
     out: dict[str, Any] = {"study": study.study_name,
                            "yardstick": {"key": key, "unit": yardstick.unit(key)},
+                           "ranked_by": {"key": key if by == rec_rule.YARDSTICK else by,
+                                         "direction": "maximize" if rec_rule.maximized(by)
+                                         else "minimize"},
                            "recommended": _group(pick, scores, key),
                            "best_reference": _group(ref, scores, key), "gap": None,
                            "baseline": None, "test": test.get("data")}
@@ -129,10 +138,16 @@ def lines(data: dict[str, Any]) -> list[str]:
         out.append("Recommended: none yet (no complete trial kept an active unit).")
         return out
     n = len(pick["seeds"])
+    by, ranked = data["ranked_by"]["key"], ""
+    if by != key:
+        ranked = f", by the {rec_rule.rule_words(by, unit)}: {by} {_pm(pick[by], '').strip()},"
     out.append(f"Recommended: trial {pick['trial']} (runs {_list(pick['runs'])}, seeds "
-               f"{_list(pick['seeds'])}): {_pm(pick[key], unit)} on validation over "
-               f"{n} seed(s)" + (f", {_pm(pick[tested], unit)} on {data['test']}"
-                                 if tested in pick else "") + ".")
+               f"{_list(pick['seeds'])}){ranked or ':'} {_pm(pick[key], unit)} on validation "
+               f"over {n} seed(s)" + (f", {_pm(pick[tested], unit)} on {data['test']}"
+                                      if tested in pick else "") + ".")
+    reason = rec_rule.why_ranked(rec_rule.YARDSTICK if by == key else by, unit)
+    if reason:
+        out.append(reason)
     why = (data.get("confirmation") or {}).get("why_none")
     out.append(f"The answer rests on {n} seed{'s' if n != 1 else ''}"
                + (f": {why}." if n == 1 and why else "."))
@@ -208,6 +223,6 @@ def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     if pick is not None:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
         said = [line for line in lines(data)
-                if line.startswith(("Recommended", "The answer rests", "Gap"))]
+                if line.startswith(("Recommended", "It ranks by", "The answer rests", "Gap"))]
         save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
                   "## Recommended\n\n" + "\n\n".join(said))

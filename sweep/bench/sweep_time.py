@@ -86,7 +86,7 @@ def run_start(dest: Path, root: Path, fixed: dict[str, Any], space: dict[str, An
     fields = {**fixed, "dataset": f"folder:{root}"}
     load_images(Config.from_dict(fields))  # fill the decode cache before the clock starts
     started = time.time()
-    done = sweep.start(config, study=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
+    done = sweep.start(config, study_name=STUDY, storage=f"sqlite:///{dest / 'study.db'}",
                        n_trials=n_trials, fixed=fields, baseline=baseline_trial,
                        options=sweep.RunOptions(threads=torch.get_num_threads()))
     wall = time.time() - started

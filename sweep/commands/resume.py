@@ -16,7 +16,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.runner.study import resume
+    from sweep.runner.entry import resume
 
     resume(args.study, storage=args.storage, options=run_options(args))
     return 0

@@ -1,10 +1,13 @@
 """``python -m sweep start``: create a study, or add trials to the one of that name, and run
-its workers on this machine."""
+its workers on this machine (``sweep.start``: ``create_study`` with ``load_if_exists``, then
+``optimize``). ``--if-new`` creates it only if it is new (``load_if_exists=False``), and
+leaves one that exists as it is."""
 
 from __future__ import annotations
 
 import argparse
 import shlex
+import sys
 
 from sweep.commands import config_keys, fixed_fields, run_options
 from sweep.space import METRICS
@@ -17,8 +20,11 @@ EPILOG = (f"{config_keys()}. Metrics for objectives: {', '.join(METRICS)}.")
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (default: vae-<dataset>)")
-    p.add_argument("--config", help="sweep TOML: objectives, pruner, [fixed] and [search.*] "
-                                    "tables (default: the built-in space)")
+    p.add_argument("--space", metavar="FILE",
+                   help="sweep TOML: objectives, pruner, [fixed] and [search.*] tables "
+                        "(default: the built-in space)")
+    # The old spelling, from before train's --config (one trial's config) had its own name.
+    p.add_argument("--config", dest="old_config", metavar="FILE", help=argparse.SUPPRESS)
     p.add_argument("--n-trials", type=int, default=20, help="trials to add in this run")
     p.add_argument("--data", help="dataset spec: cifar10, mnist, fashion-mnist, synthetic, "
                                   "folder:PATH, npy:PATH (default: cifar10)")
@@ -68,14 +74,28 @@ def next_commands(study: str, storage: str | None) -> str:
 
 def run(args: argparse.Namespace) -> int:
     from sweep.answer.status import answer
-    from sweep.runner.study import start
+    from sweep.runner.entry import join, start
+    from sweep.runner.exists import StudyExists
 
-    handle = start(args.config, study=args.study, storage=args.storage, n_trials=args.n_trials,
-                   fixed=fixed_fields(args.set, args.data, args.max_epochs, args.model),
-                   baseline=not args.no_baseline, references=not args.no_references,
-                   weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
-                   heartbeat=args.heartbeat, options=run_options(args), artifacts=args.artifacts,
-                   run=not args.no_run, if_new=args.if_new)
+    space = args.space
+    if args.old_config is not None:
+        print("note: start --config is now --space (train --config is one trial's config)",
+              file=sys.stderr)
+        space = space or args.old_config
+    try:
+        handle = start(space, study_name=args.study, storage=args.storage,
+                       n_trials=args.n_trials,
+                       fixed=fixed_fields(args.set, args.data, args.max_epochs, args.model),
+                       baseline=not args.no_baseline, references=not args.no_references,
+                       weights=not args.no_weights, keep_checkpoints=args.keep_checkpoints,
+                       heartbeat=args.heartbeat, options=run_options(args),
+                       artifacts=args.artifacts, run=not args.no_run,
+                       load_if_exists=not args.if_new)
+    except StudyExists as err:  # only with --if-new: it runs what the study has left
+        print(f"study {err.study_name!r} exists: left as it is (--if-new)", flush=True)
+        if args.no_run:
+            return 0
+        handle = join(err.study_name, storage=args.storage, options=run_options(args))
     if not args.no_run:  # the seed's fate, each fix's, the pick; then where to look next
         print(f"\n{answer(handle.status())}\n{next_commands(handle.name, args.storage)}",
               flush=True)

@@ -17,7 +17,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from sweep.runner.study import join
+    from sweep.runner.entry import join
 
     join(args.study, storage=args.storage, options=run_options(args))
     return 0

@@ -32,15 +32,17 @@ from sweep.space import EXTRA_SEEDS, parse_space
 from sweep.storage import settings as study_settings
 
 
-def _configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
-    """First runs of distinct configurations, best first by their own run (one per config:
+def _configs(trials: Sequence[FrozenTrial], by: str) -> list[FrozenTrial]:
+    """First runs of distinct configurations, best first by their own run's ``by`` (the
+    metric the answer ranks by, ``rec_rule.ranked_by``; one per config:
     a config the sampler proposed twice is confirmed once). Not by the mean over seeds: a
     confirmed configuration regresses toward its mean, and ranking by it would confirm the
     next unconfirmed one, and the next, without end."""
     seen: set[str] = set()
     out = []
-    for group in sorted(rec_rule.groups(trials), key=lambda g: (
-            g.origin.user_attrs[rec_rule.YARDSTICK], g.origin.number)):
+    sign = -1 if rec_rule.maximized(by) else 1
+    for group in sorted(rec_rule.groups(trials, by), key=lambda g: (
+            sign * g.origin.user_attrs[by], g.origin.number)):
         t = group.origin
         key = repr(sorted((rec_rule.trial_config(t).to_dict()).items()))
         if t.user_attrs.get("baseline") or key in seen:
@@ -50,14 +52,15 @@ def _configs(trials: Sequence[FrozenTrial]) -> list[FrozenTrial]:
     return out
 
 
-def plan(trials: Sequence[FrozenTrial], top: int) -> list[tuple[FrozenTrial, int]]:
+def plan(trials: Sequence[FrozenTrial], top: int, by: str = rec_rule.YARDSTICK
+         ) -> list[tuple[FrozenTrial, int]]:
     """(first run, seed) of every confirmation run still to queue: none before the sampler
     has proposed a trial (a budget spent on the baseline and the references has no win of
     the search to confirm; its answer is the best reference, measured once)."""
     if top <= 0 or not rec_rule.searched(trials):
         return []
-    chosen = _configs(trials)[:top]
-    ref = rec_rule.reference_group(trials)
+    chosen = _configs(trials, by)[:top]
+    ref = rec_rule.reference_group(trials, by)
     if ref is not None and all(t.number != ref.origin.number for t in chosen):
         chosen.append(ref.origin)
     queued = {(int(t.user_attrs["confirm_of"]), int(t.user_attrs.get("seed", -1)))
@@ -90,7 +93,7 @@ def enqueue(study: optuna.Study, trials: Sequence[FrozenTrial] | None = None) ->
     caller holds the study lock. Returns how many were queued."""
     settings = study_settings.load(study)
     trials = study.get_trials(deepcopy=False) if trials is None else trials
-    todo = plan(trials, settings.space.confirm)
+    todo = plan(trials, settings.space.confirm, rec_rule.ranked_by(settings.space.objectives))
     for origin, seed in todo:
         stored = origin.system_attrs.get(STAGE_KEY)
         space = stored["space"] if stored else settings.space.to_dict()

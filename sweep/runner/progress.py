@@ -19,7 +19,7 @@ from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial, TrialState
 
 from sweep.answer import yardstick
-from sweep.answer.recommend import recommend
+from sweep.answer.recommend import of_study, recommend
 from sweep.storage import settings as study_settings
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def best_summary(study: optuna.Study) -> str:
         return "best: none yet"
     # The trial status and report recommend, by the same rule, so the line never names another.
     trials = study.get_trials(deepcopy=False)
-    top = recommend(trials)
+    top = recommend(trials, of_study(study))
     if top is None:
         return f"Pareto front: {len(front)} trial(s); none to recommend yet"
     key = yardstick.key([top])

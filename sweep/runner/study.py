@@ -1,11 +1,11 @@
-"""The Python API of a sweep: ``start``, ``resume`` and ``join`` a study, each returning a
-``Sweep`` (``sweep.runner.handle``). The commands of the same names are thin wrappers around these,
-so a study runs the same from Python::
+"""Running a study on this machine: ``optimize`` (what ``Sweep.optimize`` calls) adds trials
+to its budget and runs this machine's workers (``RunOptions``: GPUs, workers, threads,
+timeout) until the budget is spent; ``retry_unfinished`` re-queues what a stopped run left
+(``resume``, ``sweep.runner.entry``)::
 
     import sweep
-    s = sweep.start("sweep.toml", study="cifar", n_trials=20, fixed={"max_epochs": 3},
-                    options=sweep.RunOptions(gpus=[0, 1]))
-    s = sweep.resume("cifar")
+    s = sweep.create_study("sweep.toml", study_name="cifar", fixed={"max_epochs": 3})
+    s.optimize(n_trials=20, gpus=[0, 1])
 
 Every argument is checked before torch is imported or anything is written: bad input raises
 one of ``sweep.errors.BAD_INPUT``, a ``ParamError`` naming the parameter. A run that ends
@@ -22,22 +22,16 @@ torch thread count, warning filters and log levels are restored when it ends.
 
 from __future__ import annotations
 
-import copy
 import dataclasses
 import logging
 import math
 import os
 import time
-from collections.abc import Mapping, Sequence
-from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from models import networks
-from models.config import Config
-from models.networks import Builder, in_process
-from sweep.answer.references import NO_ROOM, enqueue_references
+from models.networks import in_process
 from sweep.errors import DatabaseFull, NoResult, ParamError, UsageError
-from sweep.runner import network
+from sweep.runner import budget, network
 from sweep.runner.processes import (
     FULL_WORDS,
     WORKER_ID_ENV,
@@ -49,33 +43,14 @@ from sweep.runner.processes import (
     threads_per_worker,
     worker_slots,
 )
-from sweep.space import (
-    EXTRA_SEEDS,
-    Space,
-    baseline_params,
-    fix,
-    for_continuous,
-    load_space,
-    parse_space,
-)
 from sweep.storage import settings as study_settings
-from sweep.storage.database import (
-    check_url,
-    open_storage,
-    resolve_storage_url,
-    shown,
-    storage_file,
-)
-from sweep.storage.names import check_study_name
+from sweep.storage.database import open_storage, shown
 from sweep.storage.settings import Settings
-from sweep.storage.stores import normalize as normalize_store
 
 if TYPE_CHECKING:
     import optuna
     import torch
-    from optuna.trial import FrozenTrial
 
-    from sweep.runner.handle import Sweep
     from sweep.storage.stores import CheckpointStore
 
 log = logging.getLogger(__name__)
@@ -89,13 +64,6 @@ class Interrupted(KeyboardInterrupt):
         super().__init__(study)
         self.study = study
         self.signal = signal
-
-
-def default_study_name(dataset: str) -> str:
-    name = dataset.split(":", 1)[-1].rstrip("/")
-    if dataset.startswith("npy:"):
-        return "vae-" + Path(name).stem
-    return "vae-" + (Path(name).name if dataset.startswith("folder:") else name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -131,207 +99,44 @@ class RunOptions:
                             torch.cuda.device_count())
 
 
-def _space(space: str | Path | Mapping[str, Any] | Space | None) -> Space:
-    if isinstance(space, Space):
-        return space
-    if isinstance(space, Mapping):
-        return parse_space(copy.deepcopy(dict(space)))
-    return load_space(space)
-
-
-def start(space: str | Path | Mapping[str, Any] | Space | None = None, *,
-          study: str | None = None, storage: str | None = None, n_trials: int = 20,
-          fixed: Mapping[str, Any] | None = None, model: str | Builder | None = None,
-          baseline: bool = True,
-          references: bool = True, weights: bool = True, keep_checkpoints: bool = False,
-          heartbeat: int = 10, artifacts: str | None = None,
-          options: RunOptions | None = None, run: bool = True, if_new: bool = False) -> Sweep:
-    """Create study ``study`` (or add ``n_trials`` to the one of that name) and run it;
-    returns its ``Sweep``.
-
-    ``space``: a sweep TOML file, the same description as a dict, or a ``Space`` (None: the
-    built-in space); ``fixed`` are Config fields that win over it (the command line's
-    ``--set``, ``--data``, ``--max-epochs``). ``model``: the network (``models.networks``): a
-    built-in name, ``module:function``, ``file.py:function`` or the builder function itself
-    (one defined in a notebook runs in this process only); it wins over the space's.
-    ``options``: how this machine runs the trials.
-    ``artifacts``: the study's image and checkpoint store (``sweep.storage.stores``), kept in its
-    settings; None keeps the one it has (or the default beside the SQLite file).
-    ``run=False`` only creates the study (and adds the trials): ``worker`` processes run it.
-    ``if_new=True`` leaves an existing study of that name as it is (adds no trials).
-    ``references``: enqueue the literature's fixes after the baseline (``sweep.answer.references``);
-    ``weights``: keep the final weights of COMPLETE trials as artifacts.
-
-    Budgets add up: each ``start`` adds ``n_trials`` to the study's stored goal under the
-    study lock, so two concurrent ``start --n-trials 3`` run 6 trials.
-    """
-    url = resolve_storage_url(storage)
-    check_url(url)
-    options = options or RunOptions()
-    if n_trials < 1:  # 0 made an empty study and said nothing
-        raise ParamError("n_trials", f"must be >= 1, got {n_trials}")
-    if study is not None and not study.strip():  # "" silently became the default name
-        raise ParamError("study", f"{study!r}: a study name cannot be empty")
-    check_study_name(study)  # CON, NUL...: no folder on Windows can have the name
-    fixed = dict(fixed or {})
-    if model is not None:
-        fixed["model"] = network.spec_of(model)
-    Config.from_dict(fixed)  # a bad field is named as the user wrote it
-    space = fix(_space(space), fixed)
-    base = Config.from_dict(space.fixed)
-    options = dataclasses.replace(options, model=options.model or base.model)
-    store = normalize_store(artifacts) if artifacts else None
-    settings = Settings(space, goal=n_trials, heartbeat=heartbeat,
-                        keep_checkpoints=keep_checkpoints, keep_weights=weights, artifacts=store)
-    name = study or default_study_name(base.dataset)
-
-    from models.arrays import PREFIX as NPY_PREFIX
-    from models.data import load_images
-    from sweep.logs import quiet_logs
-
-    slots = options.slots()  # a GPU that is not there fails before the data loads
-    if in_process(base.model) and slots != [None]:
-        raise ParamError("model", f"{base.model} is defined in this process only: workers in "
+def slots(options: RunOptions, model: str | None) -> list[str | None]:
+    """This machine's worker slots for ``options`` (a GPU that is not there fails here, before
+    the data loads); ParamError when ``model``, a network defined in this process, would
+    have to run in other processes."""
+    found = options.slots()
+    if model is not None and in_process(model) and found != [None]:
+        raise ParamError("model", f"{model} is defined in this process only: workers in "
                                   "other processes cannot import it; name it as "
                                   "module:function or file.py:function")
-    # Bad data fails before any write; an array file is read whole even without run (cheap
-    # beside decoding a folder), so NaNs are found here, not by every worker.
-    whole = run or base.dataset.startswith(NPY_PREFIX)
-    images = load_images(base) if whole else None
-    settings = _for_data(settings)
-    # A bad network or knob fails before any write too.
-    settings = dataclasses.replace(settings, model_sha256=network.check(settings.space, images))
+    return found
+
+
+def optimize(study: optuna.Study, url: str, n_trials: int | None, options: RunOptions,
+             images: torch.Tensor | None = None) -> None:
+    """``Sweep.optimize`` of ``study`` in storage ``url``: add ``n_trials`` to its goal
+    (None: none), then run this machine's workers until the goal is met (or
+    ``options.timeout``); ``images``: the data, when the caller has it loaded already."""
+    if n_trials is not None:
+        budget.check(n_trials)
+    settings = study_settings.load(study)
+    name = study.study_name
+    network.require(settings, name, options.model)
+    found = slots(options, settings.base.model)
+
+    from sweep.logs import quiet_logs
+
     with quiet_logs():
-        _create(url, name, settings, n_trials, baseline, references, if_new)
-        if run:
-            _run(url, name, slots, options, images)
-        else:
-            log.info("run it from any machine: python -m sweep worker --study %s "
-                     "--storage %s", name, shown(url))
-    return _handle(url, name)
+        if n_trials is not None:
+            budget.add(url, name, n_trials)
+        _run(url, name, found, options, images)
 
 
-def _for_data(settings: Settings) -> Settings:
-    """``settings`` for its data: continuous (float) data gets its yardstick and an unbounded
-    decoder (``sweep.space.for_continuous``), each change said in one line. Only the array's
-    header is read, so ``run=False`` checks it too."""
-    from models.arrays import is_continuous
-
-    if not is_continuous(settings.base.dataset):
-        return settings
-    space, notes = for_continuous(settings.space)
-    for line in notes:
-        log.info("%s", line)
-    return dataclasses.replace(settings, space=space)
-
-
-def _create(url: str, name: str, settings: Settings, n_trials: int, baseline: bool,
-            references: bool, if_new: bool) -> None:
-    """Create the study, or add ``n_trials`` to it, under the study lock."""
-    import optuna
-
-    from sweep.runner.heartbeat import open_with_heartbeat
-    from sweep.runner.progress import results
-
-    space, store = settings.space, settings.artifacts
-    beating = open_with_heartbeat(url, settings.heartbeat)
-    with beating.study_lock(name):
-        created = optuna.create_study(study_name=name, storage=beating,
-                                      directions=space.directions(),  # type: ignore[arg-type]
-                                      load_if_exists=True)
-        old = study_settings.stored(created)
-        if old and if_new:
-            log.info("study %r in %s exists: left as it is (if_new)", name, shown(url))
-            n_trials = 0
-        elif old and old["space"]["objectives"] != list(space.objectives):
-            raise UsageError(f"study {name!r} has objectives {old['space']['objectives']}; "
-                             f"this config asks for {list(space.objectives)}")
-        elif old:
-            same_network(name, study_settings.Settings.from_dict(old), settings)
-        created.set_metric_names(list(space.objectives))
-        done = results(created.get_trials(deepcopy=False))
-        before = old["goal"] if old else 0
-        goal = max(before, done) + n_trials
-        if old and if_new:
-            store = old.get("artifacts")
-        else:
-            store = store or (old or {}).get("artifacts")
-            study_settings.save(created, dataclasses.replace(settings, goal=goal,
-                                                             artifacts=store))
-        knobs = networks.defaults(settings.base.model)  # the seed runs the network's own
-        if baseline and n_trials > 0:
-            created.enqueue_trial(baseline_params(space, knobs), user_attrs={"baseline": True},
-                                  skip_if_exists=True)
-        unplaced = 0  # references a larger n_trials would have run
-        if references and n_trials > 0:  # they count toward n_trials, after the baseline
-            for line in enqueue_references(created, space, n_trials - int(baseline), knobs):
-                log.info("%s", line)
-                unplaced += line.startswith(NO_ROOM)
-    if old and if_new:
-        pass
-    elif before > done:
-        log.info("study %r in %s had %d trial(s) still to run (running elsewhere, or left by a "
-                 "stopped run): joined it with %d more, %d to run", name, shown(url),
-                 before - done, n_trials, goal - done)
-    else:
-        log.info("study %r in %s: %d trial(s) to run, objectives %s%s", name, shown(url),
-                 n_trials, ", ".join(space.objectives),
-                 _plan(space, created.get_trials(deepcopy=False), goal, n_trials, unplaced))
-    log.info("images and checkpoints: %s", _where(store, url, name))
-    if store is None and storage_file(url) is None:
-        log.info("note: they stay on this machine; give the study a shared artifact store "
-                 "(artifacts: a shared folder or s3://BUCKET) when workers run on several "
-                 "machines")
-
-
-def same_network(name: str, old: Settings, new: Settings) -> None:
-    """UsageError unless a second ``start`` of study ``name`` trains the network it trains."""
-    if old.base.model != new.base.model:
-        raise UsageError(f"study {name!r} trains the network {old.base.model}; this start "
-                         f"asks for {new.base.model}")
-    if old.model_sha256 and new.model_sha256 and old.model_sha256 != new.model_sha256:
-        raise UsageError(f"study {name!r} was started with {old.base.model} of sha256 "
-                         f"{old.model_sha256[:16]}; its source now has "
-                         f"{new.model_sha256[:16]}: start a new study for the changed code")
-
-
-def _plan(space: Space, trials: Sequence[FrozenTrial], goal: int, n_trials: int,
-          unplaced: int) -> str:
-    """How the budget is spent, for the start line (sweep.runner.stages, sweep.runner.confirm).
-
-    Confirmation re-runs the search's best, so it runs only when the ``goal`` leaves room
-    for a trial the sampler proposes after the labelled ones (the baseline, the references,
-    and the ``unplaced`` references this budget had no room for, which a larger one runs
-    first); otherwise the line says so, and which ``n_trials`` would leave that room."""
-    from sweep.answer import recommend as rec_rule
-
-    text = "; search: the references, then a window around the best of them" if (
-        space.strategy == "focus") else ""
-    if not space.confirm:
-        return text
-    missing = sum(rec_rule.labelled(t) for t in trials) + unplaced + 1 - goal
-    if missing > 0:
-        return text + (f"; no re-runs over seeds, so the answer rests on 1 seed: they confirm "
-                       f"the search's best, and these {goal} trials are the seed and the fixes "
-                       f"(--n-trials {n_trials + missing} or more leaves room for them)")
-    return text + (f"; then the {space.confirm} best and the best reference re-run with "
-                   f"{EXTRA_SEEDS} more seeds each")
-
-
-def _where(store: str | None, url: str, name: str) -> str:
-    from sweep.storage.stores import open_stores
-
-    return open_stores(store, url, name).where if store is None else store
-
-
-def resume(study: str, *, storage: str | None = None,
-           options: RunOptions | None = None) -> Sweep:
-    """Continue a stopped study with its stored settings; trials that a crash, kill -9 or
-    Ctrl-C left unfinished re-run from their last checkpoint. Returns its ``Sweep``."""
-    url = resolve_storage_url(storage)
-    options = options or RunOptions()
-    _, settings = _load(url, study)
-    network.require(settings, study, options.model)
+def resume_run(url: str, name: str, options: RunOptions) -> None:
+    """``resume``'s run (``sweep.runner.entry``): fail the trials whose worker is gone and
+    re-queue them from their last checkpoints (``retry_unfinished``), then run this
+    machine's workers until the study's stored goal is met."""
+    _, settings = load_settings(url, name)
+    network.require(settings, name, options.model)
 
     import optuna
 
@@ -340,41 +145,19 @@ def resume(study: str, *, storage: str | None = None,
     from sweep.runner.progress import results
     from sweep.storage.stores import open_stores
 
-    slots = options.slots()
+    found = options.slots()
     with quiet_logs():
-        beating = optuna.load_study(study_name=study,
+        beating = optuna.load_study(study_name=name,
                                     storage=open_with_heartbeat(url, settings.heartbeat))
-        stores = open_stores(settings.artifacts, url, study)
+        stores = open_stores(settings.artifacts, url, name)
         retry_unfinished(beating, stores.checkpoints, grace=3 * settings.heartbeat)
         done = results(beating.get_trials(deepcopy=False))
-        log.info("resuming study %r: %d/%d trials done", study, done, settings.goal)
-        _run(url, study, slots, options)
-    return _handle(url, study)
+        log.info("resuming study %r: %d/%d trials done", name, done, settings.goal)
+        _run(url, name, found, options)
 
 
-def join(study: str, *, storage: str | None = None,
-         options: RunOptions | None = None) -> Sweep:
-    """Run trials of an existing study from this machine until its stored goal is met;
-    returns its ``Sweep``."""
-    url = resolve_storage_url(storage)
-    options = options or RunOptions()
-    network.require(_load(url, study)[1], study, options.model)
-
-    from sweep.logs import quiet_logs
-
-    slots = options.slots()
-    with quiet_logs():
-        _run(url, study, slots, options)
-    return _handle(url, study)
-
-
-def _handle(url: str, name: str) -> Sweep:
-    from sweep.runner.handle import load
-
-    return load(name, storage=url)
-
-
-def _load(url: str, name: str) -> tuple[optuna.Study, Settings]:
+def load_settings(url: str, name: str) -> tuple[optuna.Study, Settings]:
+    """Study ``name`` at ``url`` and its settings; UsageError when there is no such study."""
     import optuna
 
     storage = open_storage(url, heartbeat_interval=None, must_exist=True)

@@ -393,7 +393,7 @@ def open_study(storage_arg: str | None, name: str | None
                                                                   include_best_trial=False)]
     if name is None:
         if len(names) != 1:
-            raise ParamError("study", f"is needed: {len(names)} studies in {shown(url)} "
+            raise ParamError("study_name", f"is needed: {len(names)} studies in {shown(url)} "
                                       f"({', '.join(names) or 'none'})")
         name = names[0]
     if name not in names:

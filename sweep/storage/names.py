@@ -36,7 +36,7 @@ def check_study_name(name: str | None) -> None:
     """Refuse a study name that is a Windows device name (ParamError): every store and
     report named after it would have to be renamed on some machine."""
     if name is not None and reserved(name):
-        raise ParamError("study", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, "
+        raise ParamError("study_name", f"{name!r} is a device name on Windows (CON, PRN, AUX, NUL, "
                          "COM0-9, LPT0-9): choose another")
 
 

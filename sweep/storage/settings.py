@@ -42,6 +42,10 @@ class Settings:
     # sha256 of the network's source file when the study started (sweep.runner.network): a
     # worker whose builder hashes otherwise is refused.
     model_sha256: str | None = None
+    # Whether a budget added to the study (Sweep.optimize) enqueues the seed configuration
+    # first and the literature's fixes after it (sweep.runner.budget).
+    baseline: bool = True
+    references: bool = True
 
     def __post_init__(self) -> None:
         if self.goal < 0:
@@ -59,14 +63,17 @@ class Settings:
     def to_dict(self) -> dict[str, Any]:
         return {"space": self.space.to_dict(), "goal": self.goal, "heartbeat": self.heartbeat,
                 "keep_checkpoints": self.keep_checkpoints, "keep_weights": self.keep_weights,
-                "artifacts": self.artifacts, "model_sha256": self.model_sha256}
+                "artifacts": self.artifacts, "model_sha256": self.model_sha256,
+                "baseline": self.baseline, "references": self.references}
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> Settings:
         return cls(space=Space.from_dict(data["space"]), goal=data["goal"],
                    heartbeat=data["heartbeat"], keep_checkpoints=data["keep_checkpoints"],
                    keep_weights=data["keep_weights"], artifacts=data.get("artifacts"),
-                   model_sha256=data.get("model_sha256"))
+                   model_sha256=data.get("model_sha256"),
+                   # Studies made before these were kept enqueued both (start's default).
+                   baseline=data.get("baseline", True), references=data.get("references", True))
 
 
 def stored(study: optuna.Study) -> dict[str, Any] | None:
