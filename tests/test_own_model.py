@@ -173,6 +173,7 @@ def test_a_worker_must_name_the_studys_network_and_its_unchanged_source(tmp_path
     assert {t.user_attrs["model"] for t in trials} == {"my_vae.py:build"}
 
 
+@pytest.mark.slow
 def test_a_builder_that_raises_for_one_knob_value_fails_that_trial_only(tmp_path,
                                                                         monkeypatch):
     """In Python, ``model=`` takes the function itself; defined here (no import path

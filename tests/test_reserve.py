@@ -72,6 +72,7 @@ def test_the_first_full_write_empties_the_reserve_and_fits_the_next_does_not(tmp
     assert calls == [0]  # the reserve is spent: not tried again, and never waited out
 
 
+@pytest.mark.slow
 def test_an_empty_reserve_stops_the_worker_with_its_trial_failed_and_re_queued(
         tmp_path, tiny, images, monkeypatch):
     """Another process found the database full mid-epoch: this worker's trial is FAIL with

@@ -162,6 +162,7 @@ INTERRUPTED = ["taking the trial", "training step", "validation", "checkpoint wr
                "recording the interruption"]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 @pytest.mark.parametrize("at", INTERRUPTED)
 def test_a_signal_while_a_trial_runs_fails_it_and_queues_one_re_run(
@@ -176,6 +177,7 @@ def test_a_signal_while_a_trial_runs_fails_it_and_queues_one_re_run(
     assert trials[1].params == trials[0].params
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT], ids=["sigterm", "sigint"])
 @pytest.mark.parametrize("at", ["after telling its result", "between trials"])
 def test_a_signal_once_the_result_is_told_leaves_the_trial_finished(
