@@ -29,6 +29,25 @@ def spatial_sizes(height: int, width: int, depth: int) -> list[tuple[int, int]]:
     return sizes
 
 
+def down(c_in: int, c_out: int) -> nn.Conv2d:
+    """A 3x3 stride-2 convolution: each side halved, rounding up."""
+    return nn.Conv2d(c_in, c_out, 3, stride=2, padding=1)
+
+
+def up(c_in: int, c_out: int, size_in: tuple[int, int],
+       size_out: tuple[int, int]) -> nn.ConvTranspose2d:
+    """``down`` transposed, its output padding chosen to land exactly on ``size_out`` (the
+    encoder's size at that depth, odd sides included)."""
+    pad = (size_out[0] - (2 * size_in[0] - 1), size_out[1] - (2 * size_in[1] - 1))
+    return nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1, output_padding=pad)
+
+
+def flat_features(shape: tuple[int, int, int], depth: int, width: int) -> int:
+    """Features of the deepest feature map, flattened: the encoder head's input."""
+    h, w = spatial_sizes(shape[1], shape[2], depth)[-1]
+    return channels(depth, width)[-1] * h * w
+
+
 class Encoder(nn.Module):
     """x (B, C, H, W) in [0, 1] -> (mu, logvar), each (B, latent_dim)."""
 
@@ -37,10 +56,9 @@ class Encoder(nn.Module):
         chans = [shape[0], *channels(depth, width)]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1), nn.LeakyReLU(0.2)]
+            layers += [down(c_in, c_out), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        h, w = spatial_sizes(shape[1], shape[2], depth)[-1]
-        self.head = nn.Linear(chans[-1] * h * w, 2 * latent_dim)
+        self.head = nn.Linear(flat_features(shape, depth, width), 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.convs(x)).chunk(2, dim=1)
@@ -58,10 +76,7 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(latent_dim, chans[0] * sizes[0][0] * sizes[0][1])
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
-            (h_in, w_in), (h_out, w_out) = sizes[i], sizes[i + 1]
-            pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
-            layers.append(nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
-                                             output_padding=pad))
+            layers.append(up(c_in, c_out, sizes[i], sizes[i + 1]))
             if i < depth - 1:
                 layers.append(nn.LeakyReLU(0.2))
         self.deconvs = nn.Sequential(*layers)

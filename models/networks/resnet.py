@@ -26,7 +26,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from models.networks.conv import MAX_CHANNELS, channels, spatial_sizes
+from models.networks.conv import MAX_CHANNELS, channels, down, flat_features, spatial_sizes, up
 
 # Knob bounds: far above any VAE they are meant for, low enough that a typo (blocks=1000000)
 # is refused by name instead of allocating gigabytes of layers.
@@ -63,11 +63,9 @@ class Encoder(nn.Module):
         chans = [shape[0], *channels(stages, width)]
         layers: list[nn.Module] = []
         for c_in, c_out in zip(chans[:-1], chans[1:], strict=True):
-            layers += [nn.Conv2d(c_in, c_out, 3, stride=2, padding=1),
-                       *(ResBlock(c_out) for _ in range(blocks)), _act()]
+            layers += [down(c_in, c_out), *(ResBlock(c_out) for _ in range(blocks)), _act()]
         self.convs = nn.Sequential(*layers, nn.Flatten())
-        h, w = spatial_sizes(shape[1], shape[2], stages)[-1]
-        self.head = nn.Linear(chans[-1] * h * w, 2 * latent_dim)
+        self.head = nn.Linear(flat_features(shape, stages, width), 2 * latent_dim)
 
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         mu, logvar = self.head(self.convs(x)).chunk(2, dim=1)
@@ -86,12 +84,8 @@ class Decoder(nn.Module):
         self.fc = nn.Linear(latent_dim, chans[0] * sizes[0][0] * sizes[0][1])
         layers: list[nn.Module] = []
         for i, (c_in, c_out) in enumerate(zip(chans[:-1], chans[1:], strict=True)):
-            (h_in, w_in), (h_out, w_out) = sizes[i], sizes[i + 1]
-            # conv's output padding: the transposed conv lands exactly on the encoder's size
-            pad = (h_out - (2 * h_in - 1), w_out - (2 * w_in - 1))
             layers += [*(ResBlock(c_in) for _ in range(blocks)), _act(),
-                       nn.ConvTranspose2d(c_in, c_out, 3, stride=2, padding=1,
-                                          output_padding=pad)]
+                       up(c_in, c_out, sizes[i], sizes[i + 1])]
         self.deconvs = nn.Sequential(*layers)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
