@@ -26,6 +26,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from models.data.batches import as_inputs
 from models.losses import LOG_2PI, reparameterize
 from models.metrics import Evaluation, bits_per_dim
 
@@ -69,9 +70,7 @@ def iw_bound(model: VAE, x: torch.Tensor, samples: int, params: Mapping[str, tor
 
 
 def _batches(images: torch.Tensor, size: int) -> list[torch.Tensor]:
-    # uint8 is 8-bit data, scaled to [0, 1] as the trainer does; floats are used as they are
-    parts = [images[lo:lo + size] for lo in range(0, len(images), size)]
-    return [b.float() / 255 if b.dtype == torch.uint8 else b for b in parts]
+    return [as_inputs(images[lo:lo + size]) for lo in range(0, len(images), size)]
 
 
 @torch.no_grad()

@@ -8,6 +8,12 @@ from collections.abc import Iterator
 import torch
 
 
+def as_inputs(images: torch.Tensor) -> torch.Tensor:
+    """Examples as a network reads them: uint8 (8-bit data) as floats in [0, 1], float data
+    as it is (the same tensor: a caller that edits it must copy)."""
+    return images.float().div_(255) if images.dtype == torch.uint8 else images.float()
+
+
 class TensorBatches:
     """Float batches sliced from a tensor that stays on its device: uint8 (8-bit data) as
     floats in [0, 1], float32 (continuous data) as it is.
@@ -38,6 +44,6 @@ class TensorBatches:
             rows = slice(i * bs, (i + 1) * bs)
             batch = images[rows] if perm is None else images[perm[rows]]
             if batch.dtype == torch.uint8:
-                yield batch.float().div_(255)
+                yield as_inputs(batch)
             else:  # a copy of a view: a network that edits its input in place edits no data
                 yield batch.clone() if perm is None else batch

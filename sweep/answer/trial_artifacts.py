@@ -47,6 +47,7 @@ from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 from torchvision.utils import make_grid
 
+from models.data.batches import as_inputs
 from models.module import VAE
 from sweep.answer import yardstick
 from sweep.answer.figures import (
@@ -150,8 +151,8 @@ def _grid(images: torch.Tensor, nrow: int) -> torch.Tensor:
 
 
 def _inputs(images: torch.Tensor) -> torch.Tensor:
-    """Examples as the network reads them: uint8 scaled to [0, 1], floats as they are."""
-    return images.float() / 255 if images.dtype == torch.uint8 else images.float()
+    """Examples as the network reads them (``models.data.batches.as_inputs``)."""
+    return as_inputs(images)
 
 
 def _shown(images: torch.Tensor) -> Any:

@@ -49,7 +49,7 @@ def _probe_values(space: Space, defaults: dict[str, Any]) -> dict[str, Any]:
 
 def check(space: Space, images: torch.Tensor | None) -> str | None:
     """Check the space's network (see the module docstring); returns its source's sha256."""
-    import torch
+    from models.data.batches import as_inputs
 
     base = Config.from_dict(space.fixed)
     searched = [name[len(KNOB):] for name in space.params if is_knob(name)]
@@ -59,9 +59,7 @@ def check(space: Space, images: torch.Tensor | None) -> str | None:
     networks.resolve_knobs(probe.model, probe.knob_values)  # the fixed knobs' types
     if images is not None:
         encoder, decoder = networks.build(probe, tuple(images.shape[1:]))
-        x = images[:2].float()
-        networks.check_forward(probe, encoder, decoder,
-                               x / 255 if images.dtype == torch.uint8 else x)
+        networks.check_forward(probe, encoder, decoder, as_inputs(images[:2]))
     return networks.source_sha256(base.model)
 
 
