@@ -30,6 +30,7 @@ high = 2.0
 """
 
 
+@pytest.mark.slow
 def test_a_budget_spent_with_no_complete_trial_exits_1_with_one_line(tmp_path, capsys,
                                                                       monkeypatch):
     monkeypatch.chdir(tmp_path)
@@ -51,6 +52,7 @@ def test_a_budget_spent_with_no_complete_trial_exits_1_with_one_line(tmp_path, c
         assert f"python -m sweep {command}: study 'nan' {said}" in err, err
 
 
+@pytest.mark.slow
 def test_a_study_with_a_complete_trial_exits_0(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     (tmp_path / "d.toml").write_text(DIVERGING.replace("lr = 1000000.0", "lr = 0.001"))

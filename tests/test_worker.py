@@ -42,6 +42,7 @@ def worker_of(study, storage, settings, stores, images):
     return Worker(study, storage, objective, settings, Progress(study, settings.goal, False))
 
 
+@pytest.mark.slow
 def test_nan_and_out_of_memory_fail_with_their_reason_and_the_worker_goes_on(
         tmp_path, tiny, images, monkeypatch):
     study, storage, settings, stores = make(tmp_path, tiny, goal=4)
@@ -80,6 +81,7 @@ def oom_first(n: int, fit):
     return fit_or_oom
 
 
+@pytest.mark.slow
 def test_a_few_out_of_memory_failures_in_a_row_do_not_stop_the_worker(tmp_path, tiny, images,
                                                                        monkeypatch):
     """MAX_OOMS - 1 CPU OOMs in a row (more than MAX_ERRORS): each fails its trial, and the
@@ -95,6 +97,7 @@ def test_a_few_out_of_memory_failures_in_a_row_do_not_stop_the_worker(tmp_path, 
     assert all(t.user_attrs["fail_reason"].startswith("out of memory: ") for t in trials[:-1])
 
 
+@pytest.mark.slow
 def test_many_out_of_memory_failures_in_a_row_stop_the_worker_saying_what_to_shrink(
         tmp_path, tiny, images, monkeypatch):
     # As under `ulimit -v`: every trial runs out of memory, and the worker ran them all.
@@ -108,6 +111,7 @@ def test_many_out_of_memory_failures_in_a_row_stop_the_worker_saying_what_to_shr
     assert [t.state for t in study.get_trials()] == [TrialState.FAIL] * MAX_OOMS
 
 
+@pytest.mark.slow
 def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny, images,
                                                                   monkeypatch):
     study, storage, settings, stores = make(tmp_path, tiny, goal=3)
@@ -124,6 +128,7 @@ def test_a_full_database_stops_the_worker_and_re_queues_its_trial(tmp_path, tiny
     assert trials[1].user_attrs["retry_of"] == 0
 
 
+@pytest.mark.slow
 def test_a_bug_stops_the_worker_after_a_few_errors_in_a_row(tmp_path, tiny, images,
                                                              monkeypatch):
     study, storage, settings, stores = make(tmp_path, tiny, goal=10)
@@ -154,6 +159,7 @@ def test_the_budget_is_claimed_exactly_and_queued_trials_first(tmp_path, tiny, i
     assert isinstance(worker.claim(), optuna.Trial)
 
 
+@pytest.mark.slow
 def test_a_trial_failed_under_its_worker_is_dropped_quietly(tmp_path, tiny, images, caplog):
     study, storage, settings, stores = make(tmp_path, tiny, goal=1)
     worker = worker_of(study, storage, settings, stores, images)
