@@ -20,7 +20,6 @@ reports the child's pid and then its wait status. It exits when its parent's pip
 from __future__ import annotations
 
 import atexit
-import gc
 import json
 import os
 import select
@@ -81,6 +80,15 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
             os._exit(97)
 
         Worker.run_trial = refused  # type: ignore[method-assign]
+    opened: list[sqlite3.Connection] = []  # closed at the end (see below)
+    connect = sqlite3.connect
+
+    def recorded(*args: Any, **kwargs: Any) -> sqlite3.Connection:
+        opened.append(connect(*args, **kwargs))
+        return opened[-1]
+
+    # the names SQLAlchemy's pysqlite dialect (dbapi2) and sweep.storage call it by
+    sqlite3.connect = sqlite3.dbapi2.connect = recorded
     signal.signal(signal.SIGINT, signal.default_int_handler)
     signal.signal(signal.SIGTERM, signal.SIG_DFL)
     code: Any = 0
@@ -101,9 +109,8 @@ def _child(request: dict[str, Any], fds: list[int]) -> None:
     # that shows on disk is done first: SQLite connections close, so a WAL database's -wal
     # and -shm files go as they do when a command exits.
     atexit._run_exitfuncs()
-    for obj in gc.get_objects():
-        if type(obj) is sqlite3.Connection:
-            obj.close()
+    for connection in opened:
+        connection.close()
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(code or 0)

@@ -29,6 +29,8 @@ from sweep.runner.interrupts import armed, signals_interrupt
 
 ROOT = Path(__file__).resolve().parent.parent
 
+
+@pytest.mark.slow
 def test_the_readme_example_runs_in_process(readme_example):
     example = readme_example
     best, x, x_hat = example["answer"], example["x"], example["x_hat"]
@@ -47,6 +49,7 @@ def test_the_readme_example_runs_in_process(readme_example):
     assert again.recommended_trial.number == best.trial
 
 
+@pytest.mark.slow
 def test_recommended_agrees_with_the_status_text_and_data(readme_example, capsys):
     example = readme_example
     s, best = example["s"], example["answer"]
@@ -68,6 +71,7 @@ def test_recommended_agrees_with_the_status_text_and_data(readme_example, capsys
     assert data["counts"] == {state: states.count(state) for state in set(states)}
 
 
+@pytest.mark.slow
 def test_the_handle_exports_the_recommended_trial(readme_example, tmp_path):
     example = readme_example
     s, best = example["s"], example["answer"]
@@ -138,6 +142,7 @@ def test_each_run_has_its_own_signal_record_and_gives_the_handler_back():
         signal.signal(signal.SIGINT, previous)
 
 
+@pytest.mark.slow
 def test_no_library_module_chooses_a_matplotlib_backend_or_leaves_a_pyplot_figure(tmp_path):
     """Importing every module and drawing a report's figure leaves the user's backend (here
     MPLBACKEND=svg) and no figure in pyplot's global state, which a notebook owns."""

@@ -342,6 +342,7 @@ def test_folder_corrupt_image(tmp_path):
     assert f"cannot decode {tmp_path / 'a' / 'broken.jpg'}" in str(err.value)
 
 
+@pytest.mark.slow
 def test_a_corrupt_png_is_named_in_one_line_without_libpng_noise(tmp_path):
     """One of 21 PNGs with 60 bytes of its pixel data zeroed: libpng printed its own error
     line first, and the decoding threads crashed (SIGSEGV). A subprocess, so that a crash

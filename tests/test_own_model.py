@@ -89,6 +89,7 @@ def test_the_readme_own_model_runs_as_written(tmp_path, monkeypatch):
     assert type(scope["vae"].encoder).__module__.startswith("vae_sweep_model_")
 
 
+@pytest.mark.slow
 def test_the_conv_against_resnet_command_runs_as_written(tmp_path):
     """The comparison's command, on a few PNGs where it names ~/cifar10/train."""
     from torchvision.io import write_png

@@ -111,6 +111,7 @@ def test_the_next_commands_name_a_storage_the_user_gave_with_its_password_hidden
         assert args[-2:] == ["--storage", "postgresql://sweep:***@db-host/sweep"]
 
 
+@pytest.mark.slow
 def test_the_python_example_runs_and_plots_the_history(readme_example):
     scope = readme_example
     folder = scope["where"]
@@ -128,6 +129,7 @@ def test_the_python_example_runs_and_plots_the_history(readme_example):
 
 # 5 trials are few for importance, and bits/dim is to be low: both as meant.
 @pytest.mark.filterwarnings("ignore:Some regimes", "ignore:PedAnovaImportanceEvaluator")
+@pytest.mark.slow
 def test_optunas_own_analysis_works_on_a_study_the_project_made(readme_example):
     """The viz extra: trials_dataframe, a plot that fits the study's objectives, and
     parameter importance (on bits/dim when there are several objectives)."""
@@ -145,6 +147,7 @@ def test_optunas_own_analysis_works_on_a_study_the_project_made(readme_example):
     assert importance and abs(sum(importance.values()) - 1) < 1e-6
 
 
+@pytest.mark.slow
 def test_the_exported_model_loads_as_the_readme_shows(readme_example, monkeypatch):
     monkeypatch.chdir(readme_example["where"])  # the example exported its pick to best/
     write_png(synthetic_images(1)[0], "cat.png")

@@ -55,6 +55,7 @@ def test_a_repeated_configuration_takes_the_finished_trials_values(tmp_path, tin
     assert "repeat_of" not in first.user_attrs
 
 
+@pytest.mark.slow
 def test_the_stages_the_answer_needs_are_trained_even_when_repeated(tmp_path, tiny, images,
                                                                     counted):
     space = space_of(tiny)

@@ -93,6 +93,7 @@ def test_an_empty_reserve_stops_the_worker_with_its_trial_failed_and_re_queued(
     assert trials[1].user_attrs["retry_of"] == 0
 
 
+@pytest.mark.slow
 def test_a_trial_half_taken_when_the_database_fills_is_given_back(tmp_path, tiny, images,
                                                                   monkeypatch):
     study, storage, settings, stores = make(tmp_path, tiny, goal=3)
