@@ -62,6 +62,7 @@ VARIANTS = [(name, activation, sigma)
             for sigma in (CHOICES["sigma_mode"] if name == "gaussian" else ("optimal",))]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("likelihood,activation,sigma", VARIANTS)
 def test_divergence_is_named_as_divergence_under_every_likelihood(tiny, images, likelihood,
                                                                    activation, sigma):

@@ -30,6 +30,8 @@ from sweep.storage import trial_record
 from sweep.storage.settings import Settings
 from sweep.storage.stores import open_stores
 
+pytestmark = pytest.mark.slow  # the module's fixture runs a study
+
 
 @pytest.fixture(scope="module")
 def study_run(tmp_path_factory, images):

@@ -232,6 +232,7 @@ def test_describe_names_the_fault_in_one_line(err, reason):
     assert describe(err) == reason
 
 
+@pytest.mark.slow
 def test_a_trial_whose_worker_died_before_its_first_heartbeat_is_re_queued(tmp_path, tiny,
                                                                            images):
     study, storage, settings, stores = make(tmp_path, tiny, goal=1)

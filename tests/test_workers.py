@@ -123,6 +123,7 @@ def runs(folder) -> dict[str, int]:
     return {p.name: len(p.read_text()) for p in sorted(folder.glob("runs-*"))}
 
 
+@pytest.mark.slow
 def test_a_worker_killed_with_sigkill_is_replaced_while_budget_remains(tmp_path, monkeypatch,
                                                                        caplog):
     from sweep.runner.processes import lost_workers
@@ -138,6 +139,7 @@ def test_a_worker_killed_with_sigkill_is_replaced_while_budget_remains(tmp_path,
     assert lost_workers(lines) == "1 worker lost, 1 replaced"
 
 
+@pytest.mark.slow
 def test_a_lost_worker_is_not_replaced_once_the_budget_is_spent_nor_without_end(tmp_path,
                                                                                monkeypatch):
     from sweep.runner.processes import MAX_REPLACEMENTS, lost_workers
