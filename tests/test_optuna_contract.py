@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import uuid
 from collections.abc import Iterator
+from pathlib import Path
 
 import optuna
 import pytest
@@ -39,7 +40,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
     each StorageTestCase test expects to see only its own studies), dropped at the end. One
     per process, not per test: creating Optuna's tables takes seconds."""
     files = tmp_path_factory.mktemp("contract")
-    sqlite, journal = f"sqlite:///{files}/contract.db", f"journal://{files}/contract.log"
+    sqlite = f"sqlite:///{files}/contract.db"
     made: dict[str, tuple[sqlalchemy.Engine, str, str]] = {}
     for backend, env in SERVERS.items():
         if not os.environ.get(env):
@@ -50,7 +51,7 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
         with engine.connect() as conn:
             conn.execute(sqlalchemy.text(f"CREATE DATABASE {name}"))
         made[backend] = (engine, name, admin.set(database=name).render_as_string(False))
-    yield {"sqlite": sqlite, "journal": journal,
+    yield {"sqlite": sqlite, "journal": "journal:// (a file per test)",
            **{backend: url for backend, (_, _, url) in made.items()}}
     for backend, (engine, name, _) in made.items():
         force = " WITH (FORCE)" if backend == "postgresql" else ""
@@ -61,13 +62,17 @@ def urls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, str]]:
 
 class TestSweepStorageKeepsOptunasContract(StorageTestCase):
     @pytest.fixture(params=["sqlite", "journal", *SERVERS])
-    def storage(self, request: pytest.FixtureRequest,
-                urls: dict[str, str]) -> Iterator[BaseStorage]:
+    def storage(self, request: pytest.FixtureRequest, urls: dict[str, str],
+                tmp_path: Path) -> Iterator[BaseStorage]:
         if request.param not in urls:
             pytest.skip(f"set {SERVERS[request.param]} to a {request.param} URL to test it")
         if request.node.name in WHOLE_SECONDS:
             request.applymarker(pytest.mark.xfail(strict=True, reason="whole-second times"))
-        storage = open_storage(urls[request.param], heartbeat_interval=None)
+        # A journal of its own per test, as it costs no tables to make: in a shared one, a
+        # deleted study's trials still answered get_trial_id_from_study_id_trial_number.
+        url = f"journal://{tmp_path}/contract.log" if request.param == "journal" \
+            else urls[request.param]
+        storage = open_storage(url, heartbeat_interval=None)
         assert isinstance(storage, SweepJournalStorage if request.param == "journal"
                           else SweepStorage)
         for study in storage.get_all_studies():  # the studies of this process's last test
