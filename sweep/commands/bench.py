@@ -108,6 +108,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--margin", type=float, default=0.05,
                    help="the answer: a trial within this share of the best neg_elbo "
                         "(default: 0.05)")
+    p.add_argument("--fresh-seeds", type=int, default=2, metavar="R",
+                   help="re-train each side's pick (the script's best trial, the sweep's "
+                        "recommendation) on R seeds no trial used, and compare the means "
+                        "(time_to_answer.fresh_seeds; 0: skip; default: 2)")
+    p.add_argument("--only", choices=("time_to_answer",), default=None,
+                   help="run this row alone (no throughput, thread, overhead or GPU rows)")
+    p.add_argument("--no-pruner-off", action="store_true",
+                   help="time_to_answer without its third study (the default search with "
+                        "pruner none, project_no_pruning): a third less time")
     p.add_argument("--trials-per-gpu", default=None, metavar="K,K,...",
                    help="K trials sharing one GPU for the aggregate rows (default on a GPU: "
                         "1,2,4,8; on CPU only when given)")
@@ -131,9 +140,12 @@ def run(args: argparse.Namespace) -> int:
         if value < 1:
             raise UsageError(f"{flag} must be >= 1, got {value}")
     for flag, value in (("--subset", args.subset), ("--busy", args.busy),
+                        ("--fresh-seeds", args.fresh_seeds),
                         ("--baseline-workers", args.baseline_workers)):
         if value is not None and value < 0:
             raise UsageError(f"{flag} must be >= 0, got {value}")
+    if args.only is not None and args.no_sweep:
+        raise UsageError("--only time_to_answer and --no-sweep exclude each other")
     if not (math.isfinite(args.margin) and args.margin >= 0):
         raise UsageError(f"--margin must be a number >= 0, got {args.margin}")
     ks = _ks(args.trials_per_gpu) if args.trials_per_gpu is not None else None
@@ -165,7 +177,9 @@ def run(args: argparse.Namespace) -> int:
                                baseline_workers=workers, subset=args.subset,
                                trials=args.trials, epochs=args.epochs, margin=args.margin,
                                trials_per_gpu=ks, skip_sweep=args.no_sweep,
-                               busy=args.busy, model=model))
+                               busy=args.busy, model=model, fresh_seeds=args.fresh_seeds,
+                               pruner_off=not args.no_pruner_off,
+                               only_answer=args.only == "time_to_answer"))
     text = json.dumps(result, indent=2)
     if args.json is not None:
         args.json.write_text(text + "\n")
