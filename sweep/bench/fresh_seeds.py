@@ -70,9 +70,11 @@ Train = Callable[[Config], dict[str, Any]]
 
 
 def score(side: Side, seeds: Sequence[int], train: Train) -> dict[str, Any] | None:
-    """The side's pick re-trained on ``seeds``: its trial, params and config, the values
-    per seed (neg_elbo, nats per image; a collapsed run's too: the answer as it behaves),
-    their mean and the time until the pick was first proposed."""
+    """The side's pick re-trained on ``seeds``: its trial, params and config, its trial's
+    own value and its re-training on its own seed by ``train`` (the script's trials ran its
+    own trainer: that pair tells the trainer's part from the seed's), the values per seed
+    (neg_elbo, nats per image; a collapsed run's too: the answer as it behaves), their
+    mean and the time until the pick was first proposed."""
     if side.pick is None:
         return None
     cfg = side.config_of(side.pick)
@@ -82,7 +84,8 @@ def score(side: Side, seeds: Sequence[int], train: Train) -> dict[str, Any] | No
     return {"trial": side.pick.number, "params": dict(side.pick.params),
             "config": cfg.to_dict(), "own_seed_value": side.pick.user_attrs.get(
                 "neg_elbo", side.pick.values[0] if side.pick.values else None),
-            "values": values, "active_units": [m.get("active_units") for m in runs],
+            "own_seed_refit": float(train(cfg)["neg_elbo"]), "values": values,
+            "active_units": [m.get("active_units") for m in runs],
             "mean": statistics.fmean(values),
             "s": first_proposed(side.pick, side.trials, side.config_of, side.started)}
 

@@ -228,7 +228,7 @@ def _fresh(runs: dict[str, tuple[float, list[FrozenTrial], float, Any]], space: 
     sides = {}
     for name, (_, trials, begun, _) in runs.items():
         if name == "baseline":
-            sides[name] = Side(_script_pick(trials), trials, script_config, begun)
+            sides[name] = Side(script_pick(trials), trials, script_config, begun)
         else:
             sides[name] = Side(rec_rule.recommend(trials), trials, sweep_config, begun)
     used = {c.seed for side in sides.values() for t in side.trials
@@ -240,7 +240,7 @@ def _fresh(runs: dict[str, tuple[float, list[FrozenTrial], float, Any]], space: 
     return out
 
 
-def _script_pick(trials: list[FrozenTrial]) -> FrozenTrial | None:
+def script_pick(trials: list[FrozenTrial]) -> FrozenTrial | None:
     """The script's answer: its best COMPLETE trial that kept an active unit."""
     ok = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
           and t.value == t.value and t.user_attrs.get("active_units", 0) > 0]
