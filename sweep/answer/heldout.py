@@ -7,12 +7,14 @@ and ``status --format json`` show the test-split mean ± SD too.
 
 from __future__ import annotations
 
+import html
 import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from sweep.answer import margin as margins
 from sweep.answer import recommend as rec_rule
 from sweep.answer import summary as answer_data
 from sweep.optuna_private import ArtifactStore
@@ -43,7 +45,9 @@ def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
     text = (f"<p>Validation {unit} of each run, their mean ± sample SD, and on the "
             "held-out split when <code>report --test-data</code> scored them. "
             + (f"Gap (reference minus pick): <b>{_pm(gap)}</b> {unit}, paired over "
-               f"{gap['seeds']} seed(s)." if gap else "") + "</p>")
+               f"{gap['seeds']} seed(s)." if gap else "")
+            + (f" The pick {html.escape(margins.text(data['margin'], unit))}."
+               if data.get("margin") else "") + "</p>")
     return text + table(["", "trials", "seeds", f"{unit} per seed", "mean ± SD",
                           "held-out mean ± SD"], rows, bold=lambda i: i == 0)
 
