@@ -20,7 +20,9 @@
   matched the script's best trial over the time the script took to reach it (what the
   sweep saves a user who would have stopped at the script's answer; defined whenever the
   script found a non-collapsed trial, unlike the first ratio when only the sweep got within
-  ``margin``).
+  ``margin``). Those score single trials, each on its own seed; ``fresh_seeds`` scores
+  the answers: each side's pick re-trained on seeds no trial used
+  (``sweep.bench.fresh_seeds``).
 
 Data are an ImageFolder both sides read: the user's folder itself, or the images written
 as PNGs; a subset is a folder of symlinks to a fixed random choice of its files. The

@@ -26,15 +26,26 @@ idle and beside --busy N busy processes (default_over_best: the default's share 
 the best fixed count). trial_overhead = the share of a running worker's second
 1-epoch trial that is not training steps (first_trial_overhead: the first's);
 sweep_overhead = the share of both trials' wall time outside the trainer's fit.
-time_to_answer = wall time until a non-collapsed trial is within --margin of the
-best neg_elbo, the plain script (TPE, no pruner) against `sweep start` (pruner on
-and off). gpu = float32, bf16 autocast, channels_last (checked within 2 % of
+time_to_answer = the plain script (TPE, no pruner) against `sweep start` (pruner on
+and, unless --no-pruner-off, off), same budget and images. Its single-trial
+figures (each trial scored on its own seed: the best of N is the luckiest of N):
+wall time until a non-collapsed trial is within --margin of the best neg_elbo
+(baseline_s, project_s, ratio) and until the script's best (ratio_to_script_best).
+Its answer figures, time_to_answer.fresh_seeds: each side's pick (the script's best
+trial; the sweep's recommendation) re-trained by models.train.fit, one trainer and
+split for both, on --fresh-seeds R seeds no trial of any side used ("seeds"); per
+side its trial, params, config, values (neg_elbo per seed), mean, own_seed_value
+(its trial's), own_seed_refit (re-trained on its own seed), s (from the study's
+start until its config was first proposed); project_minus_baseline (the means;
+negative: the sweep's answer is better) and ratio (project s over baseline s).
+gpu = float32, bf16 autocast, channels_last (checked within 2 % of
 float32's metrics), then K trials sharing one GPU. --json keys: limit, baseline,
 project (images/s), project_over_limit, project_over_baseline, own_model (limit,
 project and their ratio for --model, a network not built in), threads,
 trial_overhead, sweep_overhead, time_to_answer {baseline_s, project_s, ratio,
 ratio_at_most (when the script never got within --margin: over its whole wall),
-ratio_to_script_best}, gpu, setup (with the load average).
+ratio_to_script_best, fresh_seeds}, gpu, setup (with the load average).
+--only time_to_answer writes time_to_answer and setup alone.
 
 CPU, 2 cores, idle (load 1.4 before), measured 2026-12-01 on CIFAR-10 as an
 ImageFolder, the default model, ratios medians of per-repeat ratios:
