@@ -27,8 +27,8 @@ log = logging.getLogger(__name__)
 
 
 def seeds_html(data: dict[str, Any], table: Callable[..., str]) -> str:
-    """The pick and the best reference over their seeds, and the gap, as HTML (``data``:
-    ``sweep.answer.summary.summary``; ``table``: the report's table renderer)."""
+    """The pick and the best reference over their seeds, the gap and the margin, as HTML
+    (``data``: ``sweep.answer.summary.summary``; ``table``: the report's table renderer)."""
     key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
     rows = []
     for role, g in (("the sweep's pick", data["recommended"]),
