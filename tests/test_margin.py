@@ -8,11 +8,11 @@ import optuna
 import pytest
 from optuna.distributions import CategoricalDistribution
 from optuna.trial import TrialState, create_trial
+from optuna_dashboard import get_note
 
 from models.config import Config
 from sweep.answer import margin, status, summary
 from sweep.answer.heldout import seeds_html
-from sweep.answer.report import _table
 from sweep.space import parse_space
 from sweep.storage import settings as study_settings
 from sweep.storage import trial_record
@@ -53,7 +53,8 @@ def make_study(url: str, seeds: int = 3) -> optuna.Study:
 
 def test_the_margin_is_the_mean_paired_difference_with_its_standard_error(tmp_path):
     url = f"sqlite:///{tmp_path / 'hand.db'}"
-    data = summary.summary(make_study(url))
+    study = make_study(url)
+    data = summary.summary(study)
     assert data["recommended"]["trial"] == 1 and data["best_reference"]["trial"] == 0
     m = data["margin"]
     assert m["seeds"] == [0, 1, 2]
@@ -63,8 +64,11 @@ def test_the_margin_is_the_mean_paired_difference_with_its_standard_error(tmp_pa
             "± one standard error, sd/sqrt(n))")
     assert margin.text(m, "bits/dim") == said
     assert f"Margin: the pick {said}." in status.status(url, "hand")
-    assert f"Margin: the pick {said}." in summary.paragraph(data)  # the study's note
-    assert f"The pick {said}." in seeds_html(data, _table)  # the report's seeds section
+    summary.save_notes(study, data)  # the study's note and the pick's, as the dashboard shows
+    assert f"Margin: the pick {said}." in get_note(study)
+    assert f"Margin: the pick {said}." in get_note(optuna.Trial(study, study.trials[1]._trial_id))
+    no_table = lambda header, rows, bold: ""  # noqa: E731 (the sentence above it is tested)
+    assert f"The pick {said}." in seeds_html(data, no_table)  # the report's seeds section
 
 
 def test_with_one_shared_seed_there_is_no_plus_minus(tmp_path):
