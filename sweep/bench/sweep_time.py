@@ -224,7 +224,7 @@ def _fresh(runs: dict[str, tuple[float, list[FrozenTrial], float, Any]], space: 
         return None if stored is None else Config.from_dict(stored)
 
     def train(c: Config) -> dict[str, Any]:
-        say(f"time_to_answer: re-training trial config on seed {c.seed}")
+        say(f"time_to_answer: re-training a pick on seed {c.seed}")
         return fit(c, accelerator=accelerator).metrics
 
     sides = {}
