@@ -159,6 +159,7 @@ def test_bench_reports_every_row(tmp_path):
     answer = result["time_to_answer"]
     assert {"baseline_s", "project_s", "ratio", "project_no_pruning_s"} <= set(answer)
     assert answer["trials"] == 2
+    assert len(answer["fresh_seeds"]["seeds"]) == 2  # --fresh-seeds' default
     gpu = result["gpu"]
     assert set(gpu["variants"]) == {"32-true", "bf16-mixed", "32-true+channels_last",
                                     "bf16-mixed+channels_last"}

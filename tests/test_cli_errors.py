@@ -93,6 +93,8 @@ BAD = [
     (["bench", "--trials", "0"], "--trials"),
     (["bench", "--subset", "-1"], "--subset"),
     (["bench", "--margin", "nan"], "--margin"),
+    (["bench", "--fresh-seeds", "-1"], "--fresh-seeds"),
+    (["bench", "--only", "time_to_answer", "--no-sweep"], "--only"),
     (["bench", "--trials-per-gpu", "1,x"], "--trials-per-gpu"),
     (["bench", "--trials-per-gpu", "0"], "--trials-per-gpu"),
 ]

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import optuna
 
+from sweep.answer import margin as margins
 from sweep.answer import recommend as rec_rule
 from sweep.answer import summary as answer_data
 from sweep.optuna_private import ArtifactStore
@@ -24,7 +25,8 @@ log = logging.getLogger(__name__)
 
 
 def seeds(data: dict[str, Any]) -> dict[str, Any] | None:
-    """The pick and the best reference over their seeds, and the gap, for the report's page
+    """The pick and the best reference over their seeds, the gap and the margin
+    (``sweep.answer.margin``), for the report's page
     (``data``: ``sweep.answer.summary.summary``); None before any configuration kept an
     active unit."""
     key, unit = data["yardstick"]["key"], data["yardstick"]["unit"]
@@ -42,6 +44,7 @@ def seeds(data: dict[str, Any]) -> dict[str, Any] | None:
     gap = data["gap"]
     return {"unit": unit, "gap": _pm(gap) if gap else None,
             "gap_seeds": gap["seeds"] if gap else None,
+            "margin": margins.text(data["margin"], unit) if data.get("margin") else None,
             "header": ["", "trials", "seeds", f"{unit} per seed", "mean ± SD",
                        "held-out mean ± SD"], "rows": rows}
 

@@ -14,6 +14,9 @@
 - ``best_reference``: the same for the best reference fix, with its ``label``;
 - ``gap``: reference minus pick in the yardstick's unit ({"mean", "sd", "seeds"}: paired
   over the seeds both ran, so positive means the pick is better);
+- ``margin``: the same comparison as the answer states it (``sweep.answer.margin``):
+  {"pick_minus_reference", "se", "seeds"}, the mean of the paired differences ± their
+  standard error (sd/sqrt(n)), null when the pick is the reference or they share no seed;
 - ``baseline``: the seed configuration's ``trial``, ``fate``, KEY, ``active_units``;
 - ``confirmation``: the study's confirmation ``runs`` (``sweep.runner.confirm``) and, while
   it has none, ``why_none``: why the answer rests on one seed;
@@ -34,6 +37,7 @@ import optuna
 from optuna.trial import FrozenTrial
 
 from sweep import optuna_private
+from sweep.answer import margin as margins
 from sweep.answer import recommend as rec_rule
 from sweep.answer import yardstick
 from sweep.storage import settings as study_settings
@@ -79,12 +83,15 @@ def summary(study: optuna.Study) -> dict[str, Any]:
                                          else "minimize"},
                            "recommended": _group(pick, scores, key),
                            "best_reference": _group(ref, scores, key), "gap": None,
+                           "margin": None,
                            "baseline": None, "test": test.get("data")}
     if ref is not None and out["best_reference"] is not None:
         out["best_reference"]["label"] = ref.origin.user_attrs["reference"]
     if pick is not None and ref is not None:
         mean, sd, n = rec_rule.gap(ref, pick, key)
         out["gap"] = {"mean": mean, "sd": sd, "seeds": n}
+        if ref.origin.number != pick.origin.number:
+            out["margin"] = margins.margin(ref, pick, key)
         both = [g for g in (out["recommended"], out["best_reference"]) if tested in g]
         if len(both) == 2:
             out["gap"]["test_mean"] = both[1][tested]["mean"] - both[0][tested]["mean"]
@@ -166,6 +173,8 @@ def lines(data: dict[str, Any]) -> list[str]:
                    f"{unit} {what} the best reference"
                    + (f"; on {data['test']}: {gap['test_mean']:.4f}" if "test_mean" in gap
                       else "") + ".")
+    if data.get("margin"):
+        out.append(f"Margin: the pick {margins.text(data['margin'], unit)}.")
     return out
 
 
@@ -223,6 +232,7 @@ def save_notes(study: optuna.Study, data: dict[str, Any] | None = None) -> None:
     if pick is not None:
         trial = next(t for t in study.get_trials(deepcopy=False) if t.number == pick["trial"])
         said = [line for line in lines(data)
-                if line.startswith(("Recommended", "It ranks by", "The answer rests", "Gap"))]
+                if line.startswith(("Recommended", "It ranks by", "The answer rests", "Gap",
+                                     "Margin"))]
         save_note(optuna.Trial(study, optuna_private.trial_id(trial)),
                   "## Recommended\n\n" + "\n\n".join(said))

@@ -58,10 +58,13 @@ class Options:
     trials: int = 4
     epochs: int = 1
     margin: float = 0.05
+    fresh_seeds: int = 2  # seeds each side's pick is re-trained on (0: none)
     trials_per_gpu: tuple[int, ...] | None = None  # None: 1,2,4,8 on a GPU, none on CPU
     skip_sweep: bool = False
     busy: int = 2  # busy processes beside the loaded thread rows (0: idle rows only)
     model: str = bench_own.SPEC  # the own_model row's network (a builder spec)
+    pruner_off: bool = True  # time_to_answer's third side: the default search, pruner off
+    only_answer: bool = False  # time_to_answer alone: no throughput, thread, GPU rows
 
 
 def say(message: str) -> None:
@@ -147,35 +150,10 @@ def bench(opts: Options) -> dict[str, Any]:
         say(f"bench on {device}: loading {opts.data}")
         images = load_images(base)
         folder = bench_sweep.image_folder(base, images, work / "images")
-        n = needed_images(opts.steps, base)
-        timed = images.repeat(math.ceil(n / len(images)), 1, 1, 1)[:n]
-        rows = throughput(base, timed, folder, opts, device)
-        medians = {name: statistics.median(values) for name, values in rows.items()}
-        out: dict[str, Any] = {
-            **{name: round(value, 1) for name, value in medians.items()},
-            "project_over_limit": round(ratio(rows, "project", "limit"), 3),
-            "project_over_baseline": round(ratio(rows, "project", "baseline"), 3),
-            "repeats": {name: [round(v, 1) for v in values] for name, values in rows.items()},
-        }
-        out["own_model"] = bench_own.own_model_rows(base, timed, opts.steps, opts.repeats,
-                                                    device, opts.model, bare_loop, say)
-        out["threads"] = bench_threads.thread_rows(
-            base, timed, opts.steps, opts.repeats, opts.busy, say) if device.type == "cpu" \
-            else "not measured (the trials train on the GPU)"
-        if opts.skip_sweep:
-            out["trial_overhead"] = out["sweep_overhead"] = out["time_to_answer"] = None
+        if opts.only_answer:
+            out: dict[str, Any] = {"time_to_answer": _answer(base, folder, opts, work, device)}
         else:
-            subset = bench_sweep.subset_folder(folder, opts.subset, work / "subset")
-            out["time_to_answer"] = bench_sweep.time_to_answer(
-                base, subset, opts.trials, opts.epochs, opts.margin, opts.baseline_workers,
-                work / "answer", device)
-            # After the studies above: the process has imported what a trial needs, as a
-            # worker has for every trial after its first.
-            overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
-            out["trial_overhead"] = overhead.pop("trial_overhead")
-            out["sweep_overhead"] = overhead.pop("fraction")
-            out["sweep_overhead_detail"] = overhead
-        out["gpu"] = bench_gpu.gpu_rows(base, timed, opts.steps, opts.trials_per_gpu, device)
+            out = _rows(base, images, folder, opts, work, device)
     out["setup"] = {
         "device": str(device), "torch_threads": torch.get_num_threads(), "data": opts.data,
         "images": len(images), "image_shape": list(images.shape[1:]),
@@ -184,3 +162,43 @@ def bench(opts: Options) -> dict[str, Any]:
         "load_average_before": [round(v, 2) for v in load_before],
         "load_average_after": [round(v, 2) for v in os.getloadavg()]}
     return out
+
+
+def _rows(base: Config, images: torch.Tensor, folder: Path, opts: Options, work: Path,
+          device: torch.device) -> dict[str, Any]:
+    """Every row: throughput, own_model, threads, the sweep's (unless skipped), GPU."""
+    n = needed_images(opts.steps, base)
+    timed = images.repeat(math.ceil(n / len(images)), 1, 1, 1)[:n]
+    rows = throughput(base, timed, folder, opts, device)
+    medians = {name: statistics.median(values) for name, values in rows.items()}
+    out: dict[str, Any] = {
+        **{name: round(value, 1) for name, value in medians.items()},
+        "project_over_limit": round(ratio(rows, "project", "limit"), 3),
+        "project_over_baseline": round(ratio(rows, "project", "baseline"), 3),
+        "repeats": {name: [round(v, 1) for v in values] for name, values in rows.items()},
+    }
+    out["own_model"] = bench_own.own_model_rows(base, timed, opts.steps, opts.repeats,
+                                                device, opts.model, bare_loop, say)
+    out["threads"] = bench_threads.thread_rows(
+        base, timed, opts.steps, opts.repeats, opts.busy, say) if device.type == "cpu" \
+        else "not measured (the trials train on the GPU)"
+    if opts.skip_sweep:
+        out["trial_overhead"] = out["sweep_overhead"] = out["time_to_answer"] = None
+    else:
+        out["time_to_answer"] = _answer(base, folder, opts, work, device)
+        # After the studies above: the process has imported what a trial needs, as a
+        # worker has for every trial after its first.
+        overhead = bench_sweep.sweep_overhead(base, folder, work / "overhead", device)
+        out["trial_overhead"] = overhead.pop("trial_overhead")
+        out["sweep_overhead"] = overhead.pop("fraction")
+        out["sweep_overhead_detail"] = overhead
+    out["gpu"] = bench_gpu.gpu_rows(base, timed, opts.steps, opts.trials_per_gpu, device)
+    return out
+
+
+def _answer(base: Config, folder: Path, opts: Options, work: Path, device: torch.device
+            ) -> dict[str, Any]:
+    subset = bench_sweep.subset_folder(folder, opts.subset, work / "subset")
+    return bench_sweep.time_to_answer(base, subset, opts.trials, opts.epochs, opts.margin,
+                                      opts.baseline_workers, work / "answer", device,
+                                      opts.fresh_seeds, opts.pruner_off)

@@ -20,7 +20,9 @@
   matched the script's best trial over the time the script took to reach it (what the
   sweep saves a user who would have stopped at the script's answer; defined whenever the
   script found a non-collapsed trial, unlike the first ratio when only the sweep got within
-  ``margin``).
+  ``margin``). Those score single trials, each on its own seed; ``fresh_seeds`` scores
+  the answers: each side's pick re-trained on seeds no trial used
+  (``sweep.bench.fresh_seeds``).
 
 Data are an ImageFolder both sides read: the user's folder itself, or the images written
 as PNGs; a subset is a folder of symlinks to a fixed random choice of its files. The
@@ -39,12 +41,16 @@ from typing import Any
 
 import torch
 import torchvision
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import FixedTrial, FrozenTrial, TrialState
 
 from models.config import Config
 from models.data import load_images
+from models.train import fit
+from sweep.answer import recommend as rec_rule
 from sweep.bench import user_script as baseline
-from sweep.space import fix, parse_space
+from sweep.bench.fresh_seeds import Side, compare
+from sweep.space import Space, fix, parse_space, suggest
+from sweep.storage import trial_record
 
 SUBSET_SEED = 0
 STUDY = "bench"
@@ -142,9 +148,11 @@ def _first_within(answers: list[tuple[float, float]], threshold: float) -> float
 
 
 def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: float,
-                   workers: int, dest: Path, device: torch.device) -> dict[str, Any]:
+                   workers: int, dest: Path, device: torch.device,
+                   fresh_seeds: int = 0, pruner_off: bool = True) -> dict[str, Any]:
     """The same budget by the script and by ``sweep start``'s default search (its pruner
-    on, then off)."""
+    on, then, with ``pruner_off``, off); with ``fresh_seeds``, each side's pick re-trained
+    on that many unused seeds (``sweep.bench.fresh_seeds``, under ``fresh_seeds``)."""
     fixed = {"batch_size": cfg.batch_size, "max_epochs": epochs, "seed": cfg.seed}
     # The script searches the default space as written, with plain TPE.
     space = fix(parse_space({"objectives": ["neg_elbo"], "strategy": "tpe"}),
@@ -160,7 +168,10 @@ def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: 
                       for t in script.trials})}
     # An empty sweep file is the default search; ``{"pruner": "none"}`` only turns its
     # pruner off.
-    for name, sweep_file in (("project", {}), ("project_no_pruning", {"pruner": "none"})):
+    searches: list[tuple[str, dict[str, Any]]] = [("project", {})]
+    if pruner_off:
+        searches.append(("project_no_pruning", {"pruner": "none"}))
+    for name, sweep_file in searches:
         say(f"time_to_answer: sweep start, the default search"
             f"{', pruner none' if sweep_file else ''}")
         wall, trials, begun = run_start(dest / name, root, fixed, sweep_file, n_trials,
@@ -186,16 +197,56 @@ def time_to_answer(cfg: Config, root: Path, n_trials: int, epochs: int, margin: 
         out[f"{key}_wall_s"] = round(wall, 2)
         out[f"{key}_pruned"] = sum(t.state == TrialState.PRUNED for t in trials)
     out.update(to_script_best(answers["baseline"], answers["project"]))
+    if fresh_seeds:
+        out["fresh_seeds"] = _fresh(runs, space, fresh_seeds, accelerator)
     b = out["baseline_s"]
     for name, key in (("project", "ratio"), ("project_no_pruning", "ratio_no_pruning")):
+        if name not in runs:
+            continue
         p = out[f"{name}_s"]
         out[key] = round(p / b, 3) if p is not None and b else None
         if p is not None and b is None:  # the script never got there: its whole wall bounds it
             out[f"{key}_at_most"] = round(p / out["baseline_wall_s"], 3)
     say(f"time_to_answer: baseline {out['baseline_s']} s, project {out['project_s']} s "
-        f"(no pruning {out['project_no_pruning_s']} s), ratio {out['ratio']}; to the script's "
-        f"best: ratio {out.get('ratio_to_script_best')}")
+        f"(no pruning {out.get('project_no_pruning_s', '-')} s), ratio {out['ratio']}; to the "
+        f"script's best: ratio {out.get('ratio_to_script_best')}")
     return out
+
+
+def _fresh(runs: dict[str, tuple[float, list[FrozenTrial], float, Any]], space: Space,
+           r: int, accelerator: str) -> dict[str, Any]:
+    """Each side's pick re-trained on ``r`` seeds none of the studies used."""
+    def script_config(t: FrozenTrial) -> Config:
+        return suggest(FixedTrial(t.params), space)
+
+    def sweep_config(t: FrozenTrial) -> Config | None:
+        stored = trial_record.config(t)
+        return None if stored is None else Config.from_dict(stored)
+
+    def train(c: Config) -> dict[str, Any]:
+        say(f"time_to_answer: re-training a pick on seed {c.seed}")
+        return fit(c, accelerator=accelerator).metrics
+
+    sides = {}
+    for name, (_, trials, begun, _) in runs.items():
+        if name == "baseline":
+            sides[name] = Side(script_pick(trials), trials, script_config, begun)
+        else:
+            sides[name] = Side(rec_rule.recommend(trials), trials, sweep_config, begun)
+    used = {c.seed for side in sides.values() for t in side.trials
+            if (c := side.config_of(t)) is not None}
+    out = compare(sides, used, r, train)
+    say(f"time_to_answer: on fresh seeds {out['seeds']}: " + ", ".join(
+        f"{name} {v['mean']:.1f} nats at {v['s']} s" for name in sides
+        if (v := out[name]) is not None))
+    return out
+
+
+def script_pick(trials: list[FrozenTrial]) -> FrozenTrial | None:
+    """The script's answer: its best COMPLETE trial that kept an active unit."""
+    ok = [t for t in trials if t.state == TrialState.COMPLETE and t.value is not None
+          and t.value == t.value and t.user_attrs.get("active_units", 0) > 0]
+    return min(ok, key=lambda t: (t.value, t.number)) if ok else None
 
 
 def to_script_best(script: list[tuple[float, float]], project: list[tuple[float, float]]

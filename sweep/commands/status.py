@@ -11,7 +11,7 @@ PARENTS = ("storage",)
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--study", help="study name (needed when the storage holds several)")
     p.add_argument("-f", "--format", choices=("table", "json"), default="table",
-                   help="json: the answer as data (recommended, best_reference, gap, "
+                   help="json: the answer as data (recommended, best_reference, gap, margin, "
                         "baseline), as Optuna's CLI -f json")
 
 
