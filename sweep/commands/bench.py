@@ -95,7 +95,9 @@ with other work, 2026-12-03, CIFAR-10 as an ImageFolder, --no-pruner-off; median
 own_model (a network not built in: the README's my_vae.py, shipped as
 sweep.bench.own_model:build), CPU, 2 cores shared with other work, 2026-12-03,
 CIFAR-10 as an ImageFolder, batch 40, 150 steps, 1 thread:
-  the row alone, 7 alternating repeats (load 2.4 to 2.8): limit 709 / project
+  the row alone, 7 alternating repeats, idle (load 0.1): limit 748 / project 701
+  images/s, project 0.976x the limit (per-repeat ratios 0.92 to 1.12).
+  The same, loaded (load 2.4 to 2.8): limit 709 / project
   775 images/s, project 1.07x the limit (per-repeat ratios 0.65 to 1.40: the
   machine's speed moved more than the two loops differ). In a whole run,
   python -m sweep bench --data folder:data/train --batch-size 40 --steps 150
