@@ -166,7 +166,7 @@ def lines(data: dict[str, Any]) -> list[str]:
     if ref is not None and ref["trial"] == pick["trial"]:
         out.append("The pick is the best reference itself: the search found nothing better.")
     elif gap is not None:
-        sd = f" ± {gap['sd']:.4f}" if gap["sd"] is not None else ""
+        sd = f" ± {gap['sd']:.4f} (SD)" if gap["sd"] is not None else ""
         what = "below" if gap["mean"] > 0 else "above"
         out.append(f"Gap (reference minus pick): {gap['mean']:.4f}{sd} {unit} over "
                    f"{gap['seeds']} paired seed(s): the pick is {abs(gap['mean']):.4f} "
