@@ -11,6 +11,7 @@ import pytest
 from optuna.trial import TrialState
 
 import sweep
+from sweep import optuna_private
 from sweep.cli import main
 from sweep.storage import settings as study_settings
 
@@ -39,8 +40,9 @@ def test_a_taken_name_raises_optunas_error_unless_load_if_exists(tmp_path):
         sweep.create_study(study_name="s", storage=url, fixed=FIXED, load_data=False)
     again = sweep.create_study(study_name="s", storage=url, fixed=FIXED, load_data=False,
                                load_if_exists=True)
-    assert again.study._study_id == s.study._study_id
-    assert sweep.load_study(study_name="s", storage=url).study._study_id == s.study._study_id
+    assert optuna_private.study_id(again.study) == optuna_private.study_id(s.study)
+    assert optuna_private.study_id(
+        sweep.load_study(study_name="s", storage=url).study) == optuna_private.study_id(s.study)
 
 
 def test_budgets_add_up_and_start_with_the_seed_and_the_fixes_the_study_asked_for(tmp_path):

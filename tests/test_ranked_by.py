@@ -13,6 +13,7 @@ from optuna.trial import TrialState, create_trial
 from optuna_dashboard import get_note
 
 from models.config import Config
+from sweep import optuna_private
 from sweep.answer import recommend as rec_rule
 from sweep.answer.status import read_status, render, to_json
 from sweep.answer.summary import save_notes
@@ -69,16 +70,21 @@ def test_the_pick_is_the_best_of_that_metric_in_its_own_direction():
     assert searched == [2, 2, 1, 1]
 
 
-@pytest.fixture
-def mse_study(tmp_path):
-    url = f"sqlite:///{tmp_path}/s.db"
-    space = parse_space({"objectives": ["mse", "active_units"]})
-    study = optuna.create_study(study_name="mse", storage=url, directions=space.directions())
+def hand_study(url: str, name: str, objectives: list[str]) -> optuna.Study:
+    """A study on ``objectives`` holding TRIALS, with the settings status reads."""
+    space = parse_space({"objectives": objectives})
+    study = optuna.create_study(study_name=name, storage=url, directions=space.directions())
     study.set_metric_names(list(space.objectives))
     study_settings.save(study, study_settings.Settings(space, goal=len(TRIALS)))
     for t in TRIALS:
         study.add_trial(t)
-    return study, url
+    return study
+
+
+@pytest.fixture
+def mse_study(tmp_path):
+    url = f"sqlite:///{tmp_path}/s.db"
+    return hand_study(url, "mse", ["mse", "active_units"]), url
 
 
 def test_a_study_on_mse_and_active_units_is_answered_by_mse_and_says_so(mse_study):
@@ -103,18 +109,13 @@ def test_a_study_on_mse_and_active_units_is_answered_by_mse_and_says_so(mse_stud
     note = get_note(study)
     assert said.replace("Over seeds, recommended", "Recommended:") in note, note
     assert why in note
-    pick = optuna.Trial(study, study.trials[2]._trial_id)
+    pick = optuna.Trial(study, optuna_private.trial_id(study.trials[2]))
     assert why in get_note(pick) and "by the lowest mse" in get_note(pick)
 
 
-def test_a_study_on_the_yardstick_reads_as_before(mse_study, tmp_path):
+def test_a_study_on_the_yardstick_reads_as_before(tmp_path):
     url = f"sqlite:///{tmp_path}/y.db"
-    space = parse_space({"objectives": ["active_units", "bits_per_dim"]})
-    study = optuna.create_study(study_name="y", storage=url, directions=space.directions())
-    study.set_metric_names(list(space.objectives))
-    study_settings.save(study, study_settings.Settings(space, goal=len(TRIALS)))
-    for t in TRIALS:
-        study.add_trial(t)
+    study = hand_study(url, "y", ["active_units", "bits_per_dim"])
     text = render(read_status(study, url))
     assert "\nRecommended (lowest bits/dim, the mean over seeds" in text
     assert "\nOver seeds, recommended trial 1 (runs 1, seeds 0): 6.0000 bits/dim" in text

@@ -17,6 +17,7 @@ from optuna.trial import TrialState
 from optuna_dashboard import get_note
 
 import sweep.runner.objective
+from sweep import optuna_private
 from sweep.answer import recommend, references
 from sweep.answer import summary as answer
 from sweep.answer.references import enqueue_references
@@ -170,5 +171,5 @@ def test_a_second_report_replaces_the_artifact_and_the_notes_say_the_answer(stud
     assert f"Recommended: trial {pick} " in get_note(study)
     assert ("Gap (reference minus pick)" in get_note(study)
             or "The pick is the best reference itself" in get_note(study))
-    assert get_note(optuna.Trial(study, study.trials[pick]._trial_id)).startswith(
+    assert get_note(optuna.Trial(study, optuna_private.trial_id(study.trials[pick]))).startswith(
         "## Recommended")
