@@ -1,6 +1,7 @@
 """The bench's own_model row: a network that is not built in, through the registry by its
 import path, timed in the bare loop and through fit, back to back."""
 
+import pytest
 import torch
 
 from models import networks
